@@ -1,0 +1,1 @@
+"""Compiled kernels (private). The public API lives in :mod:`fastcascade`."""

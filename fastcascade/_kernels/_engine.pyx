@@ -1,0 +1,718 @@
+# cython: language_level=3
+"""The perturbed SGD engine: PAPER.md Eq. 5, the whole T-iteration loop in one nogil call.
+
+One step at iteration t (per-sample semantics on a batch of B samples):
+
+    forward   ~y_i     = f_i(~y_{i-1}, w_i) + delta_i        i = 1..N
+    backward  ~v_{i-1} = J1_i(~y_{i-1}, w_i)^T ~v_i + eps_i   i = N..2   (~v_N = 1)
+    gradient  ~u_i     = mean_s J2_i(~y_{i-1}, w_i)^T ~v_i   i = N..1
+    step      g = ~u + grad R(w) + sigma_n xi;  optional clipping; optimizer update.
+
+Random streams (one bitgen_t each, owned by the run): data sampling, forward noise, backward
+noise, gradient noise. The NumPy twin is ``fastcascade.reference_engine``.
+"""
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.math cimport sqrt, pow, floor, isfinite, fabs
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy, memset
+from numpy.random cimport bitgen_t
+from numpy.random.c_distributions cimport random_standard_normal_fill, random_interval
+
+cdef extern from "numpy/random/distributions.h":
+    # what Generator.integers(off, off + rng + 1, size=cnt) uses for int64 (Lemire's method)
+    void random_bounded_uint64_fill(bitgen_t* bitgen_state, uint64_t off, uint64_t rng,
+                                    Py_ssize_t cnt, bint use_masked, uint64_t* out) nogil
+
+import numpy as np
+
+from fastcascade._kernels._types cimport OpDesc
+from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
+from fastcascade._kernels._noise cimport (
+    Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
+    PERT_INT_FIELDS, PERT_REAL_FIELDS)
+
+cdef enum:  # regularizer codes, as in fastcascade.reg
+    REG_NONE = 0
+    REG_L2 = 1            # scale * ||w||^2
+    REG_NONCONVEX = 2     # scale * sum w^2 / (1 + w^2)
+
+cdef enum:
+    OPT_SGD = 0           # heavy-ball momentum and Nesterov as options
+    OPT_ADAM = 1
+
+cdef enum:
+    SCHED_CONSTANT = 0
+    SCHED_INVERSE_POWER = 1   # g0 / (1 + t)^power
+    SCHED_STEP_DECAY = 2      # g0 * factor^floor(t / every)
+
+cdef enum:
+    SAMPLE_FULL = 0
+    SAMPLE_REPLACEMENT = 1
+    SAMPLE_SHUFFLE = 2
+
+cdef enum:
+    STOP_NONE = 0
+    STOP_NONFINITE_GRADIENT = 1
+    STOP_GRADIENT_NORM = 2
+    STOP_NONFINITE_WEIGHTS = 3
+    STOP_WEIGHT_NORM = 4
+    STOP_NONFINITE_OBJECTIVE = 5
+
+cdef extern from *:
+    """
+    #ifndef FASTCASCADE_BUILD_DEBUG
+    #define FASTCASCADE_BUILD_DEBUG 0
+    #endif
+    #ifndef FASTCASCADE_BUILD_NATIVE
+    #define FASTCASCADE_BUILD_NATIVE 0
+    #endif
+    """
+    int FASTCASCADE_BUILD_DEBUG
+    int FASTCASCADE_BUILD_NATIVE
+
+# How this extension was built (setup.py's switches), for `fastcascade info`.
+BUILD_FLAGS = {"debug": bool(FASTCASCADE_BUILD_DEBUG), "native": bool(FASTCASCADE_BUILD_NATIVE)}
+
+# For the Python side.
+OPTIMIZER_CODES = {"sgd": OPT_SGD, "adam": OPT_ADAM}
+SCHEDULE_CODES = {"constant": SCHED_CONSTANT, "inverse_power": SCHED_INVERSE_POWER,
+                  "step_decay": SCHED_STEP_DECAY}
+SAMPLING_CODES = {"full": SAMPLE_FULL, "replacement": SAMPLE_REPLACEMENT,
+                  "shuffle": SAMPLE_SHUFFLE}
+STOP_REASONS = {
+    STOP_NONE: "",
+    STOP_NONFINITE_GRADIENT: "non-finite gradient",
+    STOP_GRADIENT_NORM: "gradient norm above max_norm",
+    STOP_NONFINITE_WEIGHTS: "non-finite weights",
+    STOP_WEIGHT_NORM: "weight norm above max_norm",
+    STOP_NONFINITE_OBJECTIVE: "non-finite objective",
+}
+
+
+ctypedef struct Net:
+    Py_ssize_t N
+    OpDesc* ops            # N operators
+    const double* params
+    Py_ssize_t* dims       # d_0 .. d_N
+    Py_ssize_t max_width
+    Py_ssize_t n_w
+
+
+ctypedef struct Pass:
+    # Buffers of one forward/backward pass over B samples; index i = 0..N (layer widths d_i).
+    Py_ssize_t B
+    double** a             # a[i]: f_i's output before its perturbation (i >= 1)
+    double** y             # y[i]: what flows on: a[i], or ybuf[i] when perturbed; y[0] = input
+    double** ybuf          # ybuf[i]: a[i] + delta_i
+    double** v             # v[i]: the message into operator i's output (v[N] = 1)
+    double* block
+
+
+ctypedef struct Config:
+    long long n_iter
+    int sampling
+    Py_ssize_t batch
+    double grad_noise_std
+    int optimizer
+    double momentum
+    int nesterov
+    double beta1
+    double beta2
+    double adam_eps
+    double clip_norm          # <= 0: no clipping
+    int schedule
+    double step_size
+    double power
+    double factor
+    long long every
+    int reg_code
+    double reg_scale
+    long long record_every
+    int record_profile
+    double max_norm
+
+
+ctypedef struct Sites:
+    # Perturbations sorted by site; site k = i (forward at op i) or N + i (backward at op i).
+    Perturbation* perts
+    Py_ssize_t* start
+    Py_ssize_t* end
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup and teardown (with the GIL)
+
+cdef int net_init(Net* net, const long long[:, ::1] table, const double[::1] params) except -1:
+    cdef Py_ssize_t i, N = table.shape[0]
+    if table.shape[1] != 7 or N < 1:
+        raise ValueError(f"op_table: expected (N >= 1, 7), given ({N}, {table.shape[1]})")
+    net.N = N
+    net.ops = <OpDesc*>malloc(N * sizeof(OpDesc))
+    net.dims = <Py_ssize_t*>malloc((N + 1) * sizeof(Py_ssize_t))
+    if net.ops == NULL or net.dims == NULL:
+        net_free(net)
+        raise MemoryError()
+    net.params = &params[0] if params.shape[0] > 0 else NULL
+    net.n_w = 0
+    for i in range(N):
+        net.ops[i] = opdesc_from_row(&table[i, 0])
+        net.n_w += net.ops[i].n_w
+    net.dims[0] = net.ops[0].d_in
+    net.max_width = net.dims[0]
+    for i in range(N):
+        net.dims[i + 1] = net.ops[i].d_out
+        if net.dims[i + 1] > net.max_width:
+            net.max_width = net.dims[i + 1]
+    return 0
+
+
+cdef void net_free(Net* net) noexcept:
+    free(net.ops)
+    free(net.dims)
+    net.ops = NULL
+    net.dims = NULL
+
+
+cdef int pass_init(Pass* ps, const Net* net, Py_ssize_t B) except -1:
+    cdef Py_ssize_t i, total = 0, off = 0, n = net.N + 1
+    for i in range(1, n):
+        total += 3 * B * net.dims[i]
+    ps.B = B
+    ps.a = <double**>calloc(n, sizeof(double*))
+    ps.y = <double**>calloc(n, sizeof(double*))
+    ps.ybuf = <double**>calloc(n, sizeof(double*))
+    ps.v = <double**>calloc(n, sizeof(double*))
+    ps.block = <double*>calloc(total if total > 0 else 1, sizeof(double))
+    if ps.a == NULL or ps.y == NULL or ps.ybuf == NULL or ps.v == NULL or ps.block == NULL:
+        pass_free(ps)
+        raise MemoryError()
+    for i in range(1, n):
+        ps.a[i] = ps.block + off
+        off += B * net.dims[i]
+        ps.ybuf[i] = ps.block + off
+        off += B * net.dims[i]
+        ps.v[i] = ps.block + off
+        off += B * net.dims[i]
+    return 0
+
+
+cdef void pass_free(Pass* ps) noexcept:
+    free(ps.a)
+    free(ps.y)
+    free(ps.ybuf)
+    free(ps.v)
+    free(ps.block)
+    ps.a = ps.y = ps.ybuf = ps.v = NULL
+    ps.block = NULL
+
+
+cdef int sites_init(Sites* sites, Py_ssize_t N, const long long[:, ::1] pint,
+                    const double[:, ::1] preal) except -1:
+    # Rows must come sorted by site (the Python side sorts them, keeping the user's order).
+    cdef Py_ssize_t k, site, P = pint.shape[0], n_sites = 2 * N + 2
+    if pint.shape[1] != PERT_INT_FIELDS or preal.shape[1] != PERT_REAL_FIELDS \
+            or preal.shape[0] != P:
+        raise ValueError("perturbation tables have the wrong shape")
+    sites.perts = <Perturbation*>malloc((P if P > 0 else 1) * sizeof(Perturbation))
+    sites.start = <Py_ssize_t*>calloc(n_sites, sizeof(Py_ssize_t))
+    sites.end = <Py_ssize_t*>calloc(n_sites, sizeof(Py_ssize_t))
+    if sites.perts == NULL or sites.start == NULL or sites.end == NULL:
+        sites_free(sites)
+        raise MemoryError()
+    for k in range(P):
+        sites.perts[k] = perturbation_from_rows(&pint[k, 0], &preal[k, 0])
+        site = sites.perts[k].op + (N if sites.perts[k].backward else 0)
+        if site < 1 or site >= n_sites or (k > 0 and site < _site(&sites.perts[k - 1], N)):
+            sites_free(sites)
+            raise ValueError("perturbation rows must be sorted by site and name a valid operator")
+        if sites.end[site] == 0:
+            sites.start[site] = k
+        sites.end[site] = k + 1
+    return 0
+
+
+cdef inline Py_ssize_t _site(const Perturbation* p, Py_ssize_t N) noexcept nogil:
+    return p.op + (N if p.backward else 0)
+
+
+cdef void sites_free(Sites* sites) noexcept:
+    free(sites.perts)
+    free(sites.start)
+    free(sites.end)
+    sites.perts = NULL
+    sites.start = sites.end = NULL
+
+
+cdef bitgen_t* bitgen_of(generator) except NULL:
+    capsule = generator.bit_generator.capsule
+    return <bitgen_t*>PyCapsule_GetPointer(capsule, "BitGenerator")
+
+
+# ---------------------------------------------------------------------------------------------
+# The passes (nogil)
+
+cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
+                       const double* lab, Py_ssize_t ldl, const Sites* sites, long long t,
+                       bitgen_t* bg, double* scratch) noexcept nogil:
+    # ~y_i = f_i(~y_{i-1}, w_i) + delta_i (Eq. 5, forward); sites == NULL: the clean pass.
+    cdef Py_ssize_t i, k, B = ps.B
+    cdef const OpDesc* op
+    cdef bint copied
+    ps.y[0] = <double*>x
+    for i in range(1, net.N + 1):
+        op = &net.ops[i - 1]
+        op_forward(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], lab, ldl, B)
+        ps.y[i] = ps.a[i]
+        if sites == NULL:
+            continue
+        copied = False
+        for k in range(sites.start[i], sites.end[i]):
+            if perturbation_active(&sites.perts[k], t):
+                if not copied:
+                    memcpy(ps.ybuf[i], ps.a[i], B * net.dims[i] * sizeof(double))
+                    ps.y[i] = ps.ybuf[i]
+                    copied = True
+                perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch)
+
+
+cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
+                        Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
+                        double* scratch, double* gsum) noexcept nogil:
+    # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5)
+    cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
+    cdef const OpDesc* op
+    for j in range(B * net.dims[N]):
+        ps.v[N][j] = 1.0
+    memset(gsum, 0, net.n_w * sizeof(double))
+    for i in range(N, 0, -1):
+        op = &net.ops[i - 1]
+        op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab, ldl,
+               B, ps.v[i - 1] if i >= 2 else NULL, gsum + op.w_off if op.n_w > 0 else NULL)
+        if sites == NULL or i < 2:
+            continue
+        for k in range(sites.start[N + i], sites.end[N + i]):
+            if perturbation_active(&sites.perts[k], t):
+                perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch)
+
+
+cdef double reg_value(int code, double scale, const double* w, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double acc = 0.0, w2
+    if code == REG_L2:
+        for j in range(n):
+            acc = acc + w[j] * w[j]
+    elif code == REG_NONCONVEX:
+        for j in range(n):
+            w2 = w[j] * w[j]
+            acc = acc + w2 / (1.0 + w2)
+    return scale * acc
+
+
+cdef void reg_grad_add(int code, double scale, const double* w, double* g,
+                       Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double q
+    if code == REG_L2:
+        # R = scale ||w||^2
+        for j in range(n):
+            g[j] = g[j] + 2.0 * scale * w[j]
+    elif code == REG_NONCONVEX:
+        # R = scale sum w^2 / (1 + w^2): dR/dw = scale * 2 w / (1 + w^2)^2
+        for j in range(n):
+            q = 1.0 + w[j] * w[j]
+            g[j] = g[j] + scale * 2.0 * w[j] / (q * q)
+
+
+cdef double clean_data_eval(const Net* net, const double* w, Pass* ps, const double* X,
+                            const double* Y, Py_ssize_t ldl, double* grad) noexcept nogil:
+    # The clean mean loss (1/B) sum_s F(x_s; w) on the pass's samples; its gradient into grad.
+    cdef Py_ssize_t j, B = ps.B
+    cdef double obj = 0.0
+    forward_pass(net, w, ps, X, Y, ldl, NULL, 0, NULL, NULL)
+    for j in range(B):
+        obj = obj + ps.a[net.N][j]
+    backward_pass(net, w, ps, Y, ldl, NULL, 0, NULL, NULL, grad)
+    for j in range(net.n_w):
+        grad[j] = grad[j] / B
+    return obj / B
+
+
+cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double acc = 0.0
+    for j in range(n):
+        acc = acc + x[j] * x[j]
+    return acc
+
+
+cdef double safe_norm(const double* x, Py_ssize_t n) noexcept nogil:
+    # ||x||, without overflow for finite entries up to DBL_MAX (the sum of squares overflows
+    # from about 1.3e154): rescale by max |x_j| only when the plain sum is not finite.
+    cdef double acc = norm2(x, n), m = 0.0, r
+    cdef Py_ssize_t j
+    if isfinite(acc):
+        return sqrt(acc)
+    for j in range(n):
+        if not isfinite(x[j]):
+            return x[j] - x[j]  # NaN: a non-finite entry
+        if fabs(x[j]) > m:
+            m = fabs(x[j])
+    acc = 0.0
+    for j in range(n):
+        r = x[j] / m
+        acc = acc + r * r
+    return m * sqrt(acc)
+
+
+cdef inline double dist2(const double* x, const double* y, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double acc = 0.0, d
+    for j in range(n):
+        d = x[j] - y[j]
+        acc = acc + d * d
+    return acc
+
+
+cdef double step_size_at(const Config* cfg, long long t) noexcept nogil:
+    if cfg.schedule == SCHED_INVERSE_POWER:
+        return cfg.step_size / pow(1.0 + t, cfg.power)
+    if cfg.schedule == SCHED_STEP_DECAY:
+        return cfg.step_size * pow(cfg.factor, floor(<double>t / <double>cfg.every))
+    return cfg.step_size
+
+
+cdef void shuffle(bitgen_t* bg, Py_ssize_t* perm, Py_ssize_t M) noexcept nogil:
+    # numpy's Generator.permutation(M): arange, then Fisher-Yates from the end
+    cdef Py_ssize_t i, j, tmp
+    for i in range(M):
+        perm[i] = i
+    for i in range(M - 1, 0, -1):
+        j = <Py_ssize_t>random_interval(bg, <uint64_t>i)
+        tmp = perm[i]
+        perm[i] = perm[j]
+        perm[j] = tmp
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points
+
+def clean_objective_gradient(const long long[:, ::1] op_table, const double[::1] params,
+                             const double[:, ::1] X, const double[:, ::1] Y,
+                             const double[::1] w, int reg_code, double reg_scale,
+                             double[::1] grad):
+    """l(w) over all samples of X; writes grad l(w) into ``grad``."""
+    cdef Net net
+    cdef Pass ps
+    cdef double obj
+    cdef const double* wp
+    cdef double* gp
+    cdef Py_ssize_t ldl = Y.shape[1]
+    cdef const double* lab = &Y[0, 0] if ldl > 0 else NULL
+    net_init(&net, op_table, params)
+    try:
+        if X.shape[1] != net.dims[0] or w.shape[0] != net.n_w or grad.shape[0] != net.n_w:
+            raise ValueError("clean_objective_gradient: shapes do not match the plan")
+        pass_init(&ps, &net, X.shape[0])
+        try:
+            wp = &w[0] if net.n_w > 0 else NULL
+            gp = &grad[0] if net.n_w > 0 else NULL
+            with nogil:
+                obj = clean_data_eval(&net, wp, &ps, &X[0, 0], lab, ldl, gp)
+                obj = obj + reg_value(reg_code, reg_scale, wp, net.n_w)
+                reg_grad_add(reg_code, reg_scale, wp, gp, net.n_w)
+        finally:
+            pass_free(&ps)
+    finally:
+        net_free(&net)
+    return obj
+
+
+cdef Config config_from(dict c) except *:
+    cdef Config cfg
+    cfg.n_iter = c["n_iter"]
+    cfg.sampling = SAMPLING_CODES[c["sampling"]]
+    cfg.batch = c["batch"]
+    cfg.grad_noise_std = c["grad_noise_std"]
+    cfg.optimizer = OPTIMIZER_CODES[c["optimizer"]]
+    cfg.momentum = c["momentum"]
+    cfg.nesterov = c["nesterov"]
+    cfg.beta1 = c["beta1"]
+    cfg.beta2 = c["beta2"]
+    cfg.adam_eps = c["adam_eps"]
+    cfg.clip_norm = c["clip_norm"]
+    cfg.schedule = SCHEDULE_CODES[c["schedule"]]
+    cfg.step_size = c["step_size"]
+    cfg.power = c["power"]
+    cfg.factor = c["factor"]
+    cfg.every = c["every"]
+    cfg.reg_code = c["reg_code"]
+    cfg.reg_scale = c["reg_scale"]
+    cfg.record_every = c["record_every"]
+    cfg.record_profile = c["record_profile"]
+    cfg.max_norm = c["max_norm"]
+    return cfg
+
+
+def run_one(const long long[:, ::1] op_table, const double[::1] params,
+            const double[:, ::1] X, const double[:, ::1] Y, double[::1] w,
+            dict config, const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
+            data_gen, forward_gen, backward_gen, grad_gen,
+            double[::1] h_objective, double[::1] h_grad_norm, double[::1] h_grad_error,
+            double[::1] h_step_size, double[:, ::1] h_forward_error,
+            double[:, ::1] h_backward_error):
+    """Run one perturbed SGD trajectory in place on ``w``; fill the history arrays.
+
+    The history arrays must be preallocated (filled with NaN) with one entry per record
+    (iterations 0, r, 2r, ... below n_iter). Returns (stop_iteration or -1, stop_code).
+    Releases the GIL for the whole loop.
+    """
+    cdef Config cfg = config_from(config)
+    cdef Net net
+    cdef Pass pert, cleanb, full
+    cdef Sites sites
+    cdef Py_ssize_t M = X.shape[0], ldl = Y.shape[1], d0 = X.shape[1]
+    cdef Py_ssize_t B, n_w, N, i, j, s, row, rec, pos, n_rec
+    cdef long long t, stop_iter = -1
+    cdef int stop = STOP_NONE
+    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
+    cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
+    cdef bitgen_t* bg_data = bitgen_of(data_gen)
+    cdef bitgen_t* bg_fwd = bitgen_of(forward_gen)
+    cdef bitgen_t* bg_bwd = bitgen_of(backward_gen)
+    cdef bitgen_t* bg_grad = bitgen_of(grad_gen)
+    cdef double *wp
+    cdef double *gsum
+    cdef double *ubar
+    cdef double *g
+    cdef double *m1
+    cdef double *m2
+    cdef double *scratch
+    cdef double *xb
+    cdef double *lb
+    cdef double *fullgrad
+    cdef Py_ssize_t* perm
+    cdef uint64_t* idx
+    cdef const double* xin
+    cdef const double* labin
+    cdef const double* Yp = &Y[0, 0] if ldl > 0 else NULL
+    cdef Pass* clean
+
+    net_init(&net, op_table, params)
+    N = net.N
+    n_w = net.n_w
+    B = M if full_batch else cfg.batch
+    if d0 != net.dims[0] or w.shape[0] != n_w or Y.shape[0] != M:
+        net_free(&net)
+        raise ValueError("run_one: shapes do not match the plan")
+    n_rec = h_objective.shape[0]
+    if cfg.record_profile and (h_forward_error.shape[0] != n_rec
+                               or h_forward_error.shape[1] != N
+                               or h_backward_error.shape[0] != n_rec
+                               or h_backward_error.shape[1] != N):
+        net_free(&net)
+        raise ValueError("run_one: profile histories have the wrong shape")
+    sites_init(&sites, N, pert_int, pert_real)
+
+    # One allocation for the vectors, none in the loop.
+    cdef Py_ssize_t nvec = 6 * n_w + net.max_width * B + (0 if full_batch else B * (d0 + ldl))
+    cdef double* vecs = <double*>calloc(nvec + 1, sizeof(double))
+    perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
+    idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
+    pert.block = cleanb.block = full.block = NULL
+    pert.a = cleanb.a = full.a = NULL
+    pert.y = cleanb.y = full.y = NULL
+    pert.ybuf = cleanb.ybuf = full.ybuf = NULL
+    pert.v = cleanb.v = full.v = NULL
+    try:
+        if vecs == NULL or perm == NULL or idx == NULL:
+            raise MemoryError()
+        pass_init(&pert, &net, B)
+        pass_init(&full, &net, M)
+        if not full_batch:
+            pass_init(&cleanb, &net, B)
+        clean = &full if full_batch else &cleanb
+        gsum = vecs
+        ubar = gsum + n_w
+        g = ubar + n_w
+        m1 = g + n_w
+        m2 = m1 + n_w
+        fullgrad = m2 + n_w
+        scratch = fullgrad + n_w
+        xb = scratch + net.max_width * B
+        lb = xb + B * d0
+        wp = &w[0] if n_w > 0 else NULL
+        pos = M  # forces a shuffle before the first shuffled batch
+
+        with nogil:
+            for t in range(cfg.n_iter):
+                # -- the step's samples (data stream) ------------------------------------
+                if full_batch:
+                    xin = &X[0, 0]
+                    labin = Yp
+                else:
+                    if cfg.sampling == SAMPLE_REPLACEMENT:
+                        random_bounded_uint64_fill(bg_data, 0, <uint64_t>(M - 1), B, 0, idx)
+                    else:
+                        if pos + B > M:
+                            shuffle(bg_data, perm, M)
+                            pos = 0
+                        for s in range(B):
+                            idx[s] = <uint64_t>perm[pos + s]
+                        pos += B
+                    for s in range(B):
+                        row = <Py_ssize_t>idx[s]
+                        memcpy(xb + s * d0, &X[row, 0], d0 * sizeof(double))
+                        if ldl > 0:
+                            memcpy(lb + s * ldl, Yp + row * ldl, ldl * sizeof(double))
+                    xin = xb
+                    labin = lb if ldl > 0 else NULL
+
+                # -- perturbed forward and backward (Eq. 5) ------------------------------
+                forward_pass(&net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
+                backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum)
+                for j in range(n_w):
+                    g[j] = gsum[j] / B
+                lr = step_size_at(&cfg, t)
+
+                # -- recording, at w_t before the update ---------------------------------
+                recording = t % cfg.record_every == 0
+                if recording:
+                    rec = t // cfg.record_every
+                    obj = clean_data_eval(&net, wp, &full, &X[0, 0], Yp, ldl, fullgrad)
+                    if full_batch:
+                        # the clean gradient on the step's samples is the full-data one
+                        memcpy(ubar, fullgrad, n_w * sizeof(double))
+                    obj = obj + reg_value(cfg.reg_code, cfg.reg_scale, wp, n_w)
+                    reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, fullgrad, n_w)
+                    h_objective[rec] = obj
+                    h_grad_norm[rec] = safe_norm(fullgrad, n_w)
+                    h_step_size[rec] = lr
+                    if not full_batch:
+                        forward_pass(&net, wp, &cleanb, xin, labin, ldl, NULL, 0, NULL, NULL)
+                        backward_pass(&net, wp, &cleanb, labin, ldl, NULL, 0, NULL, NULL, ubar)
+                        for j in range(n_w):
+                            ubar[j] = ubar[j] / B
+                    h_grad_error[rec] = dist2(g, ubar, n_w)
+                    if cfg.record_profile:
+                        for i in range(1, N + 1):
+                            h_forward_error[rec, i - 1] = \
+                                dist2(pert.y[i], clean.y[i], B * net.dims[i]) / B
+                            h_backward_error[rec, i - 1] = \
+                                dist2(pert.v[i], clean.v[i], B * net.dims[i]) / B
+                    if not isfinite(obj):
+                        stop = STOP_NONFINITE_OBJECTIVE
+                        stop_iter = t
+                        break
+
+                # -- the step's gradient: ~u + grad R(w) + sigma_n xi ---------------------
+                reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, g, n_w)
+                if cfg.grad_noise_std > 0.0:
+                    random_standard_normal_fill(bg_grad, n_w, scratch)
+                    for j in range(n_w):
+                        g[j] = g[j] + cfg.grad_noise_std * scratch[j]
+                gnorm = safe_norm(g, n_w)
+                if not isfinite(gnorm):
+                    stop = STOP_NONFINITE_GRADIENT
+                elif gnorm > cfg.max_norm:
+                    stop = STOP_GRADIENT_NORM
+                if stop != STOP_NONE:
+                    stop_iter = t
+                    break
+                if cfg.clip_norm > 0.0 and gnorm > cfg.clip_norm:
+                    scale = cfg.clip_norm / gnorm
+                    for j in range(n_w):
+                        g[j] = g[j] * scale
+
+                # -- the optimizer's update ----------------------------------------------
+                if cfg.optimizer == OPT_SGD:
+                    if cfg.momentum == 0.0:
+                        for j in range(n_w):
+                            wp[j] = wp[j] - lr * g[j]
+                    else:
+                        # heavy ball: m = beta m + g; Nesterov steps along g + beta m
+                        for j in range(n_w):
+                            m1[j] = cfg.momentum * m1[j] + g[j]
+                            if cfg.nesterov:
+                                wp[j] = wp[j] - lr * (g[j] + cfg.momentum * m1[j])
+                            else:
+                                wp[j] = wp[j] - lr * m1[j]
+                else:
+                    # Adam with bias correction
+                    b1c = 1.0 - pow(cfg.beta1, <double>(t + 1))
+                    b2c = 1.0 - pow(cfg.beta2, <double>(t + 1))
+                    for j in range(n_w):
+                        m1[j] = cfg.beta1 * m1[j] + (1.0 - cfg.beta1) * g[j]
+                        m2[j] = cfg.beta2 * m2[j] + (1.0 - cfg.beta2) * g[j] * g[j]
+                        mhat = m1[j] / b1c
+                        vhat = m2[j] / b2c
+                        wp[j] = wp[j] - lr * mhat / (sqrt(vhat) + cfg.adam_eps)
+                wnorm = safe_norm(wp, n_w)
+                if not isfinite(wnorm):
+                    stop = STOP_NONFINITE_WEIGHTS
+                elif wnorm > cfg.max_norm:
+                    stop = STOP_WEIGHT_NORM
+                if stop != STOP_NONE:
+                    stop_iter = t
+                    break
+    finally:
+        pass_free(&pert)
+        pass_free(&full)
+        if not full_batch:
+            pass_free(&cleanb)
+        free(vecs)
+        free(perm)
+        free(idx)
+        sites_free(&sites)
+        net_free(&net)
+    return stop_iter, stop
+
+
+def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
+                    const double[:, ::1] X, const double[:, ::1] Y, const double[::1] w,
+                    const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
+                    long long t, forward_gen, backward_gen,
+                    double[::1] g_perturbed, double[::1] g_clean):
+    """One Eq. 5 pass on the samples X at iteration t: the batch-mean data gradients of the
+    perturbed pass and of the clean pass (the regularizer is not included)."""
+    cdef Net net
+    cdef Pass pert, clean
+    cdef Sites sites
+    cdef Py_ssize_t j, B = X.shape[0], ldl = Y.shape[1]
+    cdef const double* lab = &Y[0, 0] if ldl > 0 else NULL
+    cdef bitgen_t* bg_fwd = bitgen_of(forward_gen)
+    cdef bitgen_t* bg_bwd = bitgen_of(backward_gen)
+    cdef const double* wp
+    cdef double* scratch
+    net_init(&net, op_table, params)
+    pert.block = clean.block = NULL
+    pert.a = clean.a = pert.y = clean.y = pert.ybuf = clean.ybuf = pert.v = clean.v = NULL
+    sites.perts = NULL
+    sites.start = sites.end = NULL
+    scratch = <double*>malloc((net.max_width * B + 1) * sizeof(double))
+    try:
+        if X.shape[1] != net.dims[0] or w.shape[0] != net.n_w or Y.shape[0] != B \
+                or g_perturbed.shape[0] != net.n_w or g_clean.shape[0] != net.n_w or B < 1:
+            raise ValueError("batch_gradients: shapes do not match the plan")
+        if scratch == NULL:
+            raise MemoryError()
+        sites_init(&sites, net.N, pert_int, pert_real)
+        pass_init(&pert, &net, B)
+        pass_init(&clean, &net, B)
+        wp = &w[0] if net.n_w > 0 else NULL
+        with nogil:
+            forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch)
+            backward_pass(&net, wp, &pert, lab, ldl, &sites, t, bg_bwd, scratch,
+                          &g_perturbed[0] if net.n_w > 0 else NULL)
+            forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL)
+            backward_pass(&net, wp, &clean, lab, ldl, NULL, 0, NULL, NULL,
+                          &g_clean[0] if net.n_w > 0 else NULL)
+            for j in range(net.n_w):
+                g_perturbed[j] = g_perturbed[j] / B
+                g_clean[j] = g_clean[j] / B
+    finally:
+        free(scratch)
+        pass_free(&pert)
+        pass_free(&clean)
+        sites_free(&sites)
+        net_free(&net)

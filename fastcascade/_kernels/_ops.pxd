@@ -1,0 +1,17 @@
+from fastcascade._kernels._types cimport OpDesc
+
+# Forward pass of one operator on a batch of B samples (row-major B x d_in -> B x d_out).
+# w: this operator's weights, p: its fixed parameters, lab: B label rows of width ldl.
+cdef void op_forward(const OpDesc* op, const double* w, const double* p,
+                     const double* z, double* out,
+                     const double* lab, Py_ssize_t ldl, Py_ssize_t B) noexcept nogil
+
+# Vector-Jacobian products at input z (out = f(z), the operator's own output at z):
+#   g_in = J1(z)^T g           (B x d_in, overwritten; skipped when NULL)
+#   g_w += sum_s J2(z_s)^T g_s (n_w, accumulated over the batch; skipped when NULL)
+cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
+                 const double* z, const double* out, const double* g,
+                 const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                 double* g_in, double* g_w) noexcept nogil
+
+cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil

@@ -1,0 +1,27 @@
+# Shared enums and ctypedefs: the contract between the Python plan and every kernel.
+# Python reads the operator codes from fastcascade._kernels._ops.OP_CODES.
+
+cdef enum OpCode:
+    OP_IDENTITY = 0
+    OP_MARGIN = 1
+    OP_SOFTPLUS = 2
+    OP_LINEAR = 3
+    OP_SIGMOID = 4
+    OP_TANH = 5
+    OP_RELU = 6
+    OP_LOGISTIC_LOSS = 7
+    OP_SQUARED_ERROR = 8
+    OP_SOFTMAX_XENT = 9
+    OP_FIXED_LINEAR = 10
+    OP_DIAG_LINEAR = 11
+    OP_INNER_SQUARE = 12
+
+# One row of the plan's operator table (an int64 array of shape (N, OPDESC_FIELDS)).
+ctypedef struct OpDesc:
+    int code
+    int flag              # OP_LINEAR: 1 if it has a bias
+    Py_ssize_t d_in
+    Py_ssize_t d_out
+    Py_ssize_t n_w        # number of trainable weights of this operator
+    Py_ssize_t w_off      # offset of its weights in the flat weight vector
+    Py_ssize_t p_off      # offset of its fixed parameters in the plan's parameter array

@@ -1,0 +1,358 @@
+"""Operators f_i(y_{i-1}, w_i) of a cascade (PAPER.md section 1).
+
+Each operator maps a batch ``z`` of shape ``(B, d_in)`` to ``(B, d_out)``. Its forward pass and its
+two vector-Jacobian products (with respect to the input and to its weights) are compiled kernels in
+``fastcascade._kernels._ops``; ``fastcascade.reference`` holds their NumPy twins.
+
+An operator created without its input width (``Margin()``, ``Tanh()``) takes it from the previous
+operator or from the data when the cascade is bound to a problem.
+
+Examples
+--------
+>>> import numpy as np, fastcascade as fc
+>>> op = fc.ops.Margin(3)
+>>> z = np.array([[1.0, 2.0, 3.0]]); w = np.array([0.5, 0.0, -1.0]); y = np.array([[1.0]])
+>>> op.forward(z, w, labels=y)
+array([[2.5]])
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastcascade._kernels import _ops
+from fastcascade._validation import as_float_array, check_positive_int
+
+__all__ = [
+    "Operator", "Identity", "Margin", "Softplus", "Linear", "Sigmoid", "Tanh", "ReLU",
+    "LogisticLoss", "SquaredError", "SoftmaxCrossEntropy", "FixedLinear", "DiagLinear",
+    "InnerSquare",
+]
+
+_NO_LABELS = np.zeros((0, 0))
+
+
+class Operator:
+    """Base class of the cascade's operators.
+
+    Attributes
+    ----------
+    kind : str
+        Key of the compiled kernel (``fastcascade._kernels._ops.OP_CODES``).
+    labels : {None, "sign", "class", "target"}
+        What the operator reads from the sample's label row: a +-1 label, an integer class, or a
+        target vector of width ``d_in``.
+    """
+
+    kind = "identity"
+    labels = None
+    elementwise = False
+
+    def __init__(self, d_in=None, d_out=None):
+        # the raw values first, so that the error messages below can show the operator's repr
+        self.d_in, self._d_out = d_in, d_out
+        self.d_in = None if d_in is None else check_positive_int(d_in, "d_in", self)
+        self._d_out = None if d_out is None else check_positive_int(d_out, "d_out", self)
+
+    # -- shape -------------------------------------------------------------------------------
+    @property
+    def d_out(self):
+        """Output width per sample (None until the input width is known)."""
+        if self.elementwise:
+            return self.d_in
+        return self._d_out
+
+    @property
+    def n_weights(self):
+        """Number of trainable weights (None until the input width is known)."""
+        return 0
+
+    def bound(self, d_in):
+        """A copy of this operator with input width ``d_in`` (checked against a given width)."""
+        d_in = check_positive_int(int(d_in), "d_in", self)
+        if self.d_in is not None and self.d_in != d_in:
+            raise ValueError(
+                f"{self!r}: d_in: expected {self.d_in} (as constructed), given {d_in} "
+                "(the width of the previous operator's output or of the data)")
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.d_in = d_in
+        return new
+
+    # -- plan --------------------------------------------------------------------------------
+    @property
+    def flag(self):
+        return 0
+
+    def params(self):
+        """Fixed (non-trainable) parameters, flattened (float64)."""
+        return np.zeros(0)
+
+    def plan_row(self, w_off=0, p_off=0):
+        """The operator's row in the engine's operator table (see ``_types.pxd``)."""
+        self._require_bound()
+        return np.array([_ops.OP_CODES[self.kind], self.flag, self.d_in, self.d_out,
+                         self.n_weights, w_off, p_off], dtype=np.int64)
+
+    def init_weights(self, rng):
+        """Random initial weights from ``rng`` (a ``numpy.random.Generator``)."""
+        self._require_bound()
+        return rng.normal(0.0, 1.0 / np.sqrt(self.d_in), size=self.n_weights)
+
+    # -- evaluation (compiled kernels) --------------------------------------------------------
+    def forward(self, z, w=None, labels=None):
+        """f(z, w) on a batch ``z`` of shape (B, d_in); returns (B, d_out)."""
+        op, z, w, lab = self._arguments(z, w, labels)
+        return _ops.forward(op.plan_row(), w, op.params(), z, lab)
+
+    def vjp(self, z, g, w=None, labels=None):
+        """Vector-Jacobian products at ``z`` with output cotangent ``g`` (B, d_out).
+
+        Returns
+        -------
+        g_in : ndarray (B, d_in)
+            ``J1(z_s)^T g_s`` for each sample.
+        g_w : ndarray (n_weights,)
+            ``sum_s J2(z_s)^T g_s``, summed over the batch.
+        """
+        op, z, w, lab = self._arguments(z, w, labels)
+        g = as_float_array(g, "g", ndim=2)
+        if g.shape != (z.shape[0], op.d_out):
+            raise ValueError(f"{op!r}: g: expected shape {(z.shape[0], op.d_out)}, "
+                             f"given {g.shape}")
+        return _ops.vjp(op.plan_row(), w, op.params(), z, g, lab)
+
+    def _arguments(self, z, w, labels):
+        """Validate one batch's arguments; returns the operator bound to z's width and arrays."""
+        z = as_float_array(z, "z", ndim=2)
+        op = self if self.d_in is not None else self.bound(z.shape[1])
+        if z.shape[1] != op.d_in:
+            raise ValueError(f"{op!r}: z: expected {op.d_in} columns, given {z.shape[1]}")
+        w = np.zeros(0) if w is None else as_float_array(w, "w", ndim=1)
+        if w.shape[0] != op.n_weights:
+            raise ValueError(f"{op!r}: w: expected {op.n_weights} weights, given {w.shape[0]}")
+        if op.labels is None:
+            lab = _NO_LABELS
+        else:
+            if labels is None:
+                raise ValueError(f"{op!r}: labels: this operator reads {op.labels} labels, "
+                                 "given None")
+            lab = as_float_array(labels, "labels", ndim=2)
+            if lab.shape[0] != z.shape[0] or lab.shape[1] < op.label_width():
+                raise ValueError(f"{op!r}: labels: expected shape ({z.shape[0]}, >= "
+                                 f"{op.label_width()}), given {lab.shape}")
+            check_label_values(op, lab)
+        return op, z, w, lab
+
+    def label_width(self):
+        """Columns of the label row the operator reads."""
+        return 0 if self.labels is None else 1
+
+    def _require_bound(self):
+        if self.d_in is None:
+            raise ValueError(f"{self!r}: d_in: unknown; give it to the operator or bind the "
+                             "cascade to data (fc.Problem) or pass Cascade(..., input_dim=)")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({'' if self.d_in is None else self.d_in})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and _state(self) == _state(other)
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+
+def _state(op):
+    return {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in op.__dict__.items()}
+
+
+def check_label_values(op, lab):
+    """Raise ValueError when the label rows are not what ``op`` reads."""
+    if op.labels == "sign":
+        col = lab[:, 0]
+        if not np.all((col == 1.0) | (col == -1.0)):
+            bad = col[(col != 1.0) & (col != -1.0)][0]
+            raise ValueError(f"{op!r}: labels: expected +1 or -1, given {float(bad)!r}")
+    elif op.labels == "class":
+        col = lab[:, 0]
+        ok = (col == np.floor(col)) & (col >= 0) & (col < op.d_in)
+        if not np.all(ok):
+            bad = col[~ok][0]
+            raise ValueError(f"{op!r}: labels: expected integer classes in [0, {op.d_in}), "
+                             f"given {float(bad)!r}")
+
+
+class _Elementwise(Operator):
+    elementwise = True
+
+    def __init__(self, d=None):
+        super().__init__(d_in=d)
+
+
+class Identity(_Elementwise):
+    """y = z. Useful as a site where noise is injected (PAPER.md Eq. 5, delta_i)."""
+
+    kind = "identity"
+
+
+class Softplus(_Elementwise):
+    """y = ln(1 + e^z) per element, stable for large |z| (the paper's f_2)."""
+
+    kind = "softplus"
+
+
+class Sigmoid(_Elementwise):
+    """y = 1 / (1 + e^-z) per element."""
+
+    kind = "sigmoid"
+
+
+class Tanh(_Elementwise):
+    """y = tanh(z) per element."""
+
+    kind = "tanh"
+
+
+class ReLU(_Elementwise):
+    """y = max(z, 0) per element (derivative 0 at z = 0)."""
+
+    kind = "relu"
+
+
+class Margin(Operator):
+    """The paper's f_1: y = -label * <z, w>, one scalar per sample; weights w in R^d.
+
+    Reads a +-1 label per sample. With ``Softplus`` after it, the cascade is logistic regression
+    (PAPER.md section 5).
+    """
+
+    kind = "margin"
+    labels = "sign"
+
+    def __init__(self, n_features=None):
+        super().__init__(d_in=n_features, d_out=1)
+
+    @property
+    def n_weights(self):
+        return self.d_in
+
+    def init_weights(self, rng):
+        self._require_bound()
+        return rng.normal(0.0, 1.0 / np.sqrt(self.d_in), size=self.d_in)
+
+
+class InnerSquare(Operator):
+    """y = <z, w>^2 + ||z||^2 / 2, one scalar per sample (appendix A.3's f_2); weights w in R^d."""
+
+    kind = "inner_square"
+
+    def __init__(self, d=None):
+        super().__init__(d_in=d, d_out=1)
+
+    @property
+    def n_weights(self):
+        return self.d_in
+
+
+class Linear(Operator):
+    """y = W z + b with W of shape (d_out, d_in) and an optional bias b.
+
+    The flat weights are W row-major, then b.
+    """
+
+    kind = "linear"
+
+    def __init__(self, d_in, d_out, bias=True):
+        self.bias = bias  # raw, for the repr in the error messages of the checks below
+        super().__init__(d_in=d_in, d_out=d_out)
+        if d_out is None:
+            raise ValueError(f"{self!r}: d_out: expected a positive integer, given None")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise ValueError(f"{self!r}: bias: expected True or False, given {bias!r}")
+        self.bias = bool(bias)
+
+    @property
+    def flag(self):
+        return int(self.bias)
+
+    @property
+    def n_weights(self):
+        if self.d_in is None:
+            return None
+        return self.d_out * self.d_in + (self.d_out if self.bias else 0)
+
+    def init_weights(self, rng):
+        # U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b, as common deep-learning libraries do
+        self._require_bound()
+        bound = 1.0 / np.sqrt(self.d_in)
+        return rng.uniform(-bound, bound, size=self.n_weights)
+
+    def __repr__(self):
+        return f"Linear({self.d_in}, {self._d_out}, bias={self.bias!r})"
+
+
+class _FixedMatrix(Operator):
+    def __init__(self, A):
+        A = np.array(as_float_array(A, "A", ndim=2))  # a copy: later edits of A do not leak in
+        if not np.all(np.isfinite(A)):
+            raise ValueError(f"{type(self).__name__}: A: expected finite values, given NaN or inf")
+        self.A = A  # before the width checks, whose error messages show the repr (A's shape)
+        super().__init__(d_in=A.shape[1], d_out=A.shape[0])
+
+    def params(self):
+        return self.A.ravel()
+
+    def __repr__(self):
+        return f"{type(self).__name__}(A with shape {self.A.shape})"
+
+
+class FixedLinear(_FixedMatrix):
+    """y = A z with a fixed matrix A (no weights)."""
+
+    kind = "fixed_linear"
+
+
+class DiagLinear(_FixedMatrix):
+    """y = A (z * w): a fixed matrix A after an elementwise scaling by the weights w in R^d_in.
+
+    Appendix A.3's f_1(x, w_1) = A (x * w_1).
+    """
+
+    kind = "diag_linear"
+
+    @property
+    def n_weights(self):
+        return self.d_in
+
+
+class LogisticLoss(Operator):
+    """y = ln(1 + exp(-label * z)) for a scalar score z and a +-1 label."""
+
+    kind = "logistic_loss"
+    labels = "sign"
+
+    def __init__(self):
+        super().__init__(d_in=1, d_out=1)
+
+
+class SquaredError(Operator):
+    """y = ||z - t||^2 / 2 with the target t = the first d_in columns of the label row."""
+
+    kind = "squared_error"
+    labels = "target"
+
+    def __init__(self, d=None):
+        super().__init__(d_in=d, d_out=1)
+
+    def label_width(self):
+        return self.d_in
+
+
+class SoftmaxCrossEntropy(Operator):
+    """y = logsumexp(z) - z[c] for logits z in R^K and an integer class c in [0, K)."""
+
+    kind = "softmax_xent"
+    labels = "class"
+
+    def __init__(self, n_classes=None):
+        super().__init__(d_in=n_classes, d_out=1)

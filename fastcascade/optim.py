@@ -1,0 +1,164 @@
+"""Optimizers and where their gradients come from (full batch or minibatches).
+
+The step gradient is g_t = ~u_t + grad R(w_t) + sigma_n xi_t (PAPER.md section 5's protocol,
+xi_t ~ N(0, I)), optionally clipped to a global norm, then:
+
+- ``SGD``: w <- w - gamma_t g (``momentum=0``); heavy ball m <- beta m + g, w <- w - gamma_t m
+  (equal to the paper's w_{t+1} = w_t - gamma g_t + beta (w_t - w_{t-1}) for constant gamma);
+  Nesterov w <- w - gamma_t (g + beta m).
+- ``Adam``: the usual bias-corrected moments.
+
+Examples
+--------
+>>> import fastcascade as fc
+>>> fc.SGD(step_size=0.05, batch="full", grad_noise_std=1e-3)
+SGD(step_size=0.05, batch='full', grad_noise_std=0.001, momentum=0.0, nesterov=False, schedule=Constant(), clip_norm=None, sampling='replacement')
+"""
+from __future__ import annotations
+
+from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade.schedules import Constant, Schedule
+
+__all__ = ["Optimizer", "SGD", "Adam"]
+
+SAMPLINGS = ("replacement", "shuffle")
+
+
+class Optimizer:
+    """Common settings: step size and schedule, gradient source, gradient noise, clipping.
+
+    Parameters
+    ----------
+    step_size : float > 0
+        g0, the step size at t = 0.
+    batch : "full" or int
+        "full": every sample at every step (the paper's protocol); an int B: minibatches of B.
+    grad_noise_std : float >= 0
+        sigma_n of the Gaussian noise added to the step gradient.
+    schedule : fastcascade.schedules.Schedule, default Constant()
+    clip_norm : float > 0 or None
+        Clip the step gradient to this global norm.
+    sampling : {"replacement", "shuffle"}
+        Minibatches drawn with replacement, or consecutive slices of a fresh permutation per
+        epoch (an epoch ends when fewer than B unseen samples remain).
+    """
+
+    name = None
+
+    def __init__(self, step_size, batch="full", grad_noise_std=0.0, schedule=None,
+                 clip_norm=None, sampling="replacement"):
+        self.step_size = check_real(step_size, "step_size", type(self).__name__, low=0.0,
+                                    low_open=True)
+        if batch != "full":
+            batch = check_positive_int(batch, "batch", type(self).__name__)
+        self.batch = batch
+        self.grad_noise_std = check_real(grad_noise_std, "grad_noise_std", type(self).__name__,
+                                         low=0.0)
+        schedule = Constant() if schedule is None else schedule
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"{type(self).__name__}: schedule: expected a "
+                             f"fastcascade.schedules.Schedule, given {schedule!r}")
+        self.schedule = schedule
+        if clip_norm is not None:
+            clip_norm = check_real(clip_norm, "clip_norm", type(self).__name__, low=0.0,
+                                   low_open=True)
+        self.clip_norm = clip_norm
+        self.sampling = check_choice(sampling, "sampling", SAMPLINGS, type(self).__name__)
+
+    def step_size_at(self, t):
+        """gamma_t."""
+        return self.step_size * self.schedule.factor(t)
+
+    def batch_size(self, n_samples):
+        if self.batch == "full":
+            return n_samples
+        if self.batch > n_samples and self.sampling == "shuffle":
+            raise ValueError(f"{type(self).__name__}: batch: shuffled epochs need batch <= "
+                             f"n_samples ({n_samples}), given {self.batch}")
+        return self.batch
+
+    def engine_config(self):
+        """The settings the compiled engine reads."""
+        cfg = {"optimizer": self.name, "step_size": self.step_size,
+               "sampling": "full" if self.batch == "full" else self.sampling,
+               "batch": 0 if self.batch == "full" else self.batch,
+               "grad_noise_std": self.grad_noise_std,
+               "clip_norm": 0.0 if self.clip_norm is None else self.clip_norm,
+               "momentum": 0.0, "nesterov": 0, "beta1": 0.0, "beta2": 0.0, "adam_eps": 0.0}
+        cfg.update(self.schedule.engine_config())
+        return cfg
+
+    def _common_repr(self):
+        return (f"batch={self.batch!r}, grad_noise_std={self.grad_noise_std!r}")
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((type(self).__name__, self.step_size))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with heavy-ball or Nesterov momentum.
+
+    Parameters
+    ----------
+    momentum : float in [0, 1)
+    nesterov : bool
+    Other parameters: see :class:`Optimizer`.
+    """
+
+    name = "sgd"
+
+    def __init__(self, step_size, batch="full", grad_noise_std=0.0, momentum=0.0,
+                 nesterov=False, schedule=None, clip_norm=None, sampling="replacement"):
+        super().__init__(step_size, batch, grad_noise_std, schedule, clip_norm, sampling)
+        self.momentum = check_real(momentum, "momentum", "SGD", low=0.0, high=0.999999)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"SGD: nesterov: expected True or False, given {nesterov!r}")
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("SGD: nesterov: needs momentum > 0, given momentum=0")
+        self.nesterov = nesterov
+
+    def engine_config(self):
+        cfg = super().engine_config()
+        cfg.update(momentum=self.momentum, nesterov=int(self.nesterov))
+        return cfg
+
+    def __repr__(self):
+        return (f"SGD(step_size={self.step_size!r}, {self._common_repr()}, "
+                f"momentum={self.momentum!r}, nesterov={self.nesterov!r}, "
+                f"schedule={self.schedule!r}, clip_norm={self.clip_norm!r}, "
+                f"sampling={self.sampling!r})")
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba), with bias correction.
+
+    Parameters
+    ----------
+    betas : (float, float) in [0, 1)
+    eps : float > 0
+    Other parameters: see :class:`Optimizer`.
+    """
+
+    name = "adam"
+
+    def __init__(self, step_size=1e-3, batch="full", grad_noise_std=0.0, betas=(0.9, 0.999),
+                 eps=1e-8, schedule=None, clip_norm=None, sampling="replacement"):
+        super().__init__(step_size, batch, grad_noise_std, schedule, clip_norm, sampling)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: betas: expected a pair of floats in [0, 1), given {betas!r}")
+        self.betas = (check_real(betas[0], "betas[0]", "Adam", low=0.0, high=0.999999),
+                      check_real(betas[1], "betas[1]", "Adam", low=0.0, high=0.999999))
+        self.eps = check_real(eps, "eps", "Adam", low=0.0, low_open=True)
+
+    def engine_config(self):
+        cfg = super().engine_config()
+        cfg.update(beta1=self.betas[0], beta2=self.betas[1], adam_eps=self.eps)
+        return cfg
+
+    def __repr__(self):
+        return (f"Adam(step_size={self.step_size!r}, {self._common_repr()}, betas={self.betas!r}, "
+                f"eps={self.eps!r}, schedule={self.schedule!r}, clip_norm={self.clip_norm!r}, "
+                f"sampling={self.sampling!r})")

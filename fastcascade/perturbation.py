@@ -1,0 +1,126 @@
+"""A perturbation: which noise, where (operator and pass), when, and how many draws.
+
+Semantics (PAPER.md Eq. 5): ``pass_="forward"`` at ``op=i`` adds delta_i to the output of f_i;
+``pass_="backward"`` at ``op=i`` adds eps_i to the message f_i sends back to f_{i-1}, so it
+needs i >= 2. Several perturbations at the same site apply in the order given.
+
+Examples
+--------
+>>> import fastcascade as fc
+>>> fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(0.0, 0.3),
+...                 timing=fc.timing.Every(100))
+Perturbation(op=2, pass_='backward', noise=Uniform(low=0.0, high=0.3), timing=Every(100, offset=0), granularity='element')
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastcascade._kernels import _noise
+from fastcascade._validation import check_choice
+from fastcascade.noise import Noise
+from fastcascade.timing import Always, Timing
+
+__all__ = ["Perturbation", "perturbation_tables"]
+
+PASSES = ("forward", "backward")
+GRANULARITIES = ("element", "sample", "step")
+
+
+class Perturbation:
+    """Noise injected at one site of the cascade.
+
+    Parameters
+    ----------
+    op : int
+        1-based operator index i.
+    pass_ : {"forward", "backward"}
+        "forward": delta_i after f_i. "backward": eps_i on the message from f_i to f_{i-1}.
+    noise : fastcascade.noise.Noise
+    timing : fastcascade.timing.Timing, default Always()
+    granularity : {"element", "sample", "step"}, default "element"
+        "element": an independent draw per sample and coordinate; "sample": one draw per
+        sample shared by its coordinates; "step": one vector of d_i draws shared by every
+        sample of the step (for a scalar site, one draw per step).
+    """
+
+    def __init__(self, op, pass_="forward", noise=None, timing=None, granularity="element"):
+        if not isinstance(op, (int, np.integer)) or isinstance(op, bool) or op < 1:
+            raise ValueError(f"Perturbation: op: expected an operator index >= 1, given {op!r}")
+        self.op = int(op)
+        self.pass_ = check_choice(pass_, "pass_", PASSES, "Perturbation")
+        if self.pass_ == "backward" and self.op < 2:
+            raise ValueError("Perturbation: op: a backward perturbation at op=i perturbs the "
+                             "message f_i sends to f_{i-1}, so it needs op >= 2, given 1")
+        if not isinstance(noise, Noise):
+            raise ValueError(f"Perturbation: noise: expected a fastcascade.noise kind, "
+                             f"given {noise!r}")
+        self.noise = noise
+        timing = Always() if timing is None else timing
+        if not isinstance(timing, Timing):
+            raise ValueError(f"Perturbation: timing: expected a fastcascade.timing kind, "
+                             f"given {timing!r}")
+        self.timing = timing
+        self.granularity = check_choice(granularity, "granularity", GRANULARITIES,
+                                        "Perturbation")
+
+    @property
+    def backward(self):
+        return self.pass_ == "backward"
+
+    def site(self, n_ops):
+        """The engine's site index: i for forward, N + i for backward."""
+        return self.op + (n_ops if self.backward else 0)
+
+    def apply(self, z, gen):
+        """NumPy twin of the kernel: z (B x d) perturbed, drawing from ``gen``."""
+        B, d = z.shape
+        if self.granularity == "element":
+            return z + self.noise.draw(gen, (B, d))
+        if self.granularity == "sample":
+            return z + self.noise.draw(gen, (B,))[:, None]
+        return z + self.noise.draw(gen, (d,))[None, :]
+
+    def __repr__(self):
+        return (f"Perturbation(op={self.op}, pass_={self.pass_!r}, noise={self.noise!r}, "
+                f"timing={self.timing!r}, granularity={self.granularity!r})")
+
+    def __eq__(self, other):
+        return isinstance(other, Perturbation) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((self.op, self.pass_, self.noise, self.timing, self.granularity))
+
+
+def check_perturbations(perturbations, n_ops):
+    """A list of perturbations, each checked against a cascade of ``n_ops`` operators."""
+    if perturbations is None:
+        return []
+    if isinstance(perturbations, Perturbation):
+        perturbations = [perturbations]
+    perts = list(perturbations)
+    for k, p in enumerate(perts):
+        if not isinstance(p, Perturbation):
+            raise ValueError(f"perturbations[{k}]: expected a fastcascade.Perturbation, "
+                             f"given {p!r}")
+        if p.op > n_ops:
+            raise ValueError(f"perturbations[{k}]: op: expected an operator index in "
+                             f"1..{n_ops}, given {p.op}")
+    return perts
+
+
+def sort_by_site(perturbations, n_ops):
+    """Stable sort by site: the order the engine applies them (user order within a site)."""
+    return sorted(perturbations, key=lambda p: p.site(n_ops))
+
+
+def perturbation_tables(perturbations, n_ops):
+    """The engine's integer and real tables, rows sorted by site."""
+    perts = sort_by_site(perturbations, n_ops)
+    pint = np.zeros((len(perts), _noise.INT_FIELDS), dtype=np.int64)
+    preal = np.zeros((len(perts), _noise.REAL_FIELDS), dtype=np.float64)
+    for k, p in enumerate(perts):
+        pint[k] = [p.op, int(p.backward), p.noise.code,
+                   _noise.GRANULARITY_CODES[p.granularity], p.timing.code, p.timing.period,
+                   p.timing.offset]
+        preal[k] = p.noise.params()
+    return pint, preal

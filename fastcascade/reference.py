@@ -1,0 +1,185 @@
+"""The pure-NumPy twin of the compiled kernels: the oracle for tests and the benchmark baseline.
+
+Every operator kernel has a twin here with the same semantics:
+
+- ``forward(op, z, w, labels)``     -> (B, d_out)
+- ``vjp_input(op, z, g, w, labels)`` -> J1(z_s)^T g_s per sample, (B, d_in)
+- ``vjp_weights(op, z, g, w, labels)`` -> sum_s J2(z_s)^T g_s, (n_weights,)
+
+and so do the clean full-data objective and gradient of a problem (``objective``, ``gradient``).
+The perturbed engine's twin is ``fastcascade.reference_engine``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["forward", "vjp_input", "vjp_weights", "cascade_forward", "cascade_backward",
+           "objective", "gradient", "softplus", "sigmoid"]
+
+
+def softplus(z):
+    """ln(1 + e^z), stable for large |z|."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def sigmoid(z):
+    """1 / (1 + e^-z) without overflow."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sign(labels):
+    return labels[:, :1]
+
+
+def _classes(labels):
+    return labels[:, 0].astype(np.intp)
+
+
+def _linear_parts(op, w):
+    W = w[: op.d_out * op.d_in].reshape(op.d_out, op.d_in)
+    b = w[op.d_out * op.d_in:] if op.bias else None
+    return W, b
+
+
+def forward(op, z, w=None, labels=None):
+    """NumPy twin of the operator's forward kernel on a batch z (B, d_in)."""
+    z = np.asarray(z, dtype=np.float64)
+    kind = op.kind
+    if kind == "identity":
+        return z.copy()
+    if kind == "softplus":
+        return softplus(z)
+    if kind == "sigmoid":
+        return sigmoid(z)
+    if kind == "tanh":
+        return np.tanh(z)
+    if kind == "relu":
+        return np.where(z > 0, z, 0.0)
+    if kind == "margin":
+        return -_sign(labels) * (z @ w)[:, None]
+    if kind == "linear":
+        W, b = _linear_parts(op, w)
+        out = z @ W.T
+        return out + b if b is not None else out
+    if kind == "fixed_linear":
+        return z @ op.A.T
+    if kind == "diag_linear":
+        return (z * w) @ op.A.T
+    if kind == "inner_square":
+        return ((z @ w) ** 2 + 0.5 * np.sum(z * z, axis=1))[:, None]
+    if kind == "logistic_loss":
+        return softplus(-_sign(labels) * z)
+    if kind == "squared_error":
+        r = z - labels[:, : op.d_in]
+        return 0.5 * np.sum(r * r, axis=1)[:, None]
+    if kind == "softmax_xent":
+        m = np.max(z, axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.sum(np.exp(z - m), axis=1))
+        return (lse - z[np.arange(z.shape[0]), _classes(labels)])[:, None]
+    raise NotImplementedError(kind)
+
+
+def vjp_input(op, z, g, w=None, labels=None):
+    """NumPy twin of the VJP with respect to the input: J1(z_s)^T g_s for each sample."""
+    z = np.asarray(z, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    kind = op.kind
+    if kind == "identity":
+        return g.copy()
+    if kind == "softplus":
+        return g * sigmoid(z)
+    if kind == "sigmoid":
+        s = sigmoid(z)
+        return g * s * (1.0 - s)
+    if kind == "tanh":
+        t = np.tanh(z)
+        return g * (1.0 - t * t)
+    if kind == "relu":
+        return np.where(z > 0, g, 0.0)
+    if kind == "margin":
+        return (-_sign(labels) * g) * w[None, :]
+    if kind == "linear":
+        W, _ = _linear_parts(op, w)
+        return g @ W
+    if kind == "fixed_linear":
+        return g @ op.A
+    if kind == "diag_linear":
+        return (g @ op.A) * w
+    if kind == "inner_square":
+        return g * (2.0 * (z @ w)[:, None] * w[None, :] + z)
+    if kind == "logistic_loss":
+        y = _sign(labels)
+        return g * (-y) * sigmoid(-y * z)
+    if kind == "squared_error":
+        return g * (z - labels[:, : op.d_in])
+    if kind == "softmax_xent":
+        m = np.max(z, axis=1, keepdims=True)
+        e = np.exp(z - m)
+        p = e / np.sum(e, axis=1, keepdims=True)
+        p[np.arange(z.shape[0]), _classes(labels)] -= 1.0
+        return g * p
+    raise NotImplementedError(kind)
+
+
+def vjp_weights(op, z, g, w=None, labels=None):
+    """NumPy twin of the VJP with respect to the weights, summed over the batch."""
+    z = np.asarray(z, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    kind = op.kind
+    if op.n_weights == 0:
+        return np.zeros(0)
+    if kind == "margin":
+        return np.sum((-_sign(labels) * g) * z, axis=0)
+    if kind == "linear":
+        gW = g.T @ z
+        parts = [gW.ravel()]
+        if op.bias:
+            parts.append(np.sum(g, axis=0))
+        return np.concatenate(parts)
+    if kind == "diag_linear":
+        return np.sum(z * (g @ op.A), axis=0)
+    if kind == "inner_square":
+        return np.sum(g * 2.0 * (z @ w)[:, None] * z, axis=0)
+    raise NotImplementedError(kind)
+
+
+def cascade_forward(cascade, w, x, labels):
+    """Clean forward pass; returns the list [y_0 = x, y_1, ..., y_N]."""
+    ys = [np.asarray(x, dtype=np.float64)]
+    for i, op in enumerate(cascade.operators, start=1):
+        ys.append(forward(op, ys[-1], w[cascade.weight_slice(i)], labels))
+    return ys
+
+
+def cascade_backward(cascade, w, ys, labels):
+    """Clean backward pass from v_N = 1 given the forward outputs ``ys``.
+
+    Returns (grad_w summed over the batch, [v_1, ..., v_N] as a list indexed v[i - 1]).
+    """
+    N = cascade.n_ops
+    grad = np.zeros(cascade.n_weights)
+    v = [None] * N
+    v[N - 1] = np.ones_like(ys[N])
+    for i in range(N, 0, -1):
+        op = cascade.operators[i - 1]
+        wi = w[cascade.weight_slice(i)]
+        grad[cascade.weight_slice(i)] = vjp_weights(op, ys[i - 1], v[i - 1], wi, labels)
+        if i >= 2:
+            v[i - 2] = vjp_input(op, ys[i - 1], v[i - 1], wi, labels)
+    return grad, v
+
+
+def objective(problem, w):
+    """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w)."""
+    w = problem.cascade.check_weights(w)
+    ys = cascade_forward(problem.cascade, w, problem.data.X, problem.data.y)
+    return float(np.mean(ys[-1])) + problem.regularizer.value(w)
+
+
+def gradient(problem, w):
+    """Clean full-data gradient of l at w."""
+    w = problem.cascade.check_weights(w)
+    ys = cascade_forward(problem.cascade, w, problem.data.X, problem.data.y)
+    grad, _ = cascade_backward(problem.cascade, w, ys, problem.data.y)
+    return grad / problem.n_samples + problem.regularizer.gradient(w)

@@ -1,0 +1,246 @@
+"""Running perturbed SGD: ``fc.run`` (many seeded runs, in parallel threads) and
+``fc.perturbed_gradient`` (one Eq. 5 gradient, to embed in a user's own loop).
+
+Examples
+--------
+>>> import fastcascade as fc
+>>> data = fc.datasets.synthetic_logistic(500, 5, seed=0)
+>>> problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
+...                      regularizer=fc.reg.NonConvex(rho=1e-3))
+>>> perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-0.3, 0.3))]
+>>> res = fc.run(problem, fc.SGD(step_size=0.5, grad_noise_std=1e-3), n_iter=200,
+...              perturbations=perts, seeds=range(4), n_jobs=2)
+>>> res.grad_norm.shape
+(4, 200)
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastcascade import reference_engine
+from fastcascade._kernels import _engine
+from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade.optim import Optimizer
+from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
+from fastcascade.problem import Problem
+from fastcascade.result import Result
+
+__all__ = ["run", "perturbed_gradient", "PerturbedGradient", "run_streams"]
+
+ENGINES = ("cython", "numpy")
+STREAMS = ("data", "forward", "backward", "gradient")
+
+PerturbedGradient = namedtuple("PerturbedGradient", ["perturbed", "clean"])
+PerturbedGradient.__doc__ = """The Eq. 5 gradient of one step and the clean gradient on the same
+samples, both including the regularizer's gradient."""
+
+
+def run_streams(seed):
+    """The run's four generators (data, forward noise, backward noise, gradient noise), spawned
+    from ``numpy.random.SeedSequence(seed)`` in that order (PCG64)."""
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [np.random.Generator(np.random.PCG64(s)) for s in seq.spawn(len(STREAMS))]
+
+
+def _check_problem(problem, optimizer=None):
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: expected a fastcascade.Problem, given {problem!r}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise ValueError(f"optimizer: expected fastcascade.SGD or fastcascade.Adam, "
+                         f"given {optimizer!r}")
+
+
+def _seed_list(seeds):
+    if isinstance(seeds, (int, np.integer, np.random.SeedSequence)):
+        return [seeds]
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise ValueError(f"seeds: expected an int or an iterable of ints, given {seeds!r}") from None
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed, given an empty sequence")
+    for s in seeds:
+        if not isinstance(s, (np.random.SeedSequence, int, np.integer)) or isinstance(s, bool) \
+                or (not isinstance(s, np.random.SeedSequence) and s < 0):
+            raise ValueError(f"seeds: expected non-negative integers, given {s!r}")
+    return seeds
+
+
+def _initial_weights(problem, init, seeds):
+    n_runs, n_w = len(seeds), problem.n_weights
+    if init is None or (isinstance(init, str) and init == "zeros"):
+        return np.zeros((n_runs, n_w))
+    if isinstance(init, str) and init == "random":
+        return np.stack([problem.init_weights(seed=s) for s in seeds]) if n_w else \
+            np.zeros((n_runs, 0))
+    if callable(init):
+        return np.stack([problem.cascade.check_weights(init(s), "init(seed)") for s in seeds])
+    w0 = np.asarray(init, dtype=np.float64)
+    if w0.ndim == 1:
+        return np.tile(problem.cascade.check_weights(w0, "init"), (n_runs, 1))
+    if w0.shape != (n_runs, n_w):
+        raise ValueError(f"init: expected shape ({n_w},) or ({n_runs}, {n_w}), given {w0.shape}")
+    return np.array(w0, dtype=np.float64, order="C")
+
+
+def _n_workers(n_jobs, n_runs):
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    n_jobs = check_positive_int(n_jobs, "n_jobs")
+    return max(1, min(n_jobs, n_runs))
+
+
+def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
+        record_profile=False, init=None, engine="cython", max_norm=1e10):
+    """Run perturbed SGD (PAPER.md Eq. 5) once per seed.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+    optimizer : fastcascade.SGD or fastcascade.Adam
+    n_iter : int
+        Iterations T per run.
+    perturbations : sequence of fastcascade.Perturbation
+    seeds : int or iterable of int
+        One run per seed; each run's four random streams (data sampling, forward noise,
+        backward noise, gradient noise) are spawned from ``SeedSequence(seed)``. Runs with the
+        same seed see the same data order and gradient noise whatever their perturbations.
+    n_jobs : int
+        Threads running the runs (-1: one per core). Results do not depend on it, to the bit.
+    record_every : int
+        Record the histories every this many iterations (recording costs one clean pass over
+        the full data per record, plus one over the batch for minibatches).
+    record_profile : bool
+        Also record the per-operator forward and backward errors (the amplification profile).
+    init : None, "zeros", "random", array (n_weights,) or (n_runs, n_weights), or callable
+        Initial weights: zeros (default), the operators' initialisers seeded with the run's seed,
+        given arrays, or ``init(seed) -> array``.
+    engine : {"cython", "numpy"}
+        The compiled engine, or its NumPy twin (same streams; slow; the reference).
+    max_norm : float
+        A run stops, as diverged, when the norm of its weights or step gradient exceeds this
+        (or a value is not finite).
+
+    Returns
+    -------
+    fastcascade.Result
+    """
+    _check_problem(problem, optimizer)
+    n_iter = check_positive_int(n_iter, "n_iter")
+    record_every = check_positive_int(record_every, "record_every")
+    if not isinstance(record_profile, bool):
+        raise ValueError(f"record_profile: expected True or False, given {record_profile!r}")
+    engine = check_choice(engine, "engine", ENGINES)
+    max_norm = check_real(max_norm, "max_norm", low=0.0, low_open=True, finite=False)
+    seeds = _seed_list(seeds)
+    n_workers = _n_workers(n_jobs, len(seeds))
+    N = problem.cascade.n_ops
+    perts = sort_by_site(check_perturbations(perturbations, N), N)
+    pint, preal = perturbation_tables(perts, N)
+    optimizer.batch_size(problem.n_samples)  # validates the batch against the data
+
+    config = optimizer.engine_config()
+    config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
+                  reg_code=problem.regularizer.kernel_code,
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm)
+
+    n_runs, n_rec = len(seeds), math.ceil(n_iter / record_every)
+    weights = _initial_weights(problem, init, seeds)
+    hist = {name: np.full((n_runs, n_rec), np.nan)
+            for name in ("objective", "grad_norm", "grad_error", "step_size")}
+    prof_shape = (n_runs, n_rec, N) if record_profile else (n_runs, 0, N)
+    hist["forward_error"] = np.full(prof_shape, np.nan)
+    hist["backward_error"] = np.full(prof_shape, np.nan)
+    streams = [run_streams(s) for s in seeds]  # on the calling thread
+    plan, data = problem.plan, problem.data
+
+    def one(k):
+        if engine == "cython":
+            return _engine.run_one(
+                plan.op_table, plan.params, data.X, data.y, weights[k], config, pint, preal,
+                *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
+                hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k])
+        return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
+                                        weights[k], {name: h[k] for name, h in hist.items()})
+
+    if n_workers == 1 or engine == "numpy":
+        outcomes = [one(k) for k in range(n_runs)]
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            outcomes = list(pool.map(one, range(n_runs)))
+
+    stopped_at = [o[0] for o in outcomes]
+    reasons = [_engine.STOP_REASONS[o[1]] for o in outcomes]
+    if not record_profile:
+        hist["forward_error"] = hist["backward_error"] = None
+    settings = dict(problem=repr(problem), optimizer=repr(optimizer), n_iter=n_iter,
+                    perturbations=[repr(p) for p in perts], record_every=record_every,
+                    record_profile=record_profile, engine=engine, max_norm=max_norm,
+                    init=None if init is None else (init if isinstance(init, str) else "given"))
+    return Result(np.arange(n_rec, dtype=np.int64) * record_every, hist, weights, stopped_at,
+                  reasons, seeds, settings)
+
+
+def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iteration=0,
+                       engine="cython"):
+    """The gradient of one Eq. 5 step at ``w`` and the clean gradient on the same samples.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+    w : array_like (n_weights,)
+    perturbations : sequence of fastcascade.Perturbation
+    seed : int or numpy.random.SeedSequence
+        The step's streams, as for one run of ``fc.run`` (use a new seed per step, for example
+        ``SeedSequence([base, t])``).
+    batch : None or int
+        None: every sample; an int B: B samples drawn with replacement from the data stream.
+    iteration : int
+        The iteration t, for the perturbations' timing.
+    engine : {"cython", "numpy"}
+
+    Returns
+    -------
+    PerturbedGradient(perturbed, clean)
+        Both are batch means and include the regularizer's gradient.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> data = fc.datasets.synthetic_logistic(100, 3, seed=0)
+    >>> problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data)
+    >>> pert = [fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Gaussian(0.0, 0.1))]
+    >>> g = fc.perturbed_gradient(problem, np.zeros(3), pert, seed=1)
+    >>> g.perturbed.shape, bool(np.allclose(g.clean, problem.gradient(np.zeros(3))))
+    ((3,), True)
+    """
+    _check_problem(problem)
+    w = problem.cascade.check_weights(w)
+    N = problem.cascade.n_ops
+    perts = sort_by_site(check_perturbations(perturbations, N), N)
+    iteration = check_positive_int(iteration, "iteration", allow_zero=True)
+    engine = check_choice(engine, "engine", ENGINES)
+    data_gen, forward_gen, backward_gen, _ = run_streams(_seed_list(seed)[0])
+    X, Y = problem.data.X, problem.data.y
+    if batch is not None:
+        batch = check_positive_int(batch, "batch")
+        idx = data_gen.integers(0, problem.n_samples, size=batch)
+        X, Y = X[idx], Y[idx]
+    if engine == "cython":
+        pint, preal = perturbation_tables(perts, N)
+        g_pert, g_clean = np.empty_like(w), np.empty_like(w)
+        _engine.batch_gradients(problem.plan.op_table, problem.plan.params, X, Y, w, pint,
+                                preal, iteration, forward_gen, backward_gen, g_pert, g_clean)
+    else:
+        B = X.shape[0]
+        _, _, gsum = reference_engine.perturbed_pass(problem.cascade, w, X, Y, perts, iteration,
+                                                     forward_gen, backward_gen)
+        _, _, csum = reference_engine.perturbed_pass(problem.cascade, w, X, Y)
+        g_pert, g_clean = gsum / B, csum / B
+    reg_grad = problem.regularizer.gradient(w)
+    return PerturbedGradient(g_pert + reg_grad, g_clean + reg_grad)
