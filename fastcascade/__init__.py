@@ -2,7 +2,7 @@
 
 See README.md for a tour; PAPER.md's Eq. 5 is the step the engine implements.
 """
-from fastcascade import datasets, noise, ops, reference, reg, schedules, timing
+from fastcascade import datasets, magnitude, noise, ops, reference, reg, schedules, timing
 from fastcascade.cascade import Cascade
 from fastcascade.info import build_info
 from fastcascade.optim import SGD, Adam
@@ -14,5 +14,5 @@ from fastcascade.run import PerturbedGradient, perturbed_gradient, run
 __version__ = "0.1.0"
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "PerturbedGradient",
-           "run", "perturbed_gradient", "build_info", "datasets", "noise", "ops", "reference", "reg",
-           "schedules", "timing", "__version__"]
+           "run", "perturbed_gradient", "build_info", "datasets", "magnitude", "noise", "ops",
+           "reference", "reg", "schedules", "timing", "__version__"]

@@ -1,41 +1,76 @@
-"""What a perturbation draws: the noise kinds (PAPER.md Eq. 5, delta_i and eps_i).
+"""What a perturbation does to the values it strikes (PAPER.md Eq. 5: delta_i and eps_i).
+
+Two families, both usable at any site (operator and pass):
+
+- **Distributions** draw values that are added (``z + draw``), or multiply (``Relative``:
+  ``z (1 + draw)``): ``Uniform``, ``Gaussian``, ``Laplace``, ``StudentT``, ``Rademacher``,
+  ``Constant`` (a pure bias).
+- **Transforms** rewrite the value, and the perturbation is ``Q(z) - z`` as in the paper:
+  ``LowPrecision`` (float16, bfloat16, float8 e4m3 / e5m2, float32), ``FixedPoint``, the
+  compressors ``TopK``, ``RandK``, ``ScaledSign`` (per sample), and ``BitFlip`` faults.
 
 A kind is one compiled kernel branch in ``fastcascade/_kernels/_noise.pyx`` plus one small class
-here, which knows its kernel code, its parameters and its NumPy twin (``draw``), consuming the
-stream exactly as the kernel does.
+here, holding its kernel code and parameters and its NumPy twin (``draw`` or ``transform``),
+which consumes the random stream exactly as the kernel does.
 
 Examples
 --------
->>> import fastcascade as fc
->>> fc.noise.Uniform(-0.3, 0.3)
-Uniform(low=-0.3, high=0.3)
+>>> import numpy as np, fastcascade as fc
+>>> fc.noise.LowPrecision("bfloat16").transform(np.array([[1.0 + 2**-9]]), None)
+array([[1.]])
+>>> fc.noise.TopK(1).transform(np.array([[0.5, -2.0, 1.0]]), None)
+array([[ 0., -2.,  0.]])
 """
 from __future__ import annotations
 
 import numpy as np
 
 from fastcascade._kernels import _noise
-from fastcascade._validation import check_real
+from fastcascade._validation import check_choice, check_positive_int, check_real
 
-__all__ = ["Noise", "Uniform", "Gaussian"]
+__all__ = ["Noise", "Distribution", "Transform", "Uniform", "Gaussian", "Laplace", "StudentT",
+           "Rademacher", "Constant", "Relative", "LowPrecision", "FixedPoint", "TopK", "RandK",
+           "ScaledSign", "BitFlip", "FORMATS"]
+
+ROUNDINGS = ("nearest", "stochastic")
 
 
 class Noise:
-    """Base class of additive noise kinds: the perturbation adds ``draw(gen, shape)``."""
+    """Base class of every perturbation kind."""
 
     kind = None
-
-    def params(self):
-        """The kernel's four real parameters."""
-        raise NotImplementedError
-
-    def draw(self, gen, shape):
-        """NumPy twin of the kernel's draws (same stream, same order)."""
-        raise NotImplementedError
+    mode = "additive"
+    is_transform = False
 
     @property
     def code(self):
         return _noise.NOISE_CODES[self.kind]
+
+    def params(self):
+        """The kernel's four real parameters."""
+        return [0.0, 0.0, 0.0, 0.0]
+
+    def aux(self):
+        """The kernel's two integer parameters."""
+        return (0, 0)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(self.params()), self.aux()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributions
+
+
+class Distribution(Noise):
+    """Values drawn and added to the perturbed block (see ``fc.Perturbation`` for how many)."""
+
+    def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws (same stream, same order)."""
+        raise NotImplementedError
 
     def mean(self):
         """E[draw]."""
@@ -45,15 +80,9 @@ class Noise:
         """Var[draw]."""
         raise NotImplementedError
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.params() == other.params()
 
-    def __hash__(self):
-        return hash((type(self).__name__, tuple(self.params())))
-
-
-class Uniform(Noise):
-    """U(low, high): ``low + (high - low) * U(0, 1)``."""
+class Uniform(Distribution):
+    """U(low, high): ``low + (high - low) U(0, 1)``."""
 
     kind = "uniform"
 
@@ -79,8 +108,8 @@ class Uniform(Noise):
         return f"Uniform(low={self.low!r}, high={self.high!r})"
 
 
-class Gaussian(Noise):
-    """N(mean, std^2): ``mean + std * N(0, 1)`` (numpy's ziggurat normal)."""
+class Gaussian(Distribution):
+    """N(mean, std^2): ``mean + std N(0, 1)`` (numpy's ziggurat normal)."""
 
     kind = "gaussian"
 
@@ -102,3 +131,373 @@ class Gaussian(Noise):
 
     def __repr__(self):
         return f"Gaussian(mean={self.mu!r}, std={self.std!r})"
+
+
+class Laplace(Distribution):
+    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
+
+    kind = "laplace"
+
+    def __init__(self, loc=0.0, scale=1.0):
+        self.loc = check_real(loc, "loc", "Laplace")
+        self.scale = check_real(scale, "scale", "Laplace", low=0.0)
+
+    def params(self):
+        return [self.loc, self.scale, 0.0, 0.0]
+
+    def draw(self, gen, shape):
+        return gen.laplace(self.loc, self.scale, shape)
+
+    def mean(self):
+        return self.loc
+
+    def variance(self):
+        return 2.0 * self.scale ** 2
+
+    def __repr__(self):
+        return f"Laplace(loc={self.loc!r}, scale={self.scale!r})"
+
+
+class StudentT(Distribution):
+    """``scale`` times Student's t with ``df`` degrees of freedom: heavy tails (rare spikes)."""
+
+    kind = "student_t"
+
+    def __init__(self, df, scale=1.0):
+        self.df = check_real(df, "df", "StudentT", low=0.0, low_open=True)
+        self.scale = check_real(scale, "scale", "StudentT", low=0.0)
+
+    def params(self):
+        return [self.df, self.scale, 0.0, 0.0]
+
+    def draw(self, gen, shape):
+        return self.scale * gen.standard_t(self.df, shape)
+
+    def mean(self):
+        return 0.0 if self.df > 1 else np.nan
+
+    def variance(self):
+        if self.df > 2:
+            return self.scale ** 2 * self.df / (self.df - 2.0)
+        return np.inf if self.df > 1 else np.nan
+
+    def __repr__(self):
+        return f"StudentT(df={self.df!r}, scale={self.scale!r})"
+
+
+class Rademacher(Distribution):
+    """+scale or -scale with probability 1/2 each."""
+
+    kind = "rademacher"
+
+    def __init__(self, scale=1.0):
+        self.scale = check_real(scale, "scale", "Rademacher", low=0.0)
+
+    def params(self):
+        return [self.scale, 0.0, 0.0, 0.0]
+
+    def draw(self, gen, shape):
+        return np.where(gen.random(shape) < 0.5, self.scale, -self.scale)
+
+    def mean(self):
+        return 0.0
+
+    def variance(self):
+        return self.scale ** 2
+
+    def __repr__(self):
+        return f"Rademacher(scale={self.scale!r})"
+
+
+class Constant(Distribution):
+    """The fixed value ``value``: a pure bias (no draws)."""
+
+    kind = "constant"
+
+    def __init__(self, value):
+        self.value = check_real(value, "value", "Constant")
+
+    def params(self):
+        return [self.value, 0.0, 0.0, 0.0]
+
+    def draw(self, gen, shape):
+        return np.full(shape, self.value)
+
+    def mean(self):
+        return self.value
+
+    def variance(self):
+        return 0.0
+
+    def __repr__(self):
+        return f"Constant({self.value!r})"
+
+
+class Relative(Noise):
+    """A multiplicative error: ``z (1 + eta)`` with eta drawn from ``dist`` (like float
+    rounding, whose error is relative).
+
+    Examples
+    --------
+    >>> import fastcascade as fc
+    >>> fc.noise.Relative(fc.noise.Gaussian(0.0, 1e-3))
+    Relative(Gaussian(mean=0.0, std=0.001))
+    """
+
+    mode = "relative"
+
+    def __init__(self, dist):
+        if not isinstance(dist, Distribution):
+            raise ValueError(f"Relative: dist: expected a distribution (Uniform, Gaussian, "
+                             f"Laplace, StudentT, Rademacher, Constant), given {dist!r}")
+        self.dist = dist
+        self.kind = dist.kind
+
+    def params(self):
+        return self.dist.params()
+
+    def draw(self, gen, shape):
+        return self.dist.draw(gen, shape)
+
+    def mean(self):
+        return self.dist.mean()
+
+    def variance(self):
+        return self.dist.variance()
+
+    def __repr__(self):
+        return f"Relative({self.dist!r})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms
+
+
+class Transform(Noise):
+    """A map Q applied to the struck block; the perturbation is Q(z) - z."""
+
+    is_transform = True
+
+    def transform(self, z, gen):
+        """NumPy twin of the kernel: Q(z) for a block z (B x d), drawing from ``gen``."""
+        raise NotImplementedError
+
+
+# name -> (stored mantissa bits, smallest normal exponent, largest finite, overflow to NaN)
+FORMATS = {
+    "float32": (23, -126, float(np.finfo(np.float32).max), False),
+    "float16": (10, -14, 65504.0, False),
+    "bfloat16": (7, -126, (2.0 - 2.0 ** -7) * 2.0 ** 127, False),
+    "float8_e4m3": (3, -6, 448.0, True),
+    "float8_e5m2": (2, -14, 57344.0, False),
+}
+_FORMAT_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
+                   "e4m3": "float8_e4m3", "float8_e4m3fn": "float8_e4m3", "e5m2": "float8_e5m2"}
+
+
+def _uniforms(gen, shape, stochastic):
+    return gen.random(shape) if stochastic else None
+
+
+def _round(r, u):
+    """Round the array r to integers: ties to even, or stochastically with uniforms u."""
+    if u is None:
+        return np.rint(r)
+    f = np.floor(r)
+    return f + (u < r - f)
+
+
+class LowPrecision(Transform):
+    """Round each value to a low-precision binary format and back to float64.
+
+    Formats: "float16" (IEEE half), "bfloat16", "float8_e4m3" (OCP E4M3FN), "float8_e5m2",
+    "float32"; aliases "fp16", "half", "bf16", "e4m3", "e5m2", "fp32".
+
+    - Subnormals are kept (gradual underflow), with the spacing of the smallest binade.
+    - Overflow: beyond the largest finite value after rounding, values become +-inf, except in
+      float8_e4m3, which has no infinities: they become NaN (as do infinite inputs). NaN stays
+      NaN. Rounding to nearest overflows exactly where the format's own conversion does (for
+      float16, from 65520 up).
+    - ``rounding="nearest"``: round half to even (numpy's ``astype(np.float16)``);
+      ``"stochastic"``: up with probability equal to the fraction of the spacing (unbiased),
+      one uniform draw per element.
+    """
+
+    kind = "round_float"
+
+    def __init__(self, format="float16", rounding="nearest"):
+        name = _FORMAT_ALIASES.get(format, format)
+        self.format = check_choice(name, "format", tuple(FORMATS), "LowPrecision")
+        self.rounding = check_choice(rounding, "rounding", ROUNDINGS, "LowPrecision")
+
+    def params(self):
+        mant, emin, max_finite, overflow_nan = FORMATS[self.format]
+        return [float(emin), max_finite, float(overflow_nan), 0.0]
+
+    def aux(self):
+        return (FORMATS[self.format][0], _noise.ROUNDING_CODES[self.rounding])
+
+    def transform(self, z, gen):
+        mant, emin, max_finite, overflow_nan = FORMATS[self.format]
+        z = np.asarray(z, dtype=np.float64)
+        u = _uniforms(gen, z.shape, self.rounding == "stochastic")
+        out = z.copy()
+        ok = np.isfinite(z) & (z != 0.0)
+        x = z[ok]
+        _, e = np.frexp(x)
+        q = np.ldexp(1.0, np.maximum(e - 1, emin) - mant)
+        r = _round(x / q, None if u is None else u[ok]) * q
+        big = np.abs(r) > max_finite
+        r[big] = np.nan if overflow_nan else np.copysign(np.inf, x[big])
+        out[ok] = r
+        if overflow_nan:
+            out[np.isinf(z)] = np.nan
+        return out
+
+    def __repr__(self):
+        return f"LowPrecision({self.format!r}, rounding={self.rounding!r})"
+
+
+class FixedPoint(Transform):
+    """Round each value to the grid ``step * k`` (no range limit): nearest (ties to even) or
+    stochastic (one uniform draw per element)."""
+
+    kind = "round_fixed"
+
+    def __init__(self, step, rounding="nearest"):
+        self.step = check_real(step, "step", "FixedPoint", low=0.0, low_open=True)
+        self.rounding = check_choice(rounding, "rounding", ROUNDINGS, "FixedPoint")
+
+    def params(self):
+        return [self.step, 0.0, 0.0, 0.0]
+
+    def aux(self):
+        return (0, _noise.ROUNDING_CODES[self.rounding])
+
+    def transform(self, z, gen):
+        z = np.asarray(z, dtype=np.float64)
+        u = _uniforms(gen, z.shape, self.rounding == "stochastic")
+        return _round(z / self.step, u) * self.step
+
+    def __repr__(self):
+        return f"FixedPoint({self.step!r}, rounding={self.rounding!r})"
+
+
+class TopK(Transform):
+    """Keep the k entries of largest magnitude in each sample (ties: the lower index), zero the
+    rest. ``TopK(1)`` is appendix A.3's compressor. k >= d keeps everything."""
+
+    kind = "topk"
+
+    def __init__(self, k):
+        self.k = check_positive_int(k, "k", "TopK")
+
+    def aux(self):
+        return (self.k, 0)
+
+    def transform(self, z, gen):
+        z = np.asarray(z, dtype=np.float64)
+        if self.k >= z.shape[1]:
+            return z.copy()
+        order = np.argsort(-np.abs(z), axis=1, kind="stable")[:, : self.k]
+        out = np.zeros_like(z)
+        rows = np.arange(z.shape[0])[:, None]
+        out[rows, order] = z[rows, order]
+        return out
+
+    def __repr__(self):
+        return f"TopK({self.k})"
+
+
+class RandK(Transform):
+    """Keep k entries of each sample chosen uniformly without replacement, zero the rest;
+    ``unbiased=True`` scales the kept entries by d / k so that E[Q(z)] = z.
+
+    Draws: per sample, k uniforms u_j; entry j of a partial Fisher-Yates shuffle swaps position
+    j with j + floor(u_j (d - j)) (a bias below d 2^-53 from the floating-point floor).
+    """
+
+    kind = "randk"
+
+    def __init__(self, k, unbiased=True):
+        self.k = check_positive_int(k, "k", "RandK")
+        if not isinstance(unbiased, bool):
+            raise ValueError(f"RandK: unbiased: expected True or False, given {unbiased!r}")
+        self.unbiased = unbiased
+
+    def aux(self):
+        return (self.k, int(self.unbiased))
+
+    def transform(self, z, gen):
+        z = np.asarray(z, dtype=np.float64)
+        B, d = z.shape
+        k = min(self.k, d)
+        scale = d / k if self.unbiased else 1.0
+        out = np.zeros_like(z)
+        for s in range(B):
+            idx = np.arange(d)
+            for j in range(k):
+                r = min(j + int(gen.random() * (d - j)), d - 1)
+                idx[j], idx[r] = idx[r], idx[j]
+            out[s, idx[:k]] = scale * z[s, idx[:k]]
+        return out
+
+    def __repr__(self):
+        return f"RandK({self.k}, unbiased={self.unbiased!r})"
+
+
+class ScaledSign(Transform):
+    """``(||z||_1 / d) sign(z)`` per sample (1-bit compression with a scale)."""
+
+    kind = "scaled_sign"
+
+    def transform(self, z, gen):
+        z = np.asarray(z, dtype=np.float64)
+        c = np.sum(np.abs(z), axis=1, keepdims=True) / z.shape[1]
+        return np.where(z > 0, c, np.where(z < 0, -c, c * z))
+
+    def __repr__(self):
+        return "ScaledSign()"
+
+
+class BitFlip(Transform):
+    """Hardware faults: each chosen bit of each float64 flips with probability p.
+
+    Bits are numbered from the least significant: 0-51 mantissa, 52-62 exponent, 63 sign.
+    Draws: per element, one uniform per chosen bit, lowest bit first.
+    """
+
+    kind = "bitflip"
+
+    def __init__(self, p, bits):
+        self.p = check_real(p, "p", "BitFlip", low=0.0, high=1.0)
+        try:
+            bits = sorted({int(b) for b in np.atleast_1d(bits)})
+        except (TypeError, ValueError):
+            raise ValueError(f"BitFlip: bits: expected bit indices in 0..63, given {bits!r}") \
+                from None
+        if not bits or bits[0] < 0 or bits[-1] > 63:
+            raise ValueError(f"BitFlip: bits: expected bit indices in 0..63, given {bits!r}")
+        self.bits = tuple(bits)
+
+    @property
+    def mask(self):
+        """The chosen bits as a uint64 mask."""
+        return np.uint64(sum(1 << b for b in self.bits))
+
+    def aux(self):
+        return (int(self.mask.astype(np.uint64).view(np.int64)), 0)
+
+    def params(self):
+        return [self.p, 0.0, 0.0, 0.0]
+
+    def transform(self, z, gen):
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        u = gen.random(z.shape + (len(self.bits),))
+        words = z.view(np.uint64).copy()
+        for k, b in enumerate(self.bits):
+            words ^= np.where(u[..., k] < self.p, np.uint64(1) << np.uint64(b), np.uint64(0))
+        return words.view(np.float64)
+
+    def __repr__(self):
+        return f"BitFlip({self.p!r}, bits={list(self.bits)!r})"

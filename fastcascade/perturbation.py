@@ -1,4 +1,4 @@
-"""A perturbation: which noise, where (operator and pass), when, and how many draws.
+"""A perturbation: which noise, where (operator and pass), when, how large, how many draws.
 
 Semantics (PAPER.md Eq. 5): ``pass_="forward"`` at ``op=i`` adds delta_i to the output of f_i;
 ``pass_="backward"`` at ``op=i`` adds eps_i to the message f_i sends back to f_{i-1}, so it
@@ -17,6 +17,7 @@ import numpy as np
 
 from fastcascade._kernels import _noise
 from fastcascade._validation import check_choice
+from fastcascade.magnitude import Fixed, Magnitude
 from fastcascade.noise import Noise
 from fastcascade.timing import Always, Timing
 
@@ -36,14 +37,20 @@ class Perturbation:
     pass_ : {"forward", "backward"}
         "forward": delta_i after f_i. "backward": eps_i on the message from f_i to f_{i-1}.
     noise : fastcascade.noise.Noise
+        A distribution (added, or multiplied with ``Relative``) or a transform (quantiser,
+        compressor, bit flips).
     timing : fastcascade.timing.Timing, default Always()
     granularity : {"element", "sample", "step"}, default "element"
-        "element": an independent draw per sample and coordinate; "sample": one draw per
-        sample shared by its coordinates; "step": one vector of d_i draws shared by every
-        sample of the step (for a scalar site, one draw per step).
+        For distributions: "element", an independent draw per sample and coordinate; "sample",
+        one draw per sample shared by its coordinates; "step", one vector of d_i draws shared by
+        every sample of the step (for a scalar site, one draw per step). Transforms act per
+        element or per sample by definition and take "element".
+    magnitude : fastcascade.magnitude.Magnitude, default Fixed(1.0)
+        Multiplies a distribution's draws by m_t (decaying perturbations, Corollary 1).
     """
 
-    def __init__(self, op, pass_="forward", noise=None, timing=None, granularity="element"):
+    def __init__(self, op, pass_="forward", noise=None, timing=None, granularity="element",
+                 magnitude=None):
         if not isinstance(op, (int, np.integer)) or isinstance(op, bool) or op < 1:
             raise ValueError(f"Perturbation: op: expected an operator index >= 1, given {op!r}")
         self.op = int(op)
@@ -62,6 +69,17 @@ class Perturbation:
         self.timing = timing
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES,
                                         "Perturbation")
+        if noise.is_transform and granularity != "element":
+            raise ValueError(f"Perturbation: granularity: {noise!r} is a transform, which "
+                             f"takes 'element', given {granularity!r}")
+        magnitude = Fixed() if magnitude is None else magnitude
+        if not isinstance(magnitude, Magnitude):
+            raise ValueError(f"Perturbation: magnitude: expected a fastcascade.magnitude kind, "
+                             f"given {magnitude!r}")
+        if noise.is_transform and magnitude != Fixed():
+            raise ValueError(f"Perturbation: magnitude: {noise!r} is a transform and has no "
+                             f"magnitude, given {magnitude!r}")
+        self.magnitude = magnitude
 
     @property
     def backward(self):
@@ -71,24 +89,34 @@ class Perturbation:
         """The engine's site index: i for forward, N + i for backward."""
         return self.op + (n_ops if self.backward else 0)
 
-    def apply(self, z, gen):
-        """NumPy twin of the kernel: z (B x d) perturbed, drawing from ``gen``."""
+    def apply(self, z, gen, t=0, n_iter=None):
+        """NumPy twin of the kernel: z (B x d) perturbed at iteration t, drawing from ``gen``
+        (the timing is not checked here; see ``timing.active``)."""
+        if self.noise.is_transform:
+            return self.noise.transform(z, gen)
         B, d = z.shape
+        m = self.magnitude.factor(t, n_iter)
         if self.granularity == "element":
-            return z + self.noise.draw(gen, (B, d))
-        if self.granularity == "sample":
-            return z + self.noise.draw(gen, (B,))[:, None]
-        return z + self.noise.draw(gen, (d,))[None, :]
+            draws = m * self.noise.draw(gen, (B, d))
+        elif self.granularity == "sample":
+            draws = (m * self.noise.draw(gen, (B,)))[:, None]
+        else:
+            draws = (m * self.noise.draw(gen, (d,)))[None, :]
+        if self.noise.mode == "relative":
+            return z * (1.0 + draws)
+        return z + draws
 
     def __repr__(self):
+        extra = "" if self.magnitude == Fixed() else f", magnitude={self.magnitude!r}"
         return (f"Perturbation(op={self.op}, pass_={self.pass_!r}, noise={self.noise!r}, "
-                f"timing={self.timing!r}, granularity={self.granularity!r})")
+                f"timing={self.timing!r}, granularity={self.granularity!r}{extra})")
 
     def __eq__(self, other):
         return isinstance(other, Perturbation) and self.__dict__ == other.__dict__
 
     def __hash__(self):
-        return hash((self.op, self.pass_, self.noise, self.timing, self.granularity))
+        return hash((self.op, self.pass_, self.noise, self.timing, self.granularity,
+                     self.magnitude))
 
 
 def check_perturbations(perturbations, n_ops):
@@ -113,14 +141,22 @@ def sort_by_site(perturbations, n_ops):
     return sorted(perturbations, key=lambda p: p.site(n_ops))
 
 
-def perturbation_tables(perturbations, n_ops):
-    """The engine's integer and real tables, rows sorted by site."""
+def perturbation_tables(perturbations, n_ops, n_iter=None):
+    """The engine's tables, rows sorted by site: integers (N_p x 11), reals (N_p x 7) and the
+    iteration list of ``At`` timings (see ``fastcascade/_kernels/_noise.pxd``).
+
+    ``n_iter`` (the horizon T) is needed by ``HorizonDecay`` magnitudes.
+    """
     perts = sort_by_site(perturbations, n_ops)
     pint = np.zeros((len(perts), _noise.INT_FIELDS), dtype=np.int64)
     preal = np.zeros((len(perts), _noise.REAL_FIELDS), dtype=np.float64)
+    times = []
     for k, p in enumerate(perts):
-        pint[k] = [p.op, int(p.backward), p.noise.code,
-                   _noise.GRANULARITY_CODES[p.granularity], p.timing.code, p.timing.period,
-                   p.timing.offset]
-        preal[k] = p.noise.params()
-    return pint, preal
+        t_a, t_b, prob = p.timing.table(times)
+        aux, aux2 = p.noise.aux()
+        pint[k] = [p.op, int(p.backward), p.noise.code, _noise.GRANULARITY_CODES[p.granularity],
+                   p.timing.code, t_a, t_b, _noise.MODE_CODES[p.noise.mode], aux, aux2,
+                   p.magnitude.code]
+        preal[k] = p.noise.params() + [prob, p.magnitude.kernel_scale(n_iter),
+                                       p.magnitude.alpha]
+    return pint, preal, np.asarray(times, dtype=np.int64)

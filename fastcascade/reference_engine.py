@@ -37,7 +37,7 @@ def safe_norm(x):
 
 
 def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=None,
-                   backward_gen=None):
+                   backward_gen=None, n_iter=None):
     """One forward/backward pass of Eq. 5 on a batch (clean when there are no perturbations).
 
     Returns
@@ -55,8 +55,8 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
     for i, op in enumerate(cascade.operators, start=1):
         y = forward(op, ys[-1], w[cascade.weight_slice(i)], labels)
         for p in fwd[i]:
-            if p.timing.active(t):
-                y = p.apply(y, forward_gen)
+            if p.timing.active(t, forward_gen):
+                y = p.apply(y, forward_gen, t, n_iter)
         ys.append(y)
     vs = [None] * (N + 1)
     vs[N] = np.ones((x.shape[0], 1))
@@ -68,8 +68,8 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
         if i >= 2:
             v = vjp_input(op, ys[i - 1], vs[i], w[sl], labels)
             for p in bwd[i]:
-                if p.timing.active(t):
-                    v = p.apply(v, backward_gen)
+                if p.timing.active(t, backward_gen):
+                    v = p.apply(v, backward_gen, t, n_iter)
             vs[i - 1] = v
     return ys, vs, gsum
 
@@ -109,7 +109,7 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
             xb, lb = X[idx], Y[idx]
 
         ys, vs, gsum = perturbed_pass(cascade, w, xb, lb, perturbations, t, forward_gen,
-                                      backward_gen)
+                                      backward_gen, config["n_iter"])
         g = gsum / B
         lr = optimizer.step_size_at(t)
 

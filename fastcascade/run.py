@@ -141,7 +141,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     n_workers = _n_workers(n_jobs, len(seeds))
     N = problem.cascade.n_ops
     perts = sort_by_site(check_perturbations(perturbations, N), N)
-    pint, preal = perturbation_tables(perts, N)
+    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
     optimizer.batch_size(problem.n_samples)  # validates the batch against the data
 
     config = optimizer.engine_config()
@@ -163,7 +163,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         if engine == "cython":
             return _engine.run_one(
                 plan.op_table, plan.params, data.X, data.y, weights[k], config, pint, preal,
-                *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
+                ptimes, *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
                 hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k])
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
@@ -187,7 +187,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
 
 
 def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iteration=0,
-                       engine="cython"):
+                       engine="cython", n_iter=None):
     """The gradient of one Eq. 5 step at ``w`` and the clean gradient on the same samples.
 
     Parameters
@@ -201,8 +201,10 @@ def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iterati
     batch : None or int
         None: every sample; an int B: B samples drawn with replacement from the data stream.
     iteration : int
-        The iteration t, for the perturbations' timing.
+        The iteration t, for the perturbations' timing and magnitude.
     engine : {"cython", "numpy"}
+    n_iter : int, optional
+        The horizon T, needed only by ``HorizonDecay`` magnitudes.
 
     Returns
     -------
@@ -231,15 +233,16 @@ def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iterati
         batch = check_positive_int(batch, "batch")
         idx = data_gen.integers(0, problem.n_samples, size=batch)
         X, Y = X[idx], Y[idx]
+    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)  # validates the magnitudes
     if engine == "cython":
-        pint, preal = perturbation_tables(perts, N)
         g_pert, g_clean = np.empty_like(w), np.empty_like(w)
         _engine.batch_gradients(problem.plan.op_table, problem.plan.params, X, Y, w, pint,
-                                preal, iteration, forward_gen, backward_gen, g_pert, g_clean)
+                                preal, ptimes, iteration, forward_gen, backward_gen, g_pert,
+                                g_clean)
     else:
         B = X.shape[0]
         _, _, gsum = reference_engine.perturbed_pass(problem.cascade, w, X, Y, perts, iteration,
-                                                     forward_gen, backward_gen)
+                                                     forward_gen, backward_gen, n_iter)
         _, _, csum = reference_engine.perturbed_pass(problem.cascade, w, X, Y)
         g_pert, g_clean = gsum / B, csum / B
     reg_grad = problem.regularizer.gradient(w)

@@ -30,7 +30,7 @@ from fastcascade._kernels._types cimport OpDesc
 from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
-    PERT_INT_FIELDS, PERT_REAL_FIELDS)
+    PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -208,7 +208,7 @@ cdef void pass_free(Pass* ps) noexcept:
 
 
 cdef int sites_init(Sites* sites, Py_ssize_t N, const long long[:, ::1] pint,
-                    const double[:, ::1] preal) except -1:
+                    const double[:, ::1] preal, const long long[::1] times) except -1:
     # Rows must come sorted by site (the Python side sorts them, keeping the user's order).
     cdef Py_ssize_t k, site, P = pint.shape[0], n_sites = 2 * N + 2
     if pint.shape[1] != PERT_INT_FIELDS or preal.shape[1] != PERT_REAL_FIELDS \
@@ -220,8 +220,13 @@ cdef int sites_init(Sites* sites, Py_ssize_t N, const long long[:, ::1] pint,
     if sites.perts == NULL or sites.start == NULL or sites.end == NULL:
         sites_free(sites)
         raise MemoryError()
+    cdef const long long* tp = &times[0] if times.shape[0] > 0 else NULL
     for k in range(P):
-        sites.perts[k] = perturbation_from_rows(&pint[k, 0], &preal[k, 0])
+        if pint[k, 4] == TIMING_AT and (pint[k, 5] < 0 or pint[k, 5] > pint[k, 6]
+                                         or pint[k, 6] > times.shape[0]):
+            sites_free(sites)
+            raise ValueError("an At() perturbation row does not index into the times array")
+        sites.perts[k] = perturbation_from_rows(&pint[k, 0], &preal[k, 0], tp)
         site = sites.perts[k].op + (N if sites.perts[k].backward else 0)
         if site < 1 or site >= n_sites or (k > 0 and site < _site(&sites.perts[k - 1], N)):
             sites_free(sites)
@@ -268,12 +273,12 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
             continue
         copied = False
         for k in range(sites.start[i], sites.end[i]):
-            if perturbation_active(&sites.perts[k], t):
+            if perturbation_active(&sites.perts[k], t, bg):
                 if not copied:
                     memcpy(ps.ybuf[i], ps.a[i], B * net.dims[i] * sizeof(double))
                     ps.y[i] = ps.ybuf[i]
                     copied = True
-                perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch)
+                perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch, t)
 
 
 cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
@@ -292,8 +297,9 @@ cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double*
         if sites == NULL or i < 2:
             continue
         for k in range(sites.start[N + i], sites.end[N + i]):
-            if perturbation_active(&sites.perts[k], t):
-                perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch)
+            if perturbation_active(&sites.perts[k], t, bg):
+                perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch,
+                                   t)
 
 
 cdef double reg_value(int code, double scale, const double* w, Py_ssize_t n) noexcept nogil:
@@ -457,7 +463,7 @@ cdef Config config_from(dict c) except *:
 def run_one(const long long[:, ::1] op_table, const double[::1] params,
             const double[:, ::1] X, const double[:, ::1] Y, double[::1] w,
             dict config, const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
-            data_gen, forward_gen, backward_gen, grad_gen,
+            const long long[::1] pert_times, data_gen, forward_gen, backward_gen, grad_gen,
             double[::1] h_objective, double[::1] h_grad_norm, double[::1] h_grad_error,
             double[::1] h_step_size, double[:, ::1] h_forward_error,
             double[:, ::1] h_backward_error):
@@ -491,6 +497,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef double *xb
     cdef double *lb
     cdef double *fullgrad
+    cdef double *gnoise
     cdef Py_ssize_t* perm
     cdef uint64_t* idx
     cdef const double* xin
@@ -512,10 +519,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                                or h_backward_error.shape[1] != N):
         net_free(&net)
         raise ValueError("run_one: profile histories have the wrong shape")
-    sites_init(&sites, N, pert_int, pert_real)
+    sites_init(&sites, N, pert_int, pert_real, pert_times)
 
     # One allocation for the vectors, none in the loop.
-    cdef Py_ssize_t nvec = 6 * n_w + net.max_width * B + (0 if full_batch else B * (d0 + ldl))
+    cdef Py_ssize_t nvec = 7 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
     cdef double* vecs = <double*>calloc(nvec + 1, sizeof(double))
     perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
     idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
@@ -538,8 +545,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         m1 = g + n_w
         m2 = m1 + n_w
         fullgrad = m2 + n_w
-        scratch = fullgrad + n_w
-        xb = scratch + net.max_width * B
+        gnoise = fullgrad + n_w
+        scratch = gnoise + n_w
+        xb = scratch + 2 * net.max_width * B   # perturbation kernels use up to 2 B d
         lb = xb + B * d0
         wp = &w[0] if n_w > 0 else NULL
         pos = M  # forces a shuffle before the first shuffled batch
@@ -608,9 +616,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- the step's gradient: ~u + grad R(w) + sigma_n xi ---------------------
                 reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, g, n_w)
                 if cfg.grad_noise_std > 0.0:
-                    random_standard_normal_fill(bg_grad, n_w, scratch)
+                    random_standard_normal_fill(bg_grad, n_w, gnoise)
                     for j in range(n_w):
-                        g[j] = g[j] + cfg.grad_noise_std * scratch[j]
+                        g[j] = g[j] + cfg.grad_noise_std * gnoise[j]
                 gnorm = safe_norm(g, n_w)
                 if not isfinite(gnorm):
                     stop = STOP_NONFINITE_GRADIENT
@@ -671,7 +679,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
                     const double[:, ::1] X, const double[:, ::1] Y, const double[::1] w,
                     const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
-                    long long t, forward_gen, backward_gen,
+                    const long long[::1] pert_times, long long t, forward_gen, backward_gen,
                     double[::1] g_perturbed, double[::1] g_clean):
     """One Eq. 5 pass on the samples X at iteration t: the batch-mean data gradients of the
     perturbed pass and of the clean pass (the regularizer is not included)."""
@@ -689,14 +697,14 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
     pert.a = clean.a = pert.y = clean.y = pert.ybuf = clean.ybuf = pert.v = clean.v = NULL
     sites.perts = NULL
     sites.start = sites.end = NULL
-    scratch = <double*>malloc((net.max_width * B + 1) * sizeof(double))
+    scratch = <double*>malloc((2 * net.max_width * B + 1) * sizeof(double))
     try:
         if X.shape[1] != net.dims[0] or w.shape[0] != net.n_w or Y.shape[0] != B \
                 or g_perturbed.shape[0] != net.n_w or g_clean.shape[0] != net.n_w or B < 1:
             raise ValueError("batch_gradients: shapes do not match the plan")
         if scratch == NULL:
             raise MemoryError()
-        sites_init(&sites, net.N, pert_int, pert_real)
+        sites_init(&sites, net.N, pert_int, pert_real, pert_times)
         pass_init(&pert, &net, B)
         pass_init(&clean, &net, B)
         wp = &w[0] if net.n_w > 0 else NULL

@@ -1,41 +1,78 @@
 from numpy.random cimport bitgen_t
 
-# Perturbation kinds. Additive kinds draw a value and add it; the perturbation library adds
-# transforming kinds (quantisers, compressors, faults) that rewrite the value in place.
+# Perturbation kinds. Distributions (< NOISE_FIRST_TRANSFORM) draw values that are added to
+# the block (or multiply it, in relative mode); transforms rewrite the block in place.
 cdef enum NoiseKind:
-    NOISE_UNIFORM = 1     # p[0] = low, p[1] = high
-    NOISE_GAUSSIAN = 2    # p[0] = mean, p[1] = std
+    NOISE_UNIFORM = 1          # p[0] = low, p[1] = high
+    NOISE_GAUSSIAN = 2         # p[0] = mean, p[1] = std
+    NOISE_LAPLACE = 3          # p[0] = loc, p[1] = scale
+    NOISE_STUDENT_T = 4        # p[0] = df, p[1] = scale
+    NOISE_RADEMACHER = 5       # p[0] = scale
+    NOISE_CONSTANT = 6         # p[0] = value
+    NOISE_FIRST_TRANSFORM = 20
+    NOISE_ROUND_FLOAT = 20     # aux = mantissa bits, aux2 = rounding; p[0] = emin, p[1] = max
+                               # finite, p[2] = overflow (0: +-inf, 1: NaN)
+    NOISE_ROUND_FIXED = 21     # aux2 = rounding; p[0] = grid step
+    NOISE_TOPK = 22            # aux = k
+    NOISE_RANDK = 23           # aux = k, aux2 = 1: unbiased (kept entries scaled by d / k)
+    NOISE_SCALED_SIGN = 24
+    NOISE_BITFLIP = 25         # aux = mask of the float64 bits that may flip; p[0] = probability
 
-# How many independent draws one application makes on a B x d block.
+cdef enum Rounding:
+    ROUND_NEAREST_EVEN = 0
+    ROUND_STOCHASTIC = 1
+
+cdef enum Mode:
+    MODE_ADDITIVE = 0          # z + m_t * draw
+    MODE_RELATIVE = 1          # z * (1 + m_t * draw)
+
+# How many independent draws one application of a distribution makes on a B x d block.
 cdef enum Granularity:
-    GRAN_ELEMENT = 0      # B * d draws: one per sample and coordinate (default)
-    GRAN_SAMPLE = 1       # B draws: one per sample, shared by its coordinates
-    GRAN_STEP = 2         # d draws: one vector per step, shared by every sample of the batch
+    GRAN_ELEMENT = 0           # B * d draws: one per sample and coordinate (default)
+    GRAN_SAMPLE = 1            # B draws: one per sample, shared by its coordinates
+    GRAN_STEP = 2              # d draws: one vector per step, shared by the whole batch
 
 cdef enum TimingKind:
     TIMING_ALWAYS = 0
-    TIMING_EVERY = 1      # fires at t = offset, offset + period, ...
+    TIMING_EVERY = 1           # t = t_b, t_b + t_a, ...   (t_a = period, t_b = offset)
+    TIMING_BERNOULLI = 2       # with probability prob, one uniform draw per step
+    TIMING_AT = 3              # t in times[t_a:t_b] (sorted)
+    TIMING_WINDOW = 4          # t_a <= t < t_b
 
-# One perturbation: a row of the run's perturbation table.
+cdef enum MagnitudeKind:
+    MAG_CONSTANT = 0           # m_t = scale
+    MAG_POWER = 1              # m_t = scale * (t + 1)^-alpha
+
 ctypedef struct Perturbation:
-    int op                # 1-based operator index
-    int backward          # 0: delta_op after f_op; 1: eps_op on the message op sends to op - 1
+    int op                     # 1-based operator index
+    int backward               # 0: delta_op after f_op; 1: eps_op on the message op sends to op - 1
     int kind
     int granularity
     int timing
-    long long period
-    long long offset
+    int mode
+    int magnitude
+    long long t_a
+    long long t_b
+    long long aux
+    long long aux2
     double p[4]
+    double prob
+    double scale
+    double alpha
+    const long long* times     # TIMING_AT: the run's shared iteration list
 
 # Widths of the perturbation table's integer and real rows.
 cdef enum:
-    PERT_INT_FIELDS = 7
-    PERT_REAL_FIELDS = 4
+    PERT_INT_FIELDS = 11
+    PERT_REAL_FIELDS = 7
 
-cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow) noexcept nogil
+cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow,
+                                         const long long* times) noexcept nogil
 
-cdef bint perturbation_active(const Perturbation* pert, long long t) noexcept nogil
+# Whether the perturbation strikes at iteration t (Bernoulli timing draws one uniform from bg).
+cdef bint perturbation_active(const Perturbation* pert, long long t, bitgen_t* bg) noexcept nogil
 
-# Perturb the B x d block z in place (scratch holds at least B * d doubles).
+# Perturb the B x d block z in place at iteration t (scratch holds at least B * d doubles).
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
-                             Py_ssize_t B, Py_ssize_t d, double* scratch) noexcept nogil
+                             Py_ssize_t B, Py_ssize_t d, double* scratch,
+                             long long t) noexcept nogil

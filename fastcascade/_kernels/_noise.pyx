@@ -1,27 +1,44 @@
 # cython: language_level=3
 """Perturbation kernels: every draw goes through numpy's ``bitgen_t`` (no GIL needed).
 
-The NumPy twin (``fastcascade.reference_engine.apply_perturbation``) consumes the same stream
-in the same order: ``Generator.random`` for uniform and ``Generator.standard_normal`` for
-Gaussian draws, row-major over the block.
+Each kind's NumPy twin lives with its class in ``fastcascade.noise`` and consumes the stream in
+the same order: a distribution fills its draws row-major over the block (as ``Generator.random``,
+``standard_normal``, ``laplace`` and ``standard_t`` do), a transform draws per element or per row
+as its comment says.
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.math cimport (fabs, floor, nearbyint, frexp, ldexp, isfinite, isnan, copysign, pow,
+                        NAN, INFINITY)
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport (
-    random_standard_uniform_fill, random_standard_normal_fill)
+    random_standard_uniform, random_standard_uniform_fill, random_standard_normal_fill,
+    random_laplace, random_standard_t)
 
 import numpy as np
 
 # For the Python side: the codes and the table widths (one source of truth).
-NOISE_CODES = {"uniform": NOISE_UNIFORM, "gaussian": NOISE_GAUSSIAN}
+NOISE_CODES = {"uniform": NOISE_UNIFORM, "gaussian": NOISE_GAUSSIAN, "laplace": NOISE_LAPLACE,
+               "student_t": NOISE_STUDENT_T, "rademacher": NOISE_RADEMACHER,
+               "constant": NOISE_CONSTANT, "round_float": NOISE_ROUND_FLOAT,
+               "round_fixed": NOISE_ROUND_FIXED, "topk": NOISE_TOPK, "randk": NOISE_RANDK,
+               "scaled_sign": NOISE_SCALED_SIGN, "bitflip": NOISE_BITFLIP}
+FIRST_TRANSFORM = NOISE_FIRST_TRANSFORM
+ROUNDING_CODES = {"nearest": ROUND_NEAREST_EVEN, "stochastic": ROUND_STOCHASTIC}
+MODE_CODES = {"additive": MODE_ADDITIVE, "relative": MODE_RELATIVE}
 GRANULARITY_CODES = {"element": GRAN_ELEMENT, "sample": GRAN_SAMPLE, "step": GRAN_STEP}
-TIMING_CODES = {"always": TIMING_ALWAYS, "every": TIMING_EVERY}
+TIMING_CODES = {"always": TIMING_ALWAYS, "every": TIMING_EVERY, "bernoulli": TIMING_BERNOULLI,
+                "at": TIMING_AT, "window": TIMING_WINDOW}
+MAGNITUDE_CODES = {"constant": MAG_CONSTANT, "power": MAG_POWER}
 INT_FIELDS = PERT_INT_FIELDS
 REAL_FIELDS = PERT_REAL_FIELDS
 
 
-cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow) noexcept nogil:
-    # irow: op, backward, kind, granularity, timing, period, offset;  rrow: p[0..3]
+cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow,
+                                         const long long* times) noexcept nogil:
+    # irow: op, backward, kind, granularity, timing, t_a, t_b, mode, aux, aux2, magnitude
+    # rrow: p[0..3], prob, scale, alpha
     cdef Perturbation pert
     cdef int k
     pert.op = <int>irow[0]
@@ -29,65 +46,297 @@ cdef Perturbation perturbation_from_rows(const long long* irow, const double* rr
     pert.kind = <int>irow[2]
     pert.granularity = <int>irow[3]
     pert.timing = <int>irow[4]
-    pert.period = irow[5]
-    pert.offset = irow[6]
+    pert.t_a = irow[5]
+    pert.t_b = irow[6]
+    pert.mode = <int>irow[7]
+    pert.aux = irow[8]
+    pert.aux2 = irow[9]
+    pert.magnitude = <int>irow[10]
     for k in range(4):
         pert.p[k] = rrow[k]
+    pert.prob = rrow[4]
+    pert.scale = rrow[5]
+    pert.alpha = rrow[6]
+    pert.times = times
     return pert
 
 
-cdef bint perturbation_active(const Perturbation* pert, long long t) noexcept nogil:
+cdef bint perturbation_active(const Perturbation* pert, long long t, bitgen_t* bg) noexcept nogil:
+    cdef long long lo, hi, mid
     if pert.timing == TIMING_ALWAYS:
         return True
     if pert.timing == TIMING_EVERY:
-        return t >= pert.offset and (t - pert.offset) % pert.period == 0
+        return t >= pert.t_b and (t - pert.t_b) % pert.t_a == 0
+    if pert.timing == TIMING_BERNOULLI:
+        return random_standard_uniform(bg) < pert.prob
+    if pert.timing == TIMING_WINDOW:
+        return pert.t_a <= t < pert.t_b
+    if pert.timing == TIMING_AT:
+        # binary search in the sorted times[t_a:t_b]
+        lo = pert.t_a
+        hi = pert.t_b
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pert.times[mid] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo < pert.t_b and pert.times[lo] == t
     return False
 
 
-cdef inline void draw_additive(const Perturbation* pert, bitgen_t* bg, double* out,
-                               Py_ssize_t n) noexcept nogil:
-    # n additive draws: low + (high - low) u, or mean + std z
+# ---------------------------------------------------------------------------------------------
+# Distributions
+
+cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out, Py_ssize_t n,
+                            double m) noexcept nogil:
+    # n draws times the magnitude m
     cdef Py_ssize_t j
     cdef double a = pert.p[0], b = pert.p[1]
     if pert.kind == NOISE_UNIFORM:
+        # low + (high - low) u
         random_standard_uniform_fill(bg, n, out)
         b = b - a
         for j in range(n):
-            out[j] = a + b * out[j]
+            out[j] = m * (a + b * out[j])
     elif pert.kind == NOISE_GAUSSIAN:
+        # mean + std z
         random_standard_normal_fill(bg, n, out)
         for j in range(n):
-            out[j] = a + b * out[j]
+            out[j] = m * (a + b * out[j])
+    elif pert.kind == NOISE_LAPLACE:
+        for j in range(n):
+            out[j] = m * random_laplace(bg, a, b)
+    elif pert.kind == NOISE_STUDENT_T:
+        # scale * t_df
+        for j in range(n):
+            out[j] = m * (b * random_standard_t(bg, a))
+    elif pert.kind == NOISE_RADEMACHER:
+        # +-scale with probability 1/2 each
+        random_standard_uniform_fill(bg, n, out)
+        for j in range(n):
+            out[j] = m * (a if out[j] < 0.5 else -a)
+    elif pert.kind == NOISE_CONSTANT:
+        for j in range(n):
+            out[j] = m * a
+
+
+cdef void apply_distribution(const Perturbation* pert, bitgen_t* bg, double* z, Py_ssize_t B,
+                             Py_ssize_t d, double* scratch, double m) noexcept nogil:
+    cdef Py_ssize_t s, j, n
+    cdef bint relative = pert.mode == MODE_RELATIVE
+    if pert.granularity == GRAN_ELEMENT:
+        n = B * d
+        draw_distribution(pert, bg, scratch, n, m)
+        for j in range(n):
+            z[j] = z[j] * (1.0 + scratch[j]) if relative else z[j] + scratch[j]
+    elif pert.granularity == GRAN_SAMPLE:
+        draw_distribution(pert, bg, scratch, B, m)
+        for s in range(B):
+            for j in range(d):
+                if relative:
+                    z[s * d + j] = z[s * d + j] * (1.0 + scratch[s])
+                else:
+                    z[s * d + j] = z[s * d + j] + scratch[s]
+    elif pert.granularity == GRAN_STEP:
+        draw_distribution(pert, bg, scratch, d, m)
+        for s in range(B):
+            for j in range(d):
+                if relative:
+                    z[s * d + j] = z[s * d + j] * (1.0 + scratch[j])
+                else:
+                    z[s * d + j] = z[s * d + j] + scratch[j]
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms
+
+cdef inline double round_to_float(double x, int mant, int emin, double max_finite,
+                                  bint overflow_nan, bint stochastic, double u) noexcept nogil:
+    # Round x to the binary format with `mant` stored mantissa bits and smallest normal
+    # exponent emin: the grid spacing near x is q = 2^(max(e(x), emin) - mant), so subnormals
+    # share the spacing of the smallest binade. x / q is exact (q is a power of two).
+    cdef int e
+    cdef double q, r, f
+    if not isfinite(x):
+        return NAN if (overflow_nan or isnan(x)) else x
+    if x == 0.0:
+        return x
+    frexp(x, &e)                      # |x| = m 2^e with m in [0.5, 1): leading bit 2^(e - 1)
+    e = e - 1
+    if e < emin:
+        e = emin
+    q = ldexp(1.0, e - mant)
+    r = x / q
+    if stochastic:
+        # up with probability frac(r): E[result] = x
+        f = floor(r)
+        r = f + (1.0 if u < r - f else 0.0)
+    else:
+        r = nearbyint(r)              # ties to even in the default rounding mode
+    r = r * q
+    if fabs(r) > max_finite:
+        return NAN if overflow_nan else copysign(INFINITY, x)
+    return r
+
+
+cdef inline double round_to_grid(double x, double step, bint stochastic, double u) noexcept nogil:
+    cdef double r = x / step, f
+    if stochastic:
+        f = floor(r)
+        r = f + (1.0 if u < r - f else 0.0)
+    else:
+        r = nearbyint(r)
+    return r * step
+
+
+cdef void top_k_rows(double* z, Py_ssize_t B, Py_ssize_t d, Py_ssize_t k,
+                     double* flags) noexcept nogil:
+    # keep the k largest |z_j| of each row (ties: the lower index), zero the rest
+    cdef Py_ssize_t s, j, r, best
+    cdef double* row
+    if k >= d:
+        return
+    for s in range(B):
+        row = z + s * d
+        for j in range(d):
+            flags[j] = 0.0
+        for r in range(k):
+            best = -1
+            for j in range(d):
+                if flags[j] == 0.0 and (best < 0 or fabs(row[j]) > fabs(row[best])):
+                    best = j
+            flags[best] = 1.0
+        for j in range(d):
+            if flags[j] == 0.0:
+                row[j] = 0.0
+
+
+cdef void rand_k_rows(bitgen_t* bg, double* z, Py_ssize_t B, Py_ssize_t d, Py_ssize_t k,
+                      bint unbiased, double* scratch) noexcept nogil:
+    # keep k coordinates of each row chosen uniformly without replacement (partial
+    # Fisher-Yates from the front, k uniform draws per row), scaled by d / k when unbiased
+    cdef Py_ssize_t s, j, r
+    cdef double tmp, scale
+    cdef double* row
+    cdef double* idx = scratch
+    cdef double* kept = scratch + d
+    if k > d:
+        k = d
+    scale = (<double>d / <double>k) if unbiased else 1.0
+    for s in range(B):
+        row = z + s * d
+        for j in range(d):
+            idx[j] = <double>j
+        for j in range(k):
+            r = j + <Py_ssize_t>(random_standard_uniform(bg) * (d - j))
+            if r >= d:
+                r = d - 1
+            tmp = idx[j]
+            idx[j] = idx[r]
+            idx[r] = tmp
+        for j in range(k):
+            kept[j] = row[<Py_ssize_t>idx[j]]
+        for j in range(d):
+            row[j] = 0.0
+        for j in range(k):
+            row[<Py_ssize_t>idx[j]] = scale * kept[j]
+
+
+cdef void scaled_sign_rows(double* z, Py_ssize_t B, Py_ssize_t d) noexcept nogil:
+    # z_j <- (||z||_1 / d) sign(z_j), row by row
+    cdef Py_ssize_t s, j
+    cdef double c
+    cdef double* row
+    for s in range(B):
+        row = z + s * d
+        c = 0.0
+        for j in range(d):
+            c = c + fabs(row[j])
+        c = c / d
+        for j in range(d):
+            if row[j] > 0.0:
+                row[j] = c
+            elif row[j] < 0.0:
+                row[j] = -c
+            else:
+                row[j] = c * row[j]  # 0 stays 0, NaN stays NaN
+
+
+cdef void bit_flip(bitgen_t* bg, double* z, Py_ssize_t n, uint64_t mask, double p) noexcept nogil:
+    # each masked bit of each float64 flips with probability p: per element, one uniform draw
+    # per masked bit from the lowest bit up
+    cdef Py_ssize_t j
+    cdef int b
+    cdef uint64_t bits, one = 1
+    for j in range(n):
+        memcpy(&bits, &z[j], 8)
+        for b in range(64):
+            if (mask >> b) & one:
+                if random_standard_uniform(bg) < p:
+                    bits = bits ^ (one << b)
+        memcpy(&z[j], &bits, 8)
+
+
+cdef void apply_transform(const Perturbation* pert, bitgen_t* bg, double* z, Py_ssize_t B,
+                          Py_ssize_t d, double* scratch) noexcept nogil:
+    cdef Py_ssize_t j, n = B * d
+    cdef bint stochastic = pert.aux2 == ROUND_STOCHASTIC
+    cdef double u = 0.0
+    if pert.kind == NOISE_ROUND_FLOAT:
+        # one uniform per element when stochastic
+        for j in range(n):
+            if stochastic:
+                u = random_standard_uniform(bg)
+            z[j] = round_to_float(z[j], <int>pert.aux, <int>pert.p[0], pert.p[1],
+                                  pert.p[2] != 0.0, stochastic, u)
+    elif pert.kind == NOISE_ROUND_FIXED:
+        for j in range(n):
+            if stochastic:
+                u = random_standard_uniform(bg)
+            z[j] = round_to_grid(z[j], pert.p[0], stochastic, u)
+    elif pert.kind == NOISE_TOPK:
+        top_k_rows(z, B, d, <Py_ssize_t>pert.aux, scratch)
+    elif pert.kind == NOISE_RANDK:
+        rand_k_rows(bg, z, B, d, <Py_ssize_t>pert.aux, pert.aux2 != 0, scratch)
+    elif pert.kind == NOISE_SCALED_SIGN:
+        scaled_sign_rows(z, B, d)
+    elif pert.kind == NOISE_BITFLIP:
+        bit_flip(bg, z, n, <uint64_t>pert.aux, pert.p[0])
 
 
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
-                             Py_ssize_t B, Py_ssize_t d, double* scratch) noexcept nogil:
-    cdef Py_ssize_t s, j
-    if pert.granularity == GRAN_ELEMENT:
-        draw_additive(pert, bg, scratch, B * d)
-        for j in range(B * d):
-            z[j] = z[j] + scratch[j]
-    elif pert.granularity == GRAN_SAMPLE:
-        draw_additive(pert, bg, scratch, B)
-        for s in range(B):
-            for j in range(d):
-                z[s * d + j] = z[s * d + j] + scratch[s]
-    elif pert.granularity == GRAN_STEP:
-        draw_additive(pert, bg, scratch, d)
-        for s in range(B):
-            for j in range(d):
-                z[s * d + j] = z[s * d + j] + scratch[j]
+                             Py_ssize_t B, Py_ssize_t d, double* scratch,
+                             long long t) noexcept nogil:
+    cdef double m
+    if pert.kind >= NOISE_FIRST_TRANSFORM:
+        apply_transform(pert, bg, z, B, d, scratch)
+        return
+    m = pert.scale
+    if pert.magnitude == MAG_POWER:
+        m = m * pow(<double>(t + 1), -pert.alpha)
+    apply_distribution(pert, bg, z, B, d, scratch, m)
 
 
-def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:, ::1] z):
-    """Apply one perturbation to the block z in place, drawing from ``generator`` (for tests)."""
-    cdef Perturbation pert = perturbation_from_rows(&irow[0], &rrow[0])
+def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:, ::1] z,
+          long long t=0, const long long[::1] times=None):
+    """Apply one perturbation to the block z in place at iteration t, drawing from
+    ``generator`` (the kernel behind the engine, for tests). Returns whether it was active."""
+    if irow.shape[0] != PERT_INT_FIELDS or rrow.shape[0] != PERT_REAL_FIELDS:
+        raise ValueError("perturbation rows have the wrong length")
+    cdef const long long* tp = &times[0] if times is not None and times.shape[0] > 0 else NULL
+    if irow[4] == TIMING_AT and (irow[5] < 0 or irow[5] > irow[6]
+                                 or irow[6] > (0 if times is None else times.shape[0])):
+        raise ValueError("At timing rows must index into times")
+    cdef Perturbation pert = perturbation_from_rows(&irow[0], &rrow[0], tp)
     capsule = generator.bit_generator.capsule
     cdef bitgen_t* bg = <bitgen_t*>PyCapsule_GetPointer(capsule, "BitGenerator")
     cdef Py_ssize_t B = z.shape[0], d = z.shape[1]
-    scratch = np.empty(max(B * d, 1))
+    scratch = np.empty(2 * max(B * d, 1))
     cdef double[::1] sc = scratch
-    if B * d == 0:
-        return
+    cdef bint active
     with generator.bit_generator.lock, nogil:
-        perturbation_apply(&pert, bg, &z[0, 0], B, d, &sc[0])
+        active = perturbation_active(&pert, t, bg)
+        if active and B * d > 0:
+            perturbation_apply(&pert, bg, &z[0, 0], B, d, &sc[0], t)
+    return active
