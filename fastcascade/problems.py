@@ -1,0 +1,101 @@
+"""Ready-made problems from the paper's motivations, for studying depth effects.
+
+- :func:`paper_logistic`: the paper's section 7 model (Margin + Softplus) on its synthetic data.
+- :func:`deep_linear`: a deep linear network y = W_L ... W_1 x with a squared loss, fitting a
+  random linear teacher (the cascade of linear maps the paper's depth argument starts from).
+- :func:`mlp`: a network of ``depth`` layers (Linear then an activation), a linear read-out and
+  a squared loss, fitting a random teacher network of the same shape.
+
+Operator indices: in :func:`deep_linear`, operator i is layer i (the loss is operator L + 1);
+in :func:`mlp`, layer k is operators 2k - 1 (Linear) and 2k (activation).
+
+Examples
+--------
+>>> import fastcascade as fc
+>>> problem = fc.problems.mlp(depth=3, width=8, n_samples=100, seed=0)
+>>> problem.cascade.n_ops, problem.n_weights
+(8, 225)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastcascade import ops
+from fastcascade._validation import check_choice, check_positive_int
+from fastcascade.cascade import Cascade
+from fastcascade.datasets import Dataset, synthetic_logistic
+from fastcascade.problem import Problem
+from fastcascade.reg import NonConvex, SquaredNorm
+
+__all__ = ["paper_logistic", "deep_linear", "mlp"]
+
+ACTIVATIONS = {"tanh": ops.Tanh, "sigmoid": ops.Sigmoid, "relu": ops.ReLU,
+               "identity": ops.Identity}
+
+
+def paper_logistic(regularizer="nonconvex", rho=None, n_samples=2000, n_features=10, seed=0):
+    """The paper's logistic regression (PAPER.md section 5) as a 2-operator cascade.
+
+    Parameters
+    ----------
+    regularizer : {"nonconvex", "strongly_convex"}
+        rho sum w^2/(1+w^2) with rho = 1e-3, or rho ||w||^2 with rho = 0.1 (section 7.2.1;
+        section 7.2.3 uses 0.5).
+    rho : float, optional
+        Overrides the default weight.
+    """
+    check_choice(regularizer, "regularizer", ("nonconvex", "strongly_convex"))
+    data = synthetic_logistic(n_samples, n_features, seed)
+    if regularizer == "nonconvex":
+        reg = NonConvex(1e-3 if rho is None else rho)
+    else:
+        reg = SquaredNorm(0.1 if rho is None else rho)
+    return Problem(Cascade([ops.Margin(), ops.Softplus()]), data, regularizer=reg)
+
+
+def _teacher_data(n_samples, width, out_dim, forward, rng):
+    X = rng.standard_normal((n_samples, width))
+    return Dataset(X, forward(X), name="teacher")
+
+
+def deep_linear(depth=4, width=8, n_samples=500, seed=0, noise_std=0.0):
+    """A deep linear network: operators Linear(width, width, bias=False) x ``depth`` (the
+    last maps to 1 output), then SquaredError.
+
+    The targets come from a random linear teacher y = a^T x (+ noise), so the network can fit
+    them exactly: a product of matrices, the classic non-convex depth model.
+    """
+    depth = check_positive_int(depth, "depth")
+    width = check_positive_int(width, "width")
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(width) / np.sqrt(width)
+    data = _teacher_data(n_samples, width, 1,
+                         lambda X: X @ a + noise_std * rng.standard_normal(X.shape[0]), rng)
+    layers = [ops.Linear(width, width, bias=False) for _ in range(depth - 1)]
+    layers.append(ops.Linear(width, 1, bias=False))
+    return Problem(Cascade(layers + [ops.SquaredError()]), data)
+
+
+def mlp(depth=3, width=16, activation="tanh", n_samples=500, seed=0, noise_std=0.0):
+    """A network of ``depth`` hidden layers Linear(., width) + activation, a Linear(width, 1)
+    read-out and SquaredError, fitting a random teacher network of the same shape.
+
+    The teacher's weights are drawn like ``Cascade.init_weights`` draws them (seeded), so a
+    student started from ``init="random"`` with another seed is a fair non-convex problem.
+    """
+    depth = check_positive_int(depth, "depth")
+    width = check_positive_int(width, "width")
+    act = ACTIVATIONS[check_choice(activation, "activation", tuple(ACTIVATIONS))]
+    layers = []
+    for k in range(depth):
+        layers += [ops.Linear(width, width), act()]
+    layers += [ops.Linear(width, 1), ops.SquaredError()]
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, width))
+    # the teacher: the same architecture with seeded weights, its output as the target
+    from fastcascade.reference import cascade_forward
+    teacher = Cascade(layers[:-1] + [ops.Identity()], input_dim=width)
+    w_teacher = teacher.init_weights(seed=seed + 1)
+    y = cascade_forward(teacher, w_teacher, X, np.zeros((n_samples, 0)))[-1]
+    y = y + noise_std * rng.standard_normal(y.shape)
+    return Problem(Cascade(layers), Dataset(X, y, name=f"teacher {activation} mlp"))
