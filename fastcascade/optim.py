@@ -16,6 +16,8 @@ SGD(step_size=0.05, batch='full', grad_noise_std=0.001, momentum=0.0, nesterov=F
 """
 from __future__ import annotations
 
+import inspect
+
 from fastcascade._validation import check_choice, check_positive_int, check_real
 from fastcascade.schedules import Constant, Schedule
 
@@ -64,6 +66,57 @@ class Optimizer:
                                    low_open=True)
         self.clip_norm = clip_norm
         self.sampling = check_choice(sampling, "sampling", SAMPLINGS, type(self).__name__)
+
+    @classmethod
+    def fields(cls):
+        """The constructor's parameter names, in order: the keys ``replace`` and ``fc.sweep``
+        grids accept for this optimizer.
+
+        Examples
+        --------
+        >>> import fastcascade as fc
+        >>> fc.SGD.fields()[:3]
+        ('step_size', 'batch', 'grad_noise_std')
+        """
+        params = inspect.signature(cls.__init__).parameters
+        return tuple(name for name in params if name != "self")
+
+    def replace(self, **changes):
+        """A validated copy with some constructor fields changed.
+
+        Parameters
+        ----------
+        **changes
+            New values for any of ``fields()``; the constructor checks them all again.
+
+        Returns
+        -------
+        Optimizer
+            A new object of the same class; ``self`` is left as it is.
+
+        Raises
+        ------
+        ValueError
+            For a key that is not a constructor field (the message names it and lists the
+            fields), or an invalid value (the constructor's message).
+
+        Examples
+        --------
+        >>> import fastcascade as fc
+        >>> opt = fc.SGD(step_size=0.1, grad_noise_std=1e-3)
+        >>> opt.replace(step_size=0.01, momentum=0.9).momentum
+        0.9
+        >>> opt.step_size
+        0.1
+        """
+        fields = self.fields()
+        for key in changes:
+            if key not in fields:
+                raise ValueError(f"{type(self).__name__}: {key}: not a field of this optimizer; "
+                                 f"expected one of {', '.join(fields)}")
+        kwargs = {name: getattr(self, name) for name in fields}
+        kwargs.update(changes)
+        return type(self)(**kwargs)
 
     def step_size_at(self, t):
         """gamma_t."""

@@ -11,6 +11,12 @@ n_iter, with r = record_every), all taken at w_t before that iteration's update:
 - ``forward_error``, ``backward_error`` (with ``record_profile=True``), shape
   (n_runs, n_records, N): the batch mean of ||~y_i - y_i||^2 and ||~v_i - v_i||^2, i = 1..N.
 
+Derived metrics (``fastcascade.metrics``): the EWMA of the gradient norm, the stable gradient
+norm, the stable iteration complexity and the spike events; ``summary_table()`` gathers them
+per run. ``save(path)`` / ``fc.load(path)`` store and restore every array exactly;
+``to_frame()`` gives the summary as a pandas DataFrame (pandas is an optional extra);
+``plot()`` draws the convergence plot.
+
 A run that diverges stops: ``stopped_at[k]`` is the iteration and ``stop_reason[k]`` says why;
 its histories after that record are NaN. Its ``final_weights`` are w_t of that iteration when the
 step gradient was at fault, and the weights after the update when the weights were.
@@ -19,25 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcascade import metrics
+from fastcascade.io import jsonable, save_result, seed_to_json
+from fastcascade.metrics import ewma
+
 __all__ = ["Result", "ewma"]
 
 HISTORY_FIELDS = ("objective", "grad_norm", "grad_error", "step_size")
 PROFILE_FIELDS = ("forward_error", "backward_error")
-
-
-def ewma(x, factor=0.99):
-    """Exponentially weighted moving average along the last axis: e_0 = x_0,
-    e_t = factor e_{t-1} + (1 - factor) x_t (the paper's smoothing of the gradient norm)."""
-    x = np.asarray(x, dtype=np.float64)
-    if not 0.0 <= factor < 1.0:
-        raise ValueError(f"factor: expected a number in [0, 1), given {factor!r}")
-    out = np.empty_like(x)
-    if x.shape[-1] == 0:
-        return out
-    out[..., 0] = x[..., 0]
-    for t in range(1, x.shape[-1]):
-        out[..., t] = factor * out[..., t - 1] + (1.0 - factor) * x[..., t]
-    return out
 
 
 class Result:
@@ -45,77 +40,228 @@ class Result:
 
     Attributes
     ----------
-    iterations : ndarray (n_records,)
+    iterations : ndarray of int64 (n_records,)
     objective, grad_norm, grad_error, step_size : ndarray (n_runs, n_records)
     forward_error, backward_error : ndarray (n_runs, n_records, N) or None
     final_weights : ndarray (n_runs, n_weights)
-    stopped_at : ndarray of int (n_runs,), -1 for a run that did not diverge
+    stopped_at : ndarray of int64 (n_runs,), -1 for a run that did not diverge
     stop_reason : list of str ("" for a run that did not diverge)
-    seeds : list
-    config : dict, the settings of the runs
+    seeds : list (ints, or numpy SeedSequences)
+    config : dict, the settings of the runs as plain JSON data (from a sweep, ``config["grid"]``
+        holds the grid values of the runs)
+
+    Examples
+    --------
+    >>> import fastcascade as fc
+    >>> data = fc.datasets.synthetic_logistic(200, 4, seed=0)
+    >>> problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data)
+    >>> res = fc.run(problem, fc.SGD(step_size=0.5), n_iter=400, seeds=[0, 1], record_every=4)
+    >>> res.grad_norm.shape, res.history.dtype.names[:2]
+    ((2, 100), ('iteration', 'objective'))
+    >>> res.summary_table()["stable_grad_norm"].shape
+    (2,)
     """
 
     def __init__(self, iterations, histories, final_weights, stopped_at, stop_reason, seeds,
                  config):
-        self.iterations = iterations
+        self.iterations = np.asarray(iterations, dtype=np.int64)
         for name in HISTORY_FIELDS:
             setattr(self, name, histories[name])
         for name in PROFILE_FIELDS:
             setattr(self, name, histories.get(name))
         self.final_weights = final_weights
         self.stopped_at = np.asarray(stopped_at, dtype=np.int64)
-        self.stop_reason = list(stop_reason)
+        self.stop_reason = [str(r) for r in stop_reason]
         self.seeds = list(seeds)
-        self.config = config
+        self.config = jsonable(dict(config))
 
+    # -- shape and metadata --------------------------------------------------------------------
     @property
     def n_runs(self):
         return self.final_weights.shape[0]
+
+    @property
+    def n_records(self):
+        return self.iterations.shape[0]
 
     @property
     def diverged(self):
         """Boolean (n_runs,): which runs stopped early."""
         return self.stopped_at >= 0
 
+    @property
+    def grid(self):
+        """The grid values of these runs when they come from a sweep, else {}."""
+        return self.config.get("grid", {})
+
+    @property
+    def history(self):
+        """The histories as one structured array (n_runs, n_records) with the named fields
+        ``iteration``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size`` (a copy)."""
+        dtype = [("iteration", np.int64)] + [(name, np.float64) for name in HISTORY_FIELDS]
+        out = np.empty((self.n_runs, self.n_records), dtype=dtype)
+        out["iteration"] = self.iterations[None, :]
+        for name in HISTORY_FIELDS:
+            out[name] = getattr(self, name)
+        return out
+
+    # -- metrics -------------------------------------------------------------------------------
     def ewma_grad_norm(self, factor=0.99):
-        """EWMA of the true gradient norm, (n_runs, n_records)."""
+        """EWMA of the true gradient norm, (n_runs, n_records); ``factor`` applies per record."""
         return ewma(self.grad_norm, factor)
 
     def stable_grad_norm(self, factor=0.99):
         """The paper's stable gradient norm per run: the mean of the EWMA over the last half of
         the records (NaN for a run that diverged)."""
-        e = self.ewma_grad_norm(factor)
-        half = e.shape[1] // 2
-        stable = np.mean(e[:, half:], axis=1)
-        stable[self.diverged] = np.nan
-        return stable
+        return metrics.stable_grad_norm(self.grad_norm, factor, self.diverged)
 
     def stable_iteration_complexity(self, factor=0.99, threshold=1.5):
         """Per run, the first iteration where the EWMA falls below ``threshold`` times the stable
         gradient norm (-1 when it never does, e.g. after divergence)."""
-        e = self.ewma_grad_norm(factor)
-        stable = self.stable_grad_norm(factor)
-        out = np.full(self.n_runs, -1, dtype=np.int64)
+        return metrics.stable_iteration_complexity(self.grad_norm, self.iterations, factor,
+                                                   threshold, self.diverged)
+
+    def spike_events(self, threshold=10.0, window=50, min_value=0.0, recover_factor=2.0,
+                     recovery_window=None, signals=("grad_error", "grad_norm")):
+        """Spike events of every run, each labelled "recovered", "persistent" or "diverged".
+
+        See :func:`fastcascade.metrics.spike_events` for the definition and the parameters.
+
+        Returns
+        -------
+        ndarray of dtype ``fastcascade.metrics.SPIKE_DTYPE`` (fields run, start, end, peak,
+        signal, ratio, label), one row per event.
+        """
+        return metrics.spike_events(self.grad_norm, self.grad_error, self.iterations,
+                                    self.stopped_at, threshold, window, min_value,
+                                    recover_factor, recovery_window, signals)
+
+    def final_grad_norm(self):
+        """Per run, the last finite recorded gradient norm (NaN when there is none)."""
+        out = np.full(self.n_runs, np.nan)
         for k in range(self.n_runs):
-            if self.diverged[k]:
-                continue
-            below = np.nonzero(e[k] < threshold * stable[k])[0]
-            if below.size:
-                out[k] = self.iterations[below[0]]
+            finite = self.grad_norm[k][np.isfinite(self.grad_norm[k])]
+            if finite.size:
+                out[k] = finite[-1]
         return out
 
-    def summary(self):
-        """One line per run: seed, final gradient norm, stable norm, divergence."""
-        stable = self.stable_grad_norm()
-        lines = [f"{'seed':>6} {'final |grad|':>13} {'stable |grad|':>14}  status"]
+    def summary_table(self, factor=0.99, **spike_options):
+        """One row per run, as a structured array with the fields ``seed``, ``diverged``,
+        ``stopped_at``, ``stop_reason``, ``final_grad_norm``, ``stable_grad_norm``,
+        ``stable_iteration``, ``n_spikes``, ``n_recovered``, ``n_persistent``.
+
+        ``factor`` is the EWMA factor; ``spike_options`` go to :meth:`spike_events`.
+        """
+        events = self.spike_events(**spike_options)
+        seeds = [seed_to_json(s) for s in self.seeds]
+        int_seeds = all(isinstance(s, int) for s in seeds)
+        dtype = [("seed", np.int64 if int_seeds else "U64"), ("diverged", bool),
+                 ("stopped_at", np.int64), ("stop_reason", "U40"),
+                 ("final_grad_norm", np.float64), ("stable_grad_norm", np.float64),
+                 ("stable_iteration", np.int64), ("n_spikes", np.int64),
+                 ("n_recovered", np.int64), ("n_persistent", np.int64)]
+        table = np.zeros(self.n_runs, dtype=dtype)
+        table["seed"] = seeds if int_seeds else [str(s) for s in self.seeds]
+        table["diverged"] = self.diverged
+        table["stopped_at"] = self.stopped_at
+        table["stop_reason"] = self.stop_reason
+        table["final_grad_norm"] = self.final_grad_norm()
+        table["stable_grad_norm"] = self.stable_grad_norm(factor)
+        table["stable_iteration"] = self.stable_iteration_complexity(factor)
         for k in range(self.n_runs):
-            last = self.grad_norm[k][np.isfinite(self.grad_norm[k])]
-            final = last[-1] if last.size else np.nan
-            status = (f"stopped at {self.stopped_at[k]}: {self.stop_reason[k]}"
-                      if self.diverged[k] else "ok")
-            lines.append(f"{str(self.seeds[k]):>6} {final:13.4e} {stable[k]:14.4e}  {status}")
+            mine = events[events["run"] == k]
+            table["n_spikes"][k] = np.sum(mine["signal"] != "stop")
+            table["n_recovered"][k] = np.sum(mine["label"] == "recovered")
+            table["n_persistent"][k] = np.sum(mine["label"] == "persistent")
+        return table
+
+    def summary(self, factor=0.99):
+        """The summary table as text, one line per run."""
+        table = self.summary_table(factor)
+        lines = [f"{'seed':>6} {'final |grad|':>13} {'stable |grad|':>14} {'stable at':>10} "
+                 f"{'spikes':>7}  status"]
+        for row in table:
+            status = (f"stopped at {row['stopped_at']}: {row['stop_reason']}"
+                      if row["diverged"] else "ok")
+            stable_at = "-" if row["stable_iteration"] < 0 else str(row["stable_iteration"])
+            spikes = f"{row['n_spikes']}"
+            if row["n_spikes"]:
+                spikes += f" ({row['n_recovered']}r)"
+            lines.append(f"{str(row['seed']):>6} {row['final_grad_norm']:13.4e} "
+                         f"{row['stable_grad_norm']:14.4e} {stable_at:>10} {spikes:>7}  {status}")
         return "\n".join(lines)
 
+    def to_frame(self, factor=0.99):
+        """The summary table as a pandas DataFrame (needs pandas: ``pip install
+        "fastcascade[pandas]"``)."""
+        return _frame(self.summary_table(factor))
+
+    # -- files, plots, comparison -------------------------------------------------------------
+    def save(self, path):
+        """Write every array and the configuration to one ``.npz`` file at ``path`` (no pickle;
+        read it back with ``fc.load(path)``)."""
+        save_result(self, path)
+
+    def plot(self, ax=None, **kwargs):
+        """The convergence plot (``fastcascade.plotting.convergence``); returns the axes."""
+        from fastcascade import plotting
+
+        return plotting.convergence(self, ax=ax, **kwargs)
+
+    def identical(self, other):
+        """True when ``other`` holds the same arrays bit for bit (dtype, shape and bytes, NaNs
+        included) and the same seeds, stop reasons and configuration."""
+        if not isinstance(other, Result):
+            return False
+        for name in ("iterations", "final_weights", "stopped_at") + HISTORY_FIELDS \
+                + PROFILE_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            if a is None or b is None:
+                if a is not b:
+                    return False
+                continue
+            a, b = np.asarray(a), np.asarray(b)
+            if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+                return False
+        return ([seed_to_json(s) for s in self.seeds] == [seed_to_json(s) for s in other.seeds]
+                and self.stop_reason == other.stop_reason and self.config == other.config)
+
+    @classmethod
+    def concat(cls, results, config=None):
+        """The runs of several results (same records) as one Result, in the order given.
+
+        ``config`` defaults to the first result's configuration.
+        """
+        results = list(results)
+        if not results:
+            raise ValueError("results: expected at least one Result, given none")
+        first = results[0]
+        for k, r in enumerate(results):
+            if not isinstance(r, Result):
+                raise ValueError(f"results[{k}]: expected a fastcascade.Result, given {r!r}")
+            if not np.array_equal(r.iterations, first.iterations):
+                raise ValueError(f"results[{k}]: records at other iterations than results[0]")
+        hist = {name: np.concatenate([getattr(r, name) for r in results]) for name in
+                HISTORY_FIELDS}
+        for name in PROFILE_FIELDS:
+            parts = [getattr(r, name) for r in results]
+            hist[name] = None if any(p is None for p in parts) else np.concatenate(parts)
+        return cls(first.iterations.copy(), hist,
+                   np.concatenate([r.final_weights for r in results]),
+                   np.concatenate([r.stopped_at for r in results]),
+                   [x for r in results for x in r.stop_reason],
+                   [s for r in results for s in r.seeds],
+                   first.config if config is None else config)
+
     def __repr__(self):
-        return (f"Result(n_runs={self.n_runs}, n_records={self.iterations.size}, "
+        return (f"Result(n_runs={self.n_runs}, n_records={self.n_records}, "
                 f"diverged={int(self.diverged.sum())})")
+
+
+def _frame(table):
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_frame() needs pandas: pip install pandas (or "
+                          "'fastcascade[pandas]')") from None
+    return pd.DataFrame({name: table[name] for name in table.dtype.names})

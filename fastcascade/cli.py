@@ -1,0 +1,391 @@
+"""The ``fastcascade`` command line.
+
+Commands::
+
+    fastcascade demo [--out DIR]           the paper's logistic model at a quick scale: a table
+                                           and PNGs of the forward/backward asymmetry
+    fastcascade run CONFIG.toml            runs of one configuration (fastcascade.config)
+    fastcascade sweep CONFIG.toml          a grid of configurations x seeds, resumable
+    fastcascade plot RESULT                a PNG of a saved result or sweep
+    fastcascade info                       versions, build flags, threads
+    fastcascade reproduce FIG|all          the paper's figures (not in this version yet)
+    fastcascade bench                      speed against the NumPy reference (not yet)
+
+An invalid configuration exits with status 2 and one line on stderr that names the key.
+
+Examples
+--------
+>>> from fastcascade.cli import main
+>>> main(["info", "--short"])  # doctest: +ELLIPSIS
+fastcascade ...
+0
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _use_agg():
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def _progress(args):
+    return False if getattr(args, "no_progress", False) else None
+
+
+def _record_factor(obj, ewma):
+    """The per-record EWMA factor for a per-iteration factor ``ewma`` (the paper's 0.99 per
+    iteration is 0.99 ** r per record when recording every r iterations)."""
+    res = obj.results[0] if hasattr(obj, "results") else obj
+    it = res.iterations
+    every = int(it[1] - it[0]) if it.shape[0] > 1 else 1
+    return ewma ** every
+
+
+# -- demo ---------------------------------------------------------------------------------------
+DEMO_SETTINGS = ("clean", "forward", "backward")
+
+
+def demo_perturbations(setting="clean", sigma=2.0, d=10):
+    """The demo's perturbations: none, U(-sigma/sqrt(d), sigma/sqrt(d)) after f_1 (forward,
+    delta_1), or the same on the message f_2 sends to f_1 (backward, eps_2)."""
+    import numpy as np
+
+    import fastcascade as fc
+
+    h = sigma / np.sqrt(d)
+    if setting == "forward":
+        return [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-h, h))]
+    if setting == "backward":
+        return [fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-h, h))]
+    return []
+
+
+def cmd_demo(args):
+    """The paper's headline result at a quick scale."""
+    import functools
+
+    import numpy as np
+
+    import fastcascade as fc
+    from fastcascade import plotting
+
+    _use_agg()
+    t0 = time.perf_counter()
+    data = fc.datasets.synthetic_logistic(n_samples=2000, n_features=10, seed=0)
+    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
+                         regularizer=fc.reg.NonConvex(rho=1e-3))
+    opt = fc.SGD(step_size=0.1, batch="full", grad_noise_std=1e-3)
+    step_sizes = [1.0, 0.3, 0.1, 0.03]
+    record_every = 10
+    factor = 0.99 ** record_every  # the paper's per-iteration EWMA 0.99, per record
+    perts = functools.partial(demo_perturbations, sigma=args.sigma, d=data.n_features)
+    print(f"fastcascade demo: the paper's logistic model (M = 2000, d = 10, full batch, "
+          f"sigma_n = 1e-3), T = {args.iters}, {args.seeds} seeds, sigma_f = sigma_b = "
+          f"{args.sigma:g}", flush=True)
+    sw = fc.sweep(problem, opt, n_iter=args.iters, perturbations=perts,
+                  grid={"step_size": step_sizes, "setting": list(DEMO_SETTINGS)},
+                  seeds=range(args.seeds), n_jobs=args.jobs, record_every=record_every,
+                  progress=_progress(args))
+    stable = sw.stable_grad_norm(factor)
+    print()
+    print("stable gradient norm (median over seeds; EWMA 0.99 per iteration, mean over the "
+          "last half)")
+    print(f"{'step size':>10}" + "".join(f"{s:>12}" for s in DEMO_SETTINGS))
+    for g in step_sizes:
+        row = [np.nanmedian(stable[i]) for i, p in enumerate(sw.points) if p["step_size"] == g]
+        print(f"{g:>10g}" + "".join(f"{v:>12.3e}" for v in row))
+    first = {s: np.nanmedian(stable[sw.points.index({"step_size": step_sizes[0],
+                                                      "setting": s})]) for s in DEMO_SETTINGS}
+    last = {s: np.nanmedian(stable[sw.points.index({"step_size": step_sizes[-1],
+                                                     "setting": s})]) for s in DEMO_SETTINGS}
+    print()
+    for s in DEMO_SETTINGS:
+        trend = "falls" if last[s] < 0.7 * first[s] else "stays on a plateau"
+        print(f"  {s:>8}: from gamma = {step_sizes[0]:g} to {step_sizes[-1]:g} the stable norm "
+              f"{trend} ({first[s]:.2e} -> {last[s]:.2e})")
+    os.makedirs(args.out, exist_ok=True)
+    paths = []
+    ax = plotting.stable_norm(sw, x="step_size", curve="setting", factor=factor)
+    ax.set_title("Forward noise leaves a plateau, backward noise does not")
+    paths.append(plotting.save(ax, os.path.join(args.out, "stable_norm_vs_step_size.png")))
+    small = {s: sw.select(step_size=step_sizes[-1], setting=s) for s in DEMO_SETTINGS}
+    ax = plotting.convergence(small, smooth=factor)
+    ax.set_title(f"Convergence at step size {step_sizes[-1]:g}")
+    paths.append(plotting.save(ax, os.path.join(args.out, "convergence.png")))
+    print()
+    for p in paths:
+        print(f"wrote {os.path.abspath(p)}")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+# -- run, sweep ---------------------------------------------------------------------------------
+def _load_job(path):
+    from fastcascade.config import load_config
+
+    return load_config(path)
+
+
+def cmd_run(args):
+    from fastcascade.config import run_job
+
+    job = _load_job(args.config)
+    out = args.out or job.output.get("run")
+    t0 = time.perf_counter()
+    if job.grid:
+        print("note: run ignores the [sweep] grid (fastcascade sweep runs it)")
+    res = run_job(job, n_jobs=args.jobs, progress=_progress(args))
+    print(res.summary(factor=_record_factor(res, args.ewma)))
+    print(f"{res.n_runs} runs of {job.run_kwargs.get('n_iter')} iterations in "
+          f"{time.perf_counter() - t0:.1f} s")
+    if out:
+        res.save(out)
+        print(f"wrote {os.path.abspath(out)}")
+    plot = args.plot or job.output.get("plot")
+    if plot:
+        from fastcascade import plotting
+
+        _use_agg()
+        print(f"wrote {os.path.abspath(plotting.save(res.plot(), plot))}")
+    return 0
+
+
+def cmd_sweep(args):
+    from fastcascade.config import sweep_job
+
+    job = _load_job(args.config)
+    out = args.out or job.output.get("sweep")
+    t0 = time.perf_counter()
+    sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args))
+    print(sw.summary(factor=_record_factor(sw, args.ewma)))
+    n = sw.n_computed + sw.n_loaded
+    print(f"{n} runs ({sw.n_computed} computed, {sw.n_loaded} reused from {out}) in "
+          f"{time.perf_counter() - t0:.1f} s" if out else
+          f"{n} runs in {time.perf_counter() - t0:.1f} s")
+    if out:
+        print(f"wrote {os.path.abspath(out)}")
+    plot = args.plot or job.output.get("plot")
+    if plot:
+        from fastcascade import plotting
+
+        _use_agg()
+        print(f"wrote {os.path.abspath(plotting.save(sw.plot(), plot))}")
+    return 0
+
+
+# -- plot ---------------------------------------------------------------------------------------
+PLOT_KINDS = ("auto", "convergence", "stable", "spikes", "profile", "phase")
+
+
+def cmd_plot(args):
+    import fastcascade as fc
+    from fastcascade import plotting
+
+    _use_agg()
+    obj = fc.load(args.result)
+    is_sweep = isinstance(obj, fc.SweepResult)
+    kind = args.kind
+    if kind == "auto":
+        kind = ("stable" if is_sweep and "step_size" in obj.grid else "convergence")
+    if kind in ("stable", "phase") and not is_sweep:
+        raise CLIError(f"--kind {kind}: needs a sweep folder, given a result file")
+    factor = _record_factor(obj, args.ewma)
+    if kind == "convergence":
+        ax = plotting.convergence(obj, smooth=factor)
+    elif kind == "stable":
+        ax = plotting.stable_norm(obj, x=args.x or "step_size", curve=args.curve,
+                                  factor=factor)
+    elif kind == "phase":
+        if not (args.x and args.y):
+            raise CLIError("--kind phase: needs --x KEY and --y KEY (two grid keys)")
+        ax = plotting.phase_diagram(obj, x=args.x, y=args.y, factor=factor)
+    elif kind == "spikes":
+        ax = plotting.spike_trajectories(obj if not is_sweep else obj.results[0], run=args.run)
+    else:
+        ax = plotting.amplification_profile(obj if not is_sweep else obj.results[0])
+    out = args.out
+    if out is None:
+        base = args.result.rstrip("/\\")
+        out = (os.path.join(base, f"{kind}.png") if is_sweep
+               else os.path.splitext(base)[0] + f"_{kind}.png")
+    plotting.save(ax, out)
+    print(f"wrote {os.path.abspath(out)}")
+    return 0
+
+
+# -- info ---------------------------------------------------------------------------------------
+def cmd_info(args):
+    import importlib
+
+    from fastcascade import build_info
+
+    info = build_info()
+    if args.short:
+        print(f"fastcascade {info['fastcascade']}")
+        return 0
+    width = max(len(k) for k in info) + 2
+    for k, v in info.items():
+        print(f"{k:<{width}}{v}")
+    print(f"{'threads':<{width}}n_jobs=-1 uses {os.cpu_count()} (os.cpu_count())")
+    for name in ("matplotlib", "tqdm", "pandas", "dask", "distributed", "Cython"):
+        try:
+            mod = importlib.import_module(name)
+            version = getattr(mod, "__version__", "installed")
+        except ImportError:
+            version = "not installed"
+        print(f"{name:<{width}}{version}")
+    return 0
+
+
+def cmd_not_yet(args):
+    print(f"error: fastcascade {args.command}: not available in this version yet",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastcascade",
+        description="Simulate SGD on operator cascades with perturbed forward/backward passes.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="the paper's headline result at a quick scale",
+                       description="The paper's logistic model under zero-mean forward noise "
+                       "and under backward noise of the same size: a table of stable gradient "
+                       "norms against the step size, and PNGs (under a minute on 2 cores).")
+    p.add_argument("--out", default="fastcascade-demo", help="folder for the PNGs "
+                   "(default: ./fastcascade-demo)")
+    p.add_argument("--iters", type=_positive, default=10_000, help="iterations per run "
+                   "(default: 10000)")
+    p.add_argument("--seeds", type=_positive, default=2, help="seeds per setting (default: 2)")
+    p.add_argument("--jobs", type=_jobs, default=-1, help="threads (default: one per core)")
+    p.add_argument("--sigma", type=float, default=2.0, help="noise level sigma_f = sigma_b "
+                   "(default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    for name, func, what in (("run", cmd_run, "runs of one configuration, over its seeds"),
+                             ("sweep", cmd_sweep, "a grid of configurations times seeds; "
+                              "rerun with the same output folder to resume")):
+        p = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. The "
+                           "TOML schema is in the README and fastcascade/config.py.")
+        p.add_argument("config", metavar="CONFIG.toml", help="configuration file")
+        p.add_argument("--out", help="output " + ("file (.npz)" if name == "run" else
+                                                  "folder") + f" (default: [output] {name})")
+        p.add_argument("--jobs", type=_jobs, default=None, help="threads (default: [run] "
+                       "n_jobs)")
+        p.add_argument("--plot", metavar="PNG", help="also write a plot here")
+        p.add_argument("--ewma", type=_unit_interval, default=0.99, help="EWMA factor per "
+                       "iteration of the gradient norm in the summary (default: 0.99)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("plot", help="a PNG of a saved result or sweep",
+                       description="Plot a result file (.npz) or a sweep folder.")
+    p.add_argument("result", metavar="RESULT", help="a result file or a sweep folder")
+    p.add_argument("--kind", choices=PLOT_KINDS, default="auto",
+                   help="auto: stable norm vs step size for a sweep over step_size, else "
+                   "convergence")
+    p.add_argument("--out", metavar="PNG", help="where to write (default: beside RESULT)")
+    p.add_argument("--x", help="grid key on the x axis (stable, phase)")
+    p.add_argument("--y", help="grid key on the y axis (phase)")
+    p.add_argument("--curve", help="grid key with one curve per value (stable)")
+    p.add_argument("--run", type=int, default=0, help="which run (spikes)")
+    p.add_argument("--ewma", type=_unit_interval, default=0.99, help="EWMA factor per "
+                   "iteration (default: 0.99)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("info", help="versions, build flags, threads",
+                       description="Versions, build flags and threads.")
+    p.add_argument("--short", action="store_true", help="only the version")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("reproduce", help="the paper's figures (not in this version yet)",
+                       description="Reproduce the paper's figures (not in this version yet).")
+    p.add_argument("figure", metavar="FIG|all")
+    p.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    p.add_argument("--out", default="fastcascade-figures")
+    p.add_argument("--jobs", type=_jobs, default=-1)
+    p.set_defaults(func=cmd_not_yet)
+
+    p = sub.add_parser("bench", help="speed against the NumPy reference (not in this version "
+                       "yet)", description="Benchmarks (not in this version yet).")
+    p.set_defaults(func=cmd_not_yet)
+    return parser
+
+
+def _version():
+    from fastcascade import __version__
+
+    return __version__
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, given {text!r}") \
+            from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, given {text!r}")
+    return v
+
+
+def _unit_interval(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), given {text!r}")
+    return v
+
+
+def _jobs(text):
+    if text.strip() == "-1":
+        return -1
+    return _positive(text)
+
+
+def main(argv=None):
+    """Entry point of the ``fastcascade`` console script; returns the exit status.
+
+    An invalid configuration or input prints one line, ``error: <key>: <what is wrong>``, on
+    stderr and returns 2.
+    """
+    from fastcascade.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CLIError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

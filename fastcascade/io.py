@@ -1,0 +1,311 @@
+"""Results on disk: one ``.npz`` file per result, a folder per sweep; data only, never pickle.
+
+A result file is a NumPy ``.npz`` archive (``numpy.savez``) holding:
+
+- ``format``: the 0-d string ``"fastcascade.result"`` and ``version``: the 0-d int ``1``;
+- the arrays ``iterations``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size``,
+  ``final_weights``, ``stopped_at`` and, when recorded, ``forward_error``, ``backward_error``;
+- ``meta``: a 0-d string, JSON of ``{"seeds", "stop_reason", "config", "fastcascade"}``.
+
+Files are read with ``numpy.load(..., allow_pickle=False)``: loading a file never runs code.
+A file that is not such an archive, is truncated, or lacks an entry raises ``ValueError``
+naming the path and what is wrong.
+
+A sweep folder holds ``manifest.json`` (the grid, its points, the seeds, the base settings and
+the file of each run) and one result file per (grid point, seed) run, named
+``p{point:04d}_r{seed index:02d}.npz``; each is written when its run finishes, to a temporary
+name first and then renamed (``os.replace``), so a file that exists is whole.
+
+Examples
+--------
+>>> import os, tempfile, numpy as np, fastcascade as fc
+>>> data = fc.datasets.synthetic_logistic(100, 3, seed=0)
+>>> problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data)
+>>> res = fc.run(problem, fc.SGD(step_size=0.5), n_iter=50, seeds=[0, 1])
+>>> path = os.path.join(tempfile.mkdtemp(), "run.npz")
+>>> res.save(path)
+>>> back = fc.load(path)
+>>> back.identical(res)
+True
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["load", "save_result", "load_result", "jsonable", "RESULT_FORMAT", "SWEEP_FORMAT",
+           "FORMAT_VERSION"]
+
+RESULT_FORMAT = "fastcascade.result"
+SWEEP_FORMAT = "fastcascade.sweep"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+_ARRAYS = ("iterations", "objective", "grad_norm", "grad_error", "step_size", "final_weights",
+           "stopped_at")
+_OPTIONAL = ("forward_error", "backward_error")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def jsonable(obj):
+    """``obj`` as plain JSON data: dicts (str keys), lists, str, int, float, bool, None.
+
+    Tuples become lists, NumPy scalars Python numbers, a ``SeedSequence`` a dict, small arrays
+    lists, large arrays a short description, any other object its ``repr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastcascade.io import jsonable
+    >>> jsonable({"a": (1, np.float64(0.5)), "b": np.arange(3)})
+    {'a': [1, 0.5], 'b': [0, 1, 2]}
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.random.SeedSequence):
+        return seed_to_json(obj)
+    if isinstance(obj, np.ndarray):
+        if obj.size <= 64 and obj.dtype.kind in "biuf":
+            return jsonable(obj.tolist())
+        return f"array(shape={obj.shape}, dtype={obj.dtype})"
+    return repr(obj)
+
+
+def seed_to_json(seed):
+    """An int seed as itself; a SeedSequence as a dict that rebuilds it."""
+    if isinstance(seed, np.random.SeedSequence):
+        entropy = seed.entropy
+        entropy = [int(e) for e in entropy] if isinstance(entropy, (list, tuple, np.ndarray)) \
+            else int(entropy)
+        return {"SeedSequence": {"entropy": entropy, "spawn_key": [int(k) for k in seed.spawn_key],
+                                 "pool_size": int(seed.pool_size)}}
+    return int(seed)
+
+
+def seed_from_json(value):
+    if isinstance(value, dict):
+        s = value["SeedSequence"]
+        return np.random.SeedSequence(s["entropy"], spawn_key=tuple(s["spawn_key"]),
+                                      pool_size=s["pool_size"])
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an int seed, given {value!r}")
+    return value
+
+
+def _json_dumps(obj):
+    return json.dumps(obj, sort_keys=False, allow_nan=True)
+
+
+# -- writing ---------------------------------------------------------------------------------
+def write_atomic(path, write):
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{id(write)}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def result_arrays(result):
+    """The entries of ``result``'s file: name -> ndarray."""
+    from fastcascade import __version__
+
+    arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(FORMAT_VERSION)}
+    for name in _ARRAYS:
+        arrays[name] = np.asarray(getattr(result, name))
+    for name in _OPTIONAL:
+        value = getattr(result, name)
+        if value is not None:
+            arrays[name] = np.asarray(value)
+    meta = {"seeds": [seed_to_json(s) for s in result.seeds],
+            "stop_reason": list(result.stop_reason), "config": result.config,
+            "fastcascade": __version__}
+    arrays["meta"] = np.array(_json_dumps(meta))
+    return arrays
+
+
+def save_result(result, path):
+    """Write ``result`` to ``path`` (one ``.npz`` file, written atomically; the name is used as
+    given, no extension is added).
+
+    Examples
+    --------
+    See the module docstring.
+    """
+    arrays = result_arrays(result)
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _read_npz(path, kind):
+    """name -> ndarray of every entry of an npz file, read eagerly, never unpickling."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != _ZIP_MAGIC:
+        raise ValueError(f"{path}: not a fastcascade {kind} file (not an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ValueError(f"{path}: not a fastcascade {kind} file (it holds pickled "
+                             "objects, which are never loaded)") from None
+        raise ValueError(f"{path}: truncated or corrupt ({exc})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
+        raise ValueError(f"{path}: truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def _scalar_str(arrays, name, path):
+    a = arrays.get(name)
+    if a is None or a.shape != () or a.dtype.kind != "U":
+        return None
+    return str(a[()])
+
+
+def load_result(path):
+    """Read a result file written by ``Result.save``.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a fastcascade result file, is truncated, or is inconsistent; the
+        message names the path and the problem.
+    """
+    from fastcascade.result import Result
+
+    path = os.fspath(path)
+    arrays = _read_npz(path, "result")
+    fmt = _scalar_str(arrays, "format", path)
+    if fmt != RESULT_FORMAT:
+        what = "no 'format' entry" if fmt is None else f"format {fmt!r}"
+        raise ValueError(f"{path}: not a fastcascade result file ({what}; expected "
+                         f"{RESULT_FORMAT!r})")
+    version = arrays.get("version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{path}: no format version entry")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {int(version)} was written by a newer "
+                         f"fastcascade; this one reads versions up to {FORMAT_VERSION}")
+    missing = [n for n in _ARRAYS + ("meta",) if n not in arrays]
+    if missing:
+        raise ValueError(f"{path}: incomplete result file, missing {', '.join(missing)}")
+    try:
+        meta = json.loads(_scalar_str(arrays, "meta", path) or "")
+        seeds = [seed_from_json(s) for s in meta["seeds"]]
+        stop_reason = [str(r) for r in meta["stop_reason"]]
+        config = meta["config"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: unreadable metadata ({exc})") from None
+    it = arrays["iterations"]
+    n_runs, n_rec = len(seeds), it.shape[0] if it.ndim == 1 else -1
+    checks = [("iterations", it.ndim == 1 and it.dtype == np.int64)]
+    for name in ("objective", "grad_norm", "grad_error", "step_size"):
+        a = arrays[name]
+        checks.append((name, a.dtype == np.float64 and a.shape == (n_runs, n_rec)))
+    fw = arrays["final_weights"]
+    checks.append(("final_weights", fw.dtype == np.float64 and fw.ndim == 2
+                   and fw.shape[0] == n_runs))
+    checks.append(("stopped_at", arrays["stopped_at"].shape == (n_runs,)
+                   and arrays["stopped_at"].dtype == np.int64))
+    checks.append(("stop_reason", len(stop_reason) == n_runs))
+    for name in _OPTIONAL:
+        if name in arrays:
+            a = arrays[name]
+            checks.append((name, a.dtype == np.float64 and a.ndim == 3
+                           and a.shape[:2] == (n_runs, n_rec)))
+    bad = [name for name, ok in checks if not ok]
+    if bad:
+        raise ValueError(f"{path}: inconsistent result file (bad {', '.join(bad)} for "
+                         f"{n_runs} runs)")
+    histories = {name: arrays[name] for name in ("objective", "grad_norm", "grad_error",
+                                                 "step_size")}
+    for name in _OPTIONAL:
+        histories[name] = arrays.get(name)
+    return Result(it, histories, fw, arrays["stopped_at"], stop_reason, seeds, config)
+
+
+def read_manifest(folder):
+    path = os.path.join(os.fspath(folder), MANIFEST)
+    if not os.path.exists(path):
+        raise ValueError(f"{folder}: not a fastcascade sweep folder (no {MANIFEST})")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SWEEP_FORMAT:
+        raise ValueError(f"{path}: not a fastcascade sweep manifest (format "
+                         f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if int(manifest.get("version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {manifest.get('version')} was written by a "
+                         f"newer fastcascade; this one reads versions up to {FORMAT_VERSION}")
+    for key in ("grid", "points", "seeds", "files", "config"):
+        if key not in manifest:
+            raise ValueError(f"{path}: incomplete manifest, missing {key!r}")
+    return manifest
+
+
+def write_manifest(folder, manifest):
+    text = json.dumps(manifest, indent=1, allow_nan=True).encode("utf-8")
+    write_atomic(os.path.join(os.fspath(folder), MANIFEST), lambda fh: fh.write(text))
+
+
+def load(path):
+    """Load what ``Result.save`` or ``SweepResult.save`` (or a sweep's output folder) wrote.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A result file, or a sweep folder.
+
+    Returns
+    -------
+    fastcascade.Result or fastcascade.SweepResult
+
+    Raises
+    ------
+    ValueError
+        For a foreign, truncated or inconsistent file, or an unfinished sweep folder; the
+        message names the path and what is wrong. Nothing is ever unpickled.
+
+    Examples
+    --------
+    >>> import fastcascade as fc
+    >>> fc.load("no/such/file.npz")
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: no/such/file.npz: no such file or folder
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from fastcascade.sweep import SweepResult
+
+        return SweepResult.load(path)
+    return load_result(path)
