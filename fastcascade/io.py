@@ -4,7 +4,8 @@ A result file is a NumPy ``.npz`` archive (``numpy.savez``) holding:
 
 - ``format``: the 0-d string ``"fastcascade.result"`` and ``version``: the 0-d int ``1``;
 - the arrays ``iterations``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size``,
-  ``final_weights``, ``stopped_at`` and, when recorded, ``forward_error``, ``backward_error``;
+  ``final_weights``, ``stopped_at`` and, when recorded, ``forward_error``, ``backward_error``,
+  ``weights``;
 - ``meta``: a 0-d string, JSON of ``{"seeds", "stop_reason", "config", "fastcascade"}``.
 
 Files are read with ``numpy.load(..., allow_pickle=False)``: loading a file never runs code.
@@ -47,7 +48,7 @@ MANIFEST = "manifest.json"
 
 _ARRAYS = ("iterations", "objective", "grad_norm", "grad_error", "step_size", "final_weights",
            "stopped_at")
-_OPTIONAL = ("forward_error", "backward_error")
+_OPTIONAL = ("forward_error", "backward_error", "weights")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 

@@ -125,6 +125,8 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
                 cys, cvs, cgsum = perturbed_pass(cascade, w, xb, lb)
                 data_grad = cgsum / B
             hist["grad_error"][rec] = float(np.sum((g - data_grad) ** 2))
+            if config.get("record_weights"):
+                hist["weights"][rec] = w
             if config["record_profile"]:
                 for i in range(1, N + 1):
                     hist["forward_error"][rec, i - 1] = np.sum((ys[i] - cys[i]) ** 2) / B

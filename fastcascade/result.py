@@ -10,6 +10,7 @@ n_iter, with r = record_every), all taken at w_t before that iteration's update:
 - ``step_size``   gamma_t
 - ``forward_error``, ``backward_error`` (with ``record_profile=True``), shape
   (n_runs, n_records, N): the batch mean of ||~y_i - y_i||^2 and ||~v_i - v_i||^2, i = 1..N.
+- ``weights`` (with ``record_weights=True``), shape (n_runs, n_records, n_weights): w_t.
 
 Derived metrics (``fastcascade.metrics``): the EWMA of the gradient norm, the stable gradient
 norm, the stable iteration complexity and the spike events; ``summary_table()`` gathers them
@@ -32,7 +33,7 @@ from fastcascade.metrics import ewma
 __all__ = ["Result", "ewma"]
 
 HISTORY_FIELDS = ("objective", "grad_norm", "grad_error", "step_size")
-PROFILE_FIELDS = ("forward_error", "backward_error")
+PROFILE_FIELDS = ("forward_error", "backward_error", "weights")  # optional, 3-d
 
 
 class Result:
@@ -43,6 +44,7 @@ class Result:
     iterations : ndarray of int64 (n_records,)
     objective, grad_norm, grad_error, step_size : ndarray (n_runs, n_records)
     forward_error, backward_error : ndarray (n_runs, n_records, N) or None
+    weights : ndarray (n_runs, n_records, n_weights) or None
     final_weights : ndarray (n_runs, n_weights)
     stopped_at : ndarray of int64 (n_runs,), -1 for a run that did not diverge
     stop_reason : list of str ("" for a run that did not diverge)

@@ -96,7 +96,7 @@ def _n_workers(n_jobs, n_runs):
 
 
 def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
-        record_profile=False, init=None, engine="cython", max_norm=1e10):
+        record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False):
     """Run perturbed SGD (PAPER.md Eq. 5) once per seed.
 
     Parameters
@@ -117,6 +117,8 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         the full data per record, plus one over the batch for minibatches).
     record_profile : bool
         Also record the per-operator forward and backward errors (the amplification profile).
+    record_weights : bool
+        Also record the weights w_t (``result.weights``, n_runs x n_records x n_weights).
     init : None, "zeros", "random", array (n_weights,) or (n_runs, n_weights), or callable
         Initial weights: zeros (default), the operators' initialisers seeded with the run's seed,
         given arrays, or ``init(seed) -> array``.
@@ -135,6 +137,8 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     record_every = check_positive_int(record_every, "record_every")
     if not isinstance(record_profile, bool):
         raise ValueError(f"record_profile: expected True or False, given {record_profile!r}")
+    if not isinstance(record_weights, bool):
+        raise ValueError(f"record_weights: expected True or False, given {record_weights!r}")
     engine = check_choice(engine, "engine", ENGINES)
     max_norm = check_real(max_norm, "max_norm", low=0.0, low_open=True, finite=False)
     seeds = _seed_list(seeds)
@@ -146,6 +150,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
 
     config = optimizer.engine_config()
     config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
+                  record_weights=int(record_weights),
                   reg_code=problem.regularizer.kernel_code,
                   reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm)
 
@@ -156,6 +161,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     prof_shape = (n_runs, n_rec, N) if record_profile else (n_runs, 0, N)
     hist["forward_error"] = np.full(prof_shape, np.nan)
     hist["backward_error"] = np.full(prof_shape, np.nan)
+    hist["weights"] = np.full((n_runs, n_rec if record_weights else 0, problem.n_weights), np.nan)
     streams = [run_streams(s) for s in seeds]  # on the calling thread
     plan, data = problem.plan, problem.data
 
@@ -164,7 +170,8 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
             return _engine.run_one(
                 plan.op_table, plan.params, data.X, data.y, weights[k], config, pint, preal,
                 ptimes, *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
-                hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k])
+                hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k],
+                hist["weights"][k])
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
 
@@ -178,9 +185,12 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     reasons = [_engine.STOP_REASONS[o[1]] for o in outcomes]
     if not record_profile:
         hist["forward_error"] = hist["backward_error"] = None
+    if not record_weights:
+        hist["weights"] = None
     settings = dict(problem=repr(problem), optimizer=repr(optimizer), n_iter=n_iter,
                     perturbations=[repr(p) for p in perts], record_every=record_every,
-                    record_profile=record_profile, engine=engine, max_norm=max_norm,
+                    record_profile=record_profile, record_weights=record_weights,
+                    engine=engine, max_norm=max_norm,
                     init=None if init is None else (init if isinstance(init, str) else "given"))
     return Result(np.arange(n_rec, dtype=np.int64) * record_every, hist, weights, stopped_at,
                   reasons, seeds, settings)

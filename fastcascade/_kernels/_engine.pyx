@@ -130,6 +130,7 @@ ctypedef struct Config:
     double reg_scale
     long long record_every
     int record_profile
+    int record_weights
     double max_norm
 
 
@@ -456,6 +457,7 @@ cdef Config config_from(dict c) except *:
     cfg.reg_scale = c["reg_scale"]
     cfg.record_every = c["record_every"]
     cfg.record_profile = c["record_profile"]
+    cfg.record_weights = c.get("record_weights", 0)
     cfg.max_norm = c["max_norm"]
     return cfg
 
@@ -466,7 +468,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             const long long[::1] pert_times, data_gen, forward_gen, backward_gen, grad_gen,
             double[::1] h_objective, double[::1] h_grad_norm, double[::1] h_grad_error,
             double[::1] h_step_size, double[:, ::1] h_forward_error,
-            double[:, ::1] h_backward_error):
+            double[:, ::1] h_backward_error, double[:, ::1] h_weights=None):
     """Run one perturbed SGD trajectory in place on ``w``; fill the history arrays.
 
     The history arrays must be preallocated (filled with NaN) with one entry per record
@@ -519,6 +521,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                                or h_backward_error.shape[1] != N):
         net_free(&net)
         raise ValueError("run_one: profile histories have the wrong shape")
+    if cfg.record_weights and (h_weights is None or h_weights.shape[0] != n_rec
+                               or h_weights.shape[1] != n_w):
+        net_free(&net)
+        raise ValueError("run_one: the weight history has the wrong shape")
     sites_init(&sites, N, pert_int, pert_real, pert_times)
 
     # One allocation for the vectors, none in the loop.
@@ -608,6 +614,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                                 dist2(pert.y[i], clean.y[i], B * net.dims[i]) / B
                             h_backward_error[rec, i - 1] = \
                                 dist2(pert.v[i], clean.v[i], B * net.dims[i]) / B
+                    if cfg.record_weights and n_w > 0:
+                        memcpy(&h_weights[rec, 0], wp, n_w * sizeof(double))
                     if not isfinite(obj):
                         stop = STOP_NONFINITE_OBJECTIVE
                         stop_iter = t
