@@ -195,8 +195,8 @@ def cmd_plot(args):
     import fastcascade as fc
     from fastcascade import plotting
 
-    _use_agg()
     obj = fc.load(args.result)
+    _use_agg()
     is_sweep = isinstance(obj, fc.SweepResult)
     kind = args.kind
     if kind == "auto":
@@ -229,7 +229,7 @@ def cmd_plot(args):
 
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args):
-    import importlib
+    import importlib.metadata
 
     from fastcascade import build_info
 
@@ -242,10 +242,9 @@ def cmd_info(args):
         print(f"{k:<{width}}{v}")
     print(f"{'threads':<{width}}n_jobs=-1 uses {os.cpu_count()} (os.cpu_count())")
     for name in ("matplotlib", "tqdm", "pandas", "dask", "distributed", "Cython"):
-        try:
-            mod = importlib.import_module(name)
-            version = getattr(mod, "__version__", "installed")
-        except ImportError:
+        try:  # the installed version, without importing the package
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             version = "not installed"
         print(f"{name:<{width}}{version}")
     return 0

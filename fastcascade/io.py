@@ -172,7 +172,8 @@ def _read_npz(path, kind):
     if head != _ZIP_MAGIC:
         raise ValueError(f"{path}: not a fastcascade {kind} file (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # our own file object: numpy leaks its handle when the archive is unreadable
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             return {name: z[name] for name in z.files}
     except ValueError as exc:
         if "pickle" in str(exc):
