@@ -94,8 +94,8 @@ __all__ = ["ConfigError", "Job", "load_config", "parse_config", "run_job", "swee
 
 SECTIONS = ("problem", "optimizer", "params", "perturbations", "run", "sweep", "output")
 PROBLEM_KEYS = ("data", "cascade", "regularizer")
-RUN_KEYS = ("n_iter", "seeds", "n_jobs", "record_every", "record_profile", "engine",
-            "max_norm", "init")
+RUN_KEYS = ("n_iter", "seeds", "n_jobs", "record_every", "record_profile", "record_weights",
+            "engine", "max_norm", "init")
 PERTURBATION_KEYS = ("op", "pass", "noise", "timing", "granularity", "magnitude")
 SWEEP_KEYS = ("grid",)
 OUTPUT_KEYS = ("run", "sweep", "plot")
@@ -320,7 +320,7 @@ class Job:
     optimizer: object
     perturbations: object           # a list of Perturbation, or a TomlPerturbations
     params: dict
-    run_kwargs: dict                # n_iter, record_every, record_profile, engine, max_norm, init
+    run_kwargs: dict                # n_iter, record_every, record_profile, ..., init
     seeds: list
     n_jobs: int
     grid: dict
@@ -493,11 +493,12 @@ def _run_section(section):
             out["n_iter"] = check_positive_int(section["n_iter"], "n_iter")
         if "record_every" in section:
             out["record_every"] = check_positive_int(section["record_every"], "record_every")
-        if "record_profile" in section:
-            v = section["record_profile"]
-            if not isinstance(v, bool):
-                raise ValueError(f"record_profile: expected true or false, given {v!r}")
-            out["record_profile"] = v
+        for flag in ("record_profile", "record_weights"):
+            if flag in section:
+                v = section[flag]
+                if not isinstance(v, bool):
+                    raise ValueError(f"{flag}: expected true or false, given {v!r}")
+                out[flag] = v
         if "engine" in section:
             out["engine"] = check_choice(section["engine"], "engine", ("cython", "numpy"))
         if "max_norm" in section:
@@ -577,7 +578,8 @@ def build_job(raw, base_dir="."):
     grid = _check_table(sweep_section.get("grid", {}), "sweep.grid")
     used = perts.names()
     opt_fields = optimizer.fields()
-    sweep_run_keys = ("n_iter", "record_every", "record_profile", "engine", "max_norm", "init")
+    sweep_run_keys = ("n_iter", "record_every", "record_profile", "record_weights", "engine",
+                      "max_norm", "init")
     for k, values in grid.items():
         path = f"sweep.grid.{k}"
         if not isinstance(values, list) or not values:

@@ -161,10 +161,14 @@ def trailing_median(x, window, min_count=None, chunk=8192):
     for lo in range(0, n, chunk):
         block = view[lo:lo + chunk]
         count = np.sum(np.isfinite(block), axis=1)
-        enough = count >= min_count
-        if np.any(enough):
+        dest = out[lo:lo + chunk]
+        full = count == window  # the common case: np.median, much faster than nanmedian
+        if np.any(full):
+            dest[full] = np.median(block[full], axis=1)
+        part = (count >= min_count) & ~full
+        if np.any(part):
             with np.errstate(all="ignore"):
-                out[lo:lo + chunk][enough] = np.nanmedian(block[enough], axis=1)
+                dest[part] = np.nanmedian(block[part], axis=1)
     return out
 
 

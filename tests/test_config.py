@@ -99,6 +99,7 @@ def test_other_sections_and_kinds():
         [run]
         n_iter = 30
         seeds = 4
+        record_weights = true
     """)
     assert [type(op).__name__ for op in job.problem.cascade.operators] == \
         ["Linear", "Tanh", "Linear", "LogisticLoss"]
@@ -108,6 +109,8 @@ def test_other_sections_and_kinds():
     assert job.perturbations() == [fc.Perturbation(
         op=2, noise=fc.noise.LowPrecision("bfloat16", rounding="stochastic"))]
     assert job.seeds == [4] and job.problem.regularizer == fc.reg.NoRegularizer()
+    assert job.run_kwargs == {"n_iter": 30, "record_weights": True}
+    assert run_job(job, progress=False).weights.shape == (1, 30, job.problem.n_weights)
 
 
 def test_data_from_npy_files(tmp_path):
