@@ -2,8 +2,8 @@
 
 See README.md for a tour; PAPER.md's Eq. 5 is the step the engine implements.
 """
-from fastcascade import datasets, magnitude, metrics, noise, ops, reference, reg, schedules, timing
-from fastcascade import plotting, problems, theory  # plotting imports matplotlib lazily
+from fastcascade import datasets, magnitude, metrics, noise, ops, reference, reg, schedules
+from fastcascade import plotting, problems, theory, timing  # plotting imports matplotlib lazily
 from fastcascade.cascade import Cascade
 from fastcascade.info import build_info
 from fastcascade.io import load
@@ -13,10 +13,11 @@ from fastcascade.problem import Problem
 from fastcascade.result import Result
 from fastcascade.run import PerturbedGradient, perturbed_gradient, run
 from fastcascade.sweep import SweepResult, sweep
+from fastcascade import experiments  # noqa: E402  (uses sweep)
 
 __version__ = "0.1.0"
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
            "PerturbedGradient", "run", "sweep", "load", "perturbed_gradient", "build_info",
-           "metrics", "plotting", "datasets", "magnitude", "noise", "ops",
+           "metrics", "plotting", "datasets", "magnitude", "noise", "ops", "experiments",
            "problems", "reference", "reg", "schedules", "theory", "timing", "__version__"]

@@ -8,7 +8,7 @@ Commands::
     fastcascade sweep CONFIG.toml          a grid of configurations x seeds, resumable
     fastcascade plot RESULT                a PNG of a saved result or sweep
     fastcascade info                       versions, build flags, threads
-    fastcascade reproduce FIG|all          the paper's figures (not in this version yet)
+    fastcascade reproduce FIG|all          the paper's figures, raw results and a report
     fastcascade bench                      speed against the NumPy reference (not yet)
 
 An invalid configuration exits with status 2 and one line on stderr that names the key.
@@ -250,6 +250,27 @@ def cmd_info(args):
     return 0
 
 
+def cmd_reproduce(args):
+    from fastcascade import experiments
+
+    names = "all" if args.figure == ["all"] else args.figure
+    for name in ([] if names == "all" else names):
+        if name not in experiments.EXPERIMENTS:
+            raise CLIError(f"FIG: expected one of {', '.join(experiments.EXPERIMENTS)} or "
+                           f"all, given {name!r}")
+    n_jobs = (os.cpu_count() or 1) if args.jobs == -1 else args.jobs
+    command = "fastcascade reproduce " + " ".join(args.figure) + f" --scale {args.scale} " \
+        f"--out {args.out}"
+    findings = experiments.reproduce(names, scale=args.scale, out=args.out, n_jobs=n_jobs,
+                                     progress=False if args.no_progress else None,
+                                     command=command)
+    for name, rows in findings.items():
+        for f in rows:
+            print(f"{name:7} {'supported' if f.supported else 'NOT supported':13}  {f.claim}")
+    print(f"wrote {os.path.abspath(os.path.join(args.out, 'report.md'))}")
+    return 0
+
+
 def cmd_not_yet(args):
     print(f"error: fastcascade {args.command}: not available in this version yet",
           file=sys.stderr)
@@ -316,13 +337,21 @@ def build_parser():
     p.add_argument("--short", action="store_true", help="only the version")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("reproduce", help="the paper's figures (not in this version yet)",
-                       description="Reproduce the paper's figures (not in this version yet).")
-    p.add_argument("figure", metavar="FIG|all")
-    p.add_argument("--scale", choices=("quick", "paper"), default="quick")
-    p.add_argument("--out", default="fastcascade-figures")
-    p.add_argument("--jobs", type=_jobs, default=-1)
-    p.set_defaults(func=cmd_not_yet)
+    from fastcascade.experiments import EXPERIMENTS
+
+    p = sub.add_parser("reproduce", help="the paper's figures, raw results and a report",
+                       description="Run the paper's experiments (fastcascade.experiments): "
+                       "PNGs, raw results (resumable: rerun with the same --out) and "
+                       "report.md, which states each finding next to the measured numbers.")
+    p.add_argument("figure", metavar="FIG|all", nargs="+",
+                   help=f"one or more of {', '.join(EXPERIMENTS)}, or all")
+    p.add_argument("--scale", choices=("quick", "paper"), default="quick",
+                   help="quick: minutes on 2 cores; paper: T = 200,000 and full grids")
+    p.add_argument("--out", default="fastcascade-figures", help="output folder "
+                   "(default: ./fastcascade-figures)")
+    p.add_argument("--jobs", type=_jobs, default=-1, help="threads (default: one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="speed against the NumPy reference (not in this version "
                        "yet)", description="Benchmarks (not in this version yet).")

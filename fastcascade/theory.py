@@ -34,7 +34,7 @@ from fastcascade._validation import check_positive_int, check_real
 
 __all__ = ["OperatorConstants", "c_v", "variance_constants", "variance_bound",
            "bias_constants", "bias_bound", "nonconvex_bound", "pl_bound", "COROLLARY1",
-           "table1_budget", "estimate_constants", "gradient_error_stats",
+           "table1_exponent", "table1_budget", "estimate_constants", "gradient_error_stats",
            "perturbation_moments"]
 
 
@@ -211,6 +211,16 @@ _TABLE1 = {
 }
 
 
+def table1_exponent(setting, zero_mean, pass_):
+    """Table 1's exponent b in the budget Q <~ T^b (see :func:`table1_budget`)."""
+    key = (setting, bool(zero_mean))
+    if key not in _TABLE1:
+        raise ValueError(f"setting: expected 'nonconvex' or 'pl', given {setting!r}")
+    if pass_ not in ("forward", "backward"):
+        raise ValueError(f"pass_: expected 'forward' or 'backward', given {pass_!r}")
+    return _TABLE1[key][pass_]
+
+
 def table1_budget(setting, zero_mean, pass_, n_iter):
     """Table 1: how many iterations Q with an O(1) perturbation keep the clean rate, T^b.
 
@@ -226,12 +236,7 @@ def table1_budget(setting, zero_mean, pass_, n_iter):
     >>> table1_budget("nonconvex", True, "forward", 10_000)
     100.0
     """
-    key = (setting, bool(zero_mean))
-    if key not in _TABLE1:
-        raise ValueError(f"setting: expected 'nonconvex' or 'pl', given {setting!r}")
-    if pass_ not in ("forward", "backward"):
-        raise ValueError(f"pass_: expected 'forward' or 'backward', given {pass_!r}")
-    return float(n_iter) ** _TABLE1[key][pass_]
+    return float(n_iter) ** table1_exponent(setting, zero_mean, pass_)
 
 
 # ---------------------------------------------------------------------------------------------
