@@ -62,6 +62,10 @@ build_macros = [
 ]
 
 
+# The vector kernels (C, included by _ops and _engine): a change must rebuild both.
+FASTMATH_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h"]
+
+
 def kernel(name):
     return Extension(
         f"fastcascade._kernels.{name}",
@@ -72,6 +76,7 @@ def kernel(name):
         define_macros=build_macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        depends=FASTMATH_HEADERS,
     )
 
 

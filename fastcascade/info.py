@@ -12,12 +12,16 @@ def build_info():
     -------
     dict
         ``debug``: bounds checks and AddressSanitizer on (FASTCASCADE_DEBUG=1);
-        ``native``: tuned for the building CPU (FASTCASCADE_NATIVE=1); ``cpu_count``.
+        ``native``: tuned for the building CPU (FASTCASCADE_NATIVE=1); ``simd``: the vector
+        kernels chosen at import for this CPU ("avx2+fma", or "baseline" SSE2 on older CPUs or
+        with FASTCASCADE_SIMD=baseline; "scalar" for compilers without vector extensions);
+        ``blas``: the BLAS the Linear kernels call and ``blas_threshold``, the batch size times
+        widths from which they do; ``cpu_count``.
     """
     import numpy as np
 
     from fastcascade import __version__
-    from fastcascade._kernels import _engine
+    from fastcascade._kernels import _engine, _ops
 
     return {
         "fastcascade": __version__,
@@ -26,5 +30,20 @@ def build_info():
         "platform": platform.platform(),
         "debug": _engine.BUILD_FLAGS["debug"],
         "native": _engine.BUILD_FLAGS["native"],
+        "simd": _ops.simd_level(),
+        "blas": _blas_name(),
+        "blas_threshold": _ops.get_blas_threshold(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def _blas_name():
+    """scipy.linalg.cython_blas, and the library behind it when threadpoolctl can tell."""
+    from fastcascade._blas import blas_libraries
+    libs = blas_libraries() or []
+    import scipy
+    for lib in libs:
+        if "scipy" in (lib.get("filepath") or "") and "openblas64_" not in lib["filepath"]:
+            return f"scipy {scipy.__version__} cython_blas ({lib['internal_api']} " \
+                   f"{lib['version']}, {lib['architecture']})"
+    return f"scipy {scipy.__version__} cython_blas"

@@ -26,8 +26,9 @@ cdef extern from "numpy/random/distributions.h":
 
 import numpy as np
 
-from fastcascade._kernels._types cimport OpDesc
+from fastcascade._kernels._types cimport OpDesc, OP_SIGMOID, OP_TANH
 from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
+from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT)
@@ -346,11 +347,49 @@ cdef double clean_data_eval(const Net* net, const double* w, Pass* ps, const dou
 
 
 cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef double acc = 0.0
-    for j in range(n):
-        acc = acc + x[j] * x[j]
-    return acc
+    # sum of squares in _fastmath's fixed vector order (a sequential sum does not vectorise)
+    return fc_sumsq(x, n)
+
+
+fc_fastmath_init()
+
+
+# ---- speed: the recording pass shares what the perturbed pass already computed ---------------
+
+cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w, Pass* clean,
+                              const Pass* pert, const double* x, const double* lab,
+                              Py_ssize_t ldl, double* grad) noexcept nogil:
+    # clean_data_eval on the perturbed pass's samples x, reusing its forward outputs a[i]
+    # (i <= n_fwd, the operators it ran) for every operator whose input was not perturbed
+    # (pert.y[k] == pert.a[k] for all 1 <= k < i): they are the clean outputs, computed by the
+    # same kernel on the same input, so the results are bit-identical to a fresh clean pass.
+    # Returns the batch-mean loss; grad = its gradient. Afterwards clean.y[i] points at the
+    # clean values (possibly pert.a[i]) until the next pass.
+    cdef Py_ssize_t i, j, B = clean.B, N = net.N, shared = 0
+    cdef const OpDesc* op
+    cdef double obj = 0.0
+    cdef double* saved_a[64]
+    while shared < n_fwd and shared < 64 and (shared == 0 or pert.y[shared] == pert.a[shared]):
+        shared += 1
+    # operators 1..shared: borrow the perturbed pass's outputs (restored below)
+    clean.y[0] = <double*>x
+    for i in range(1, shared + 1):
+        saved_a[i - 1] = clean.a[i]
+        clean.a[i] = pert.a[i]
+        clean.y[i] = pert.a[i]
+    for i in range(shared + 1, N + 1):
+        op = &net.ops[i - 1]
+        op_forward(op, w + op.w_off, net.params + op.p_off, clean.y[i - 1], clean.a[i], lab,
+                   ldl, B)
+        clean.y[i] = clean.a[i]
+    for j in range(B):
+        obj = obj + clean.a[N][j]
+    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad)
+    for i in range(1, shared + 1):
+        clean.a[i] = saved_a[i - 1]
+    for j in range(net.n_w):
+        grad[j] = grad[j] / B
+    return obj / B
 
 
 cdef double safe_norm(const double* x, Py_ssize_t n) noexcept nogil:
@@ -506,6 +545,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef const double* labin
     cdef const double* Yp = &Y[0, 0] if ldl > 0 else NULL
     cdef Pass* clean
+    cdef Net fwd_net
+    cdef double inv_B
 
     net_init(&net, op_table, params)
     N = net.N
@@ -556,6 +597,15 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         xb = scratch + 2 * net.max_width * B   # perturbation kernels use up to 2 B d
         lb = xb + B * d0
         wp = &w[0] if n_w > 0 else NULL
+        # -- speed (no change to any result) --
+        # the perturbed pass skips the last operator's forward output when nothing reads it: no
+        # forward perturbation at op N, no profile, and op N's VJP does not use its output
+        fwd_net = net
+        if not cfg.record_profile and sites.start[N] == sites.end[N] \
+                and net.ops[N - 1].code != OP_SIGMOID and net.ops[N - 1].code != OP_TANH:
+            fwd_net.N = N - 1
+        # the batch mean by a multiplication where that is exact (B a power of 2)
+        inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
         pos = M  # forces a shuffle before the first shuffled batch
 
         with nogil:
@@ -583,17 +633,28 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     labin = lb if ldl > 0 else NULL
 
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
-                forward_pass(&net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
+                # (speed: fwd_net skips the last operator's forward when nothing reads it)
+                forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
                 backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum)
-                for j in range(n_w):
-                    g[j] = gsum[j] / B
+                if B == 1:
+                    g = gsum                     # the mean of one sample: no copy
+                elif inv_B > 0.0:
+                    for j in range(n_w):
+                        g[j] = gsum[j] * inv_B   # B a power of 2: exactly gsum / B
+                else:
+                    for j in range(n_w):
+                        g[j] = gsum[j] / B
                 lr = step_size_at(&cfg, t)
 
                 # -- recording, at w_t before the update ---------------------------------
                 recording = t % cfg.record_every == 0
                 if recording:
                     rec = t // cfg.record_every
-                    obj = clean_data_eval(&net, wp, &full, &X[0, 0], Yp, ldl, fullgrad)
+                    if full_batch:
+                        obj = clean_eval_shared(&net, fwd_net.N, wp, &full, &pert, &X[0, 0], Yp,
+                                                ldl, fullgrad)
+                    else:
+                        obj = clean_data_eval(&net, wp, &full, &X[0, 0], Yp, ldl, fullgrad)
                     if full_batch:
                         # the clean gradient on the step's samples is the full-data one
                         memcpy(ubar, fullgrad, n_w * sizeof(double))
@@ -603,10 +664,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     h_grad_norm[rec] = safe_norm(fullgrad, n_w)
                     h_step_size[rec] = lr
                     if not full_batch:
-                        forward_pass(&net, wp, &cleanb, xin, labin, ldl, NULL, 0, NULL, NULL)
-                        backward_pass(&net, wp, &cleanb, labin, ldl, NULL, 0, NULL, NULL, ubar)
-                        for j in range(n_w):
-                            ubar[j] = ubar[j] / B
+                        clean_eval_shared(&net, fwd_net.N, wp, &cleanb, &pert, xin, labin, ldl,
+                                          ubar)
                     h_grad_error[rec] = dist2(g, ubar, n_w)
                     if cfg.record_profile:
                         for i in range(1, N + 1):

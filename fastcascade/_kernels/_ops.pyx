@@ -3,11 +3,22 @@
 
 Every operator is a pair of ``noexcept nogil`` branches on raw pointers, dispatched on the
 operator code. Each adjoint line names the forward statement it differentiates.
+
+Speed (DESIGN.md section 4): the elementwise transcendental operators call the vectorised
+exp/log1p/sigmoid/tanh of ``_fastmath.h`` (about 1 ulp from libm, NaN and Inf kept); dot products
+and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) switch to BLAS
+``dgemm`` (``scipy.linalg.cython_blas``, nogil) once a batch is wide enough to pay for the call
+(``blas_threshold``).
 """
 from libc.math cimport exp, log1p, fabs, tanh
 from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm
 
 import numpy as np
+
+from fastcascade._kernels._fastmath cimport (
+    fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
+    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_axpy, fc_rowdots, fc_margin_wgrad)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -26,20 +37,103 @@ OP_CODES = {
 }
 
 
-cdef inline double softplus(double z) noexcept nogil:
-    # ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|): no overflow for large |z|
-    if z > 0.0:
-        return z + log1p(exp(-z))
-    return log1p(exp(z))
+SIMD_LEVELS = {0: "scalar", 1: "baseline", 2: "avx2+fma"}
+fc_fastmath_init()
+
+# Linear / FixedLinear use BLAS dgemm when the batch has at least 2 samples and
+# B * d_in * d_out >= blas_threshold multiply-adds (below it, the call overhead and the per-call
+# packing of OpenBLAS cost more than the vector loops; benchmarks/bench_engine.py's "widths" case
+# measures the crossover). 0 forces BLAS for every batch of 2 or more, for tests.
+cdef Py_ssize_t blas_threshold = 8192
 
 
-cdef inline double sigmoid(double z) noexcept nogil:
-    # 1 / (1 + e^-z), written so that exp never overflows
-    cdef double e
-    if z >= 0.0:
-        return 1.0 / (1.0 + exp(-z))
-    e = exp(z)
-    return e / (1.0 + e)
+cdef inline bint use_blas(Py_ssize_t B, Py_ssize_t din, Py_ssize_t dout) noexcept nogil:
+    return B >= 2 and B * din * dout >= blas_threshold
+
+
+def set_blas_threshold(Py_ssize_t n):
+    """Set the BLAS threshold (multiply-adds per Linear call); returns the previous value."""
+    global blas_threshold
+    if n < 0:
+        raise ValueError(f"threshold: expected a non-negative integer, given {n}")
+    old = blas_threshold
+    blas_threshold = n
+    return old
+
+
+def get_blas_threshold():
+    """The BLAS threshold in use (multiply-adds per Linear call)."""
+    return blas_threshold
+
+
+def uses_blas(const long long[:, ::1] op_table, Py_ssize_t B):
+    """Whether a Linear or FixedLinear operator of the plan calls BLAS on a batch of B samples."""
+    cdef Py_ssize_t i
+    for i in range(op_table.shape[0]):
+        if op_table[i, 0] in (OP_LINEAR, OP_FIXED_LINEAR) and use_blas(B, op_table[i, 2],
+                                                                       op_table[i, 3]):
+            return True
+    return False
+
+
+def simd_level():
+    """The vector code in use: "avx2+fma", "baseline" (SSE2) or "scalar"."""
+    return SIMD_LEVELS[fc_fastmath_level()]
+
+
+def set_simd_level(str level):
+    """Select the vector variant ("avx2+fma" when the CPU has it, or "baseline"), for tests and
+    benchmarks; returns the level now in use (the best available at or below the one asked)."""
+    if level not in ("avx2+fma", "baseline"):
+        raise ValueError(f"level: expected 'avx2+fma' or 'baseline', given {level!r}")
+    fc_fastmath_select(2 if level == "avx2+fma" else 1)
+    return simd_level()
+
+
+def fastmath(str name, const double[::1] x):
+    """The vectorised elementwise function ``name`` (exp, log1p, softplus, sigmoid, tanh) on x,
+    as the kernels use it (for tests)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    cdef double[::1] o = out
+    cdef Py_ssize_t n = x.shape[0]
+    if n == 0:
+        return out
+    if name == "exp":
+        fc_exp(&x[0], &o[0], n)
+    elif name == "log1p":
+        fc_log1p(&x[0], &o[0], n)
+    elif name == "softplus":
+        fc_softplus(&x[0], &o[0], n)
+    elif name == "sigmoid":
+        fc_sigmoid(&x[0], &o[0], n)
+    elif name == "tanh":
+        fc_tanh(&x[0], &o[0], n)
+    else:
+        raise ValueError(f"name: expected exp, log1p, softplus, sigmoid or tanh, given {name!r}")
+    return out
+
+
+def fastmath_reduce(str name, const double[::1] x, const double[::1] y):
+    """fc_sumsq(x) or fc_dot(x, y) (for tests)."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("x and y must have the same length")
+    if x.shape[0] == 0:
+        return 0.0
+    if name == "sumsq":
+        return fc_sumsq(&x[0], x.shape[0])
+    if name == "dot":
+        return fc_dot(&x[0], &y[0], x.shape[0])
+    raise ValueError(f"name: expected sumsq or dot, given {name!r}")
+
+
+cdef inline void blas_gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb,
+                           double beta, double* c, Py_ssize_t ldc) noexcept nogil:
+    # column-major C = op(A) op(B) + beta C (row-major arrays seen as their transposes)
+    cdef int mi = <int>m, ni = <int>n, ki = <int>k
+    cdef int la = <int>lda, lb = <int>ldb, lc = <int>ldc
+    cdef double one = 1.0
+    dgemm(&ta, &tb, &mi, &ni, &ki, &one, <double*>a, &la, <double*>b, &lb, &beta, c, &lc)
 
 
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
@@ -69,37 +163,37 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
         for j in range(n):
             out[j] = z[j]
     elif op.code == OP_SOFTPLUS:
-        for j in range(n):
-            out[j] = softplus(z[j])
+        fc_softplus(z, out, n)
     elif op.code == OP_SIGMOID:
-        for j in range(n):
-            out[j] = sigmoid(z[j])
+        fc_sigmoid(z, out, n)
     elif op.code == OP_TANH:
-        for j in range(n):
-            out[j] = tanh(z[j])
+        fc_tanh(z, out, n)
     elif op.code == OP_RELU:
         for j in range(n):
             out[j] = z[j] if z[j] > 0.0 else 0.0
     elif op.code == OP_MARGIN:
         # out_s = -y_s <z_s, w>
+        fc_rowdots(z, B, din, w, out)
         for s in range(B):
-            zs = z + s * din
-            acc = 0.0
-            for j in range(din):
-                acc = acc + zs[j] * w[j]
-            out[s] = -lab[s * ldl] * acc
+            out[s] = -lab[s * ldl] * out[s]
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
         # out_s = W z_s (+ b); W is d_out x d_in row-major (weights for LINEAR, params for FIXED)
         row = w if op.code == OP_LINEAR else p
-        for s in range(B):
-            zs = z + s * din
-            for o in range(dout):
-                acc = 0.0
-                for j in range(din):
-                    acc = acc + row[o * din + j] * zs[j]
-                if op.flag:
-                    acc = acc + w[dout * din + o]
-                out[s * dout + o] = acc
+        if use_blas(B, din, dout):
+            # out^T (dout x B) = W Z^T, column-major: W is (din x dout)^T, Z^T is (din x B)
+            blas_gemm(b'T', b'N', dout, B, din, row, din, z, din, 0.0, out, dout)
+            if op.flag:
+                for s in range(B):
+                    for o in range(dout):
+                        out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
+        else:
+            for s in range(B):
+                zs = z + s * din
+                for o in range(dout):
+                    acc = fc_dot(row + o * din, zs, din)
+                    if op.flag:
+                        acc = acc + w[dout * din + o]
+                    out[s * dout + o] = acc
     elif op.code == OP_DIAG_LINEAR:
         # out_s = A (z_s * w), A = p (d_out x d_in)
         for s in range(B):
@@ -120,9 +214,10 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
                 t = t + zs[j] * zs[j]
             out[s] = acc * acc + 0.5 * t
     elif op.code == OP_LOGISTIC_LOSS:
-        # out_s = ln(1 + exp(-y_s z_s))
+        # out_s = ln(1 + exp(-y_s z_s)) = softplus(-y_s z_s)
         for s in range(B):
-            out[s] = softplus(-lab[s * ldl] * z[s])
+            out[s] = -lab[s * ldl] * z[s]
+        fc_softplus(out, out, B)
     elif op.code == OP_SQUARED_ERROR:
         # out_s = ||z_s - t_s||^2 / 2, targets t_s = the label row
         for s in range(B):
@@ -168,8 +263,7 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
     elif op.code == OP_SOFTPLUS:
         if g_in != NULL:
             # out = softplus(z): d/dz = sigmoid(z)
-            for j in range(n):
-                g_in[j] = g[j] * sigmoid(z[j])
+            fc_sigmoid_mul(z, g, g_in, n)
     elif op.code == OP_SIGMOID:
         if g_in != NULL:
             # out = sigmoid(z): d/dz = out (1 - out)
@@ -186,20 +280,31 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
             for j in range(n):
                 g_in[j] = g[j] if z[j] > 0.0 else 0.0
     elif op.code == OP_MARGIN:
-        for s in range(B):
-            zs = z + s * din
-            gs = -lab[s * ldl] * g[s]
-            # out_s = -y_s <z_s, w>: d/dz_s = -y_s w
-            if g_in != NULL:
+        # out_s = -y_s <z_s, w>: d/dz_s = -y_s w
+        if g_in != NULL:
+            for s in range(B):
+                gs = -lab[s * ldl] * g[s]
                 gi = g_in + s * din
                 for j in range(din):
                     gi[j] = gs * w[j]
-            # out_s = -y_s <z_s, w>: d/dw = -y_s z_s
-            if g_w != NULL:
-                for j in range(din):
-                    g_w[j] = g_w[j] + gs * zs[j]
+        # out_s = -y_s <z_s, w>: d/dw = sum_s -y_s g_s z_s
+        if g_w != NULL:
+            fc_margin_wgrad(z, B, din, lab, ldl, g, g_w)
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
         row = w if op.code == OP_LINEAR else p
+        if use_blas(B, din, dout):
+            # out_s = W z_s + b: d/dz_s = W^T g_s; all samples: G_in^T (din x B) = W^T G^T
+            if g_in != NULL:
+                blas_gemm(b'N', b'N', din, B, dout, row, din, g, dout, 0.0, g_in, din)
+            # out_s = W z_s + b: dW += sum_s g_s z_s^T, i.e. dW^T (din x dout) += Z^T G
+            if g_w != NULL and op.code == OP_LINEAR:
+                blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0, g_w, din)
+                # out_s = W z_s + b: db += g_s
+                if op.flag:
+                    for s in range(B):
+                        for o in range(dout):
+                            g_w[dout * din + o] = g_w[dout * din + o] + g[s * dout + o]
+            return
         for s in range(B):
             zs = z + s * din
             # out_s = W z_s + b: d/dz_s = W^T g_s
@@ -208,15 +313,12 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
                 for j in range(din):
                     gi[j] = 0.0
                 for o in range(dout):
-                    gs = g[s * dout + o]
-                    for j in range(din):
-                        gi[j] = gi[j] + row[o * din + j] * gs
+                    fc_axpy(g[s * dout + o], row + o * din, gi, din)
             # out_s = W z_s + b: dW += g_s z_s^T, db += g_s
             if g_w != NULL and op.code == OP_LINEAR:
                 for o in range(dout):
                     gs = g[s * dout + o]
-                    for j in range(din):
-                        g_w[o * din + j] = g_w[o * din + j] + gs * zs[j]
+                    fc_axpy(gs, zs, g_w + o * din, din)
                     if op.flag:
                         g_w[dout * din + o] = g_w[dout * din + o] + gs
     elif op.code == OP_DIAG_LINEAR:
@@ -250,8 +352,10 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
         if g_in != NULL:
             # out_s = softplus(-y_s z_s): d/dz_s = -y_s sigmoid(-y_s z_s)
             for s in range(B):
-                ys = lab[s * ldl]
-                g_in[s] = g[s] * (-ys) * sigmoid(-ys * z[s])
+                g_in[s] = -lab[s * ldl] * z[s]
+            fc_sigmoid(g_in, g_in, B)
+            for s in range(B):
+                g_in[s] = g[s] * (-lab[s * ldl]) * g_in[s]
     elif op.code == OP_SQUARED_ERROR:
         if g_in != NULL:
             # out_s = ||z_s - t_s||^2 / 2: d/dz_s = z_s - t_s

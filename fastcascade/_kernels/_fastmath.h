@@ -1,0 +1,237 @@
+/* Vectorised elementary functions for the operator kernels (declared in _fastmath.pxd).
+ *
+ * Why: the kernels spend most of their time in libm's scalar exp/log1p (Softplus, Sigmoid,
+ * LogisticLoss) and in sequential reductions (dot products, norms) that the compiler may not
+ * vectorise without -ffast-math. -ffast-math is not an option: it lets the compiler assume that
+ * no value is NaN or Inf, which breaks the engine's divergence checks. So the vector code is
+ * written out explicitly, with GCC/Clang vector extensions (4 doubles per vector), and keeps
+ * IEEE semantics:
+ *
+ *  - exp:    Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Taylor polynomial of degree 13
+ *            (truncation 4e-18 relative), scaling by 2^n through the exponent bits.
+ *  - log1p:  u = 1 + x with its rounding error recovered exactly (TwoSum), then fdlibm's log
+ *            kernel (u = 2^k m, sqrt(2)/2 <= m < sqrt(2), s = (m-1)/(m+1), minimax polynomial in
+ *            s^2) plus the correction err/u, as fdlibm's log1p does.
+ *  - Both are within about 1 ulp of libm (tests/test_speed_paths.py measures it over the whole
+ *    range). Lanes outside the vector path's domain (|x| > 708 for exp, NaN, +-Inf, x <= -1 for
+ *    log1p) are recomputed with libm, so overflow, underflow to subnormals, NaN and Inf come out
+ *    exactly as libm gives them, and a NaN anywhere still propagates to the engine's checks.
+ *  - The result for an element depends only on its value, never on its position in the array
+ *    (the tail of an array is padded into a full vector rather than sent to libm).
+ *
+ * Dispatch: every array function is compiled twice, for the x86-64 baseline (SSE2, what a
+ * portable build may assume) and with __attribute__((target("avx2,fma"))); fc_fastmath_init()
+ * picks the AVX2+FMA variant when the running CPU has it (like NumPy's own dispatch), so the
+ * portable build is fast on modern CPUs and still runs everywhere. FMA contraction changes the
+ * last bit of some results between the two variants; within one machine everything is
+ * deterministic. FASTCASCADE_SIMD=baseline in the environment forces the baseline variant.
+ * Compilers without GCC vector extensions (MSVC) get plain scalar loops over libm.
+ */
+#ifndef FASTCASCADE_FASTMATH_H
+#define FASTCASCADE_FASTMATH_H
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#if defined(__GNUC__) && !defined(FC_FASTMATH_SCALAR)
+#define FC_HAVE_VECTOR 1
+#else
+#define FC_HAVE_VECTOR 0
+#endif
+
+#if FC_HAVE_VECTOR && (defined(__x86_64__) || defined(__i386__))
+#define FC_HAVE_DISPATCH 1
+#else
+#define FC_HAVE_DISPATCH 0
+#endif
+
+/* ---- scalar references (libm): the fallback lanes, and the no-vector build ------------------ */
+
+static inline double fc_softplus1(double z) {
+    /* ln(1 + e^z) = max(z, 0) + ln(1 + e^-|z|) */
+    return (z > 0.0 ? z : 0.0) + log1p(exp(-fabs(z)));
+}
+
+static inline double fc_sigmoid1(double z) {
+    double e = exp(-fabs(z));
+    return z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+/* ---- the vector kernels, instantiated once per target --------------------------------------- */
+
+#if FC_HAVE_VECTOR
+typedef double fc_v4d __attribute__((vector_size(32)));
+typedef long long fc_v4i __attribute__((vector_size(32)));
+typedef unsigned long long fc_v4u __attribute__((vector_size(32)));
+
+#define FC_TARGET_ATTR
+#define FC_NAME(name) name##_base
+#include "_fastmath_impl.h"
+#undef FC_TARGET_ATTR
+#undef FC_NAME
+
+#if FC_HAVE_DISPATCH
+#define FC_TARGET_ATTR __attribute__((target("avx2,fma")))
+#define FC_NAME(name) name##_avx2
+#include "_fastmath_impl.h"
+#undef FC_TARGET_ATTR
+#undef FC_NAME
+#endif
+#endif  /* FC_HAVE_VECTOR */
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+typedef void (*fc_unary_fn)(const double*, double*, ptrdiff_t);
+typedef void (*fc_binary_fn)(const double*, const double*, double*, ptrdiff_t);
+typedef double (*fc_reduce1_fn)(const double*, ptrdiff_t);
+typedef double (*fc_reduce2_fn)(const double*, const double*, ptrdiff_t);
+
+typedef struct {
+    fc_unary_fn exp_, log1p_, softplus, sigmoid, tanh_;
+    fc_binary_fn sigmoid_mul;
+    fc_reduce1_fn sumsq;
+    fc_reduce2_fn dot;
+    void (*axpy)(double, const double*, double*, ptrdiff_t);
+    void (*rowdots)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
+    void (*margin_wgrad)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
+                         const double*, double*);
+    int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA */
+} fc_fastmath_table;
+
+#if !FC_HAVE_VECTOR
+static void fc_exp_scalar(const double* x, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = exp(x[i]);
+}
+static void fc_log1p_scalar(const double* x, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = log1p(x[i]);
+}
+static void fc_softplus_scalar(const double* x, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = fc_softplus1(x[i]);
+}
+static void fc_sigmoid_scalar(const double* x, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = fc_sigmoid1(x[i]);
+}
+static void fc_tanh_scalar(const double* x, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = tanh(x[i]);
+}
+static void fc_sigmoid_mul_scalar(const double* x, const double* g, double* o, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fc_sigmoid1(x[i]);
+}
+static double fc_sumsq_scalar(const double* x, ptrdiff_t n) {
+    double acc = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) acc += x[i] * x[i];
+    return acc;
+}
+static double fc_dot_scalar(const double* x, const double* y, ptrdiff_t n) {
+    double acc = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) acc += x[i] * y[i];
+    return acc;
+}
+static void fc_axpy_scalar(double a, const double* x, double* y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = y[i] + a * x[i];
+}
+static void fc_rowdots_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
+                              double* out) {
+    for (ptrdiff_t s = 0; s < B; s++) out[s] = fc_dot_scalar(z + s * d, w, d);
+}
+static void fc_margin_wgrad_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
+                                   ptrdiff_t ldl, const double* g, double* y) {
+    for (ptrdiff_t s = 0; s < B; s++) fc_axpy_scalar(-lab[s * ldl] * g[s], z + s * d, y, d);
+}
+#endif
+
+static fc_fastmath_table fc_fm;
+
+/* Choose the variant for this CPU; call once, with the GIL, at module import. Returns the
+ * level chosen. level_cap: 2 = best available, 1 = baseline vectors at most. */
+static int fc_fastmath_select(int level_cap) {
+#if FC_HAVE_VECTOR
+    int level = 1;
+#if FC_HAVE_DISPATCH
+    __builtin_cpu_init();
+    if (level_cap >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        level = 2;
+    if (level == 2) {
+        fc_fm.exp_ = fc_exp_array_avx2;
+        fc_fm.log1p_ = fc_log1p_array_avx2;
+        fc_fm.softplus = fc_softplus_array_avx2;
+        fc_fm.sigmoid = fc_sigmoid_array_avx2;
+        fc_fm.tanh_ = fc_tanh_array_avx2;
+        fc_fm.sigmoid_mul = fc_sigmoid_mul_array_avx2;
+        fc_fm.sumsq = fc_sumsq_avx2;
+        fc_fm.dot = fc_dot_avx2;
+        fc_fm.axpy = fc_axpy_avx2;
+        fc_fm.rowdots = fc_rowdots_avx2;
+        fc_fm.margin_wgrad = fc_margin_wgrad_avx2;
+        fc_fm.level = 2;
+        return 2;
+    }
+#endif
+    (void)level;
+    fc_fm.exp_ = fc_exp_array_base;
+    fc_fm.log1p_ = fc_log1p_array_base;
+    fc_fm.softplus = fc_softplus_array_base;
+    fc_fm.sigmoid = fc_sigmoid_array_base;
+    fc_fm.tanh_ = fc_tanh_array_base;
+    fc_fm.sigmoid_mul = fc_sigmoid_mul_array_base;
+    fc_fm.sumsq = fc_sumsq_base;
+    fc_fm.dot = fc_dot_base;
+    fc_fm.axpy = fc_axpy_base;
+    fc_fm.rowdots = fc_rowdots_base;
+    fc_fm.margin_wgrad = fc_margin_wgrad_base;
+    fc_fm.level = 1;
+    return 1;
+#else
+    (void)level_cap;
+    fc_fm.exp_ = fc_exp_scalar;
+    fc_fm.log1p_ = fc_log1p_scalar;
+    fc_fm.softplus = fc_softplus_scalar;
+    fc_fm.sigmoid = fc_sigmoid_scalar;
+    fc_fm.tanh_ = fc_tanh_scalar;
+    fc_fm.sigmoid_mul = fc_sigmoid_mul_scalar;
+    fc_fm.sumsq = fc_sumsq_scalar;
+    fc_fm.dot = fc_dot_scalar;
+    fc_fm.axpy = fc_axpy_scalar;
+    fc_fm.rowdots = fc_rowdots_scalar;
+    fc_fm.margin_wgrad = fc_margin_wgrad_scalar;
+    fc_fm.level = 0;
+    return 0;
+#endif
+}
+
+static int fc_fastmath_init(void) {
+    const char* env = getenv("FASTCASCADE_SIMD");
+    int cap = (env != NULL && strcmp(env, "baseline") == 0) ? 1 : 2;
+    return fc_fastmath_select(cap);
+}
+
+/* The entry points the kernels call (n elements; out may alias x). */
+static inline void fc_exp(const double* x, double* out, ptrdiff_t n) { fc_fm.exp_(x, out, n); }
+static inline void fc_log1p(const double* x, double* out, ptrdiff_t n) { fc_fm.log1p_(x, out, n); }
+static inline void fc_softplus(const double* x, double* out, ptrdiff_t n) { fc_fm.softplus(x, out, n); }
+static inline void fc_sigmoid(const double* x, double* out, ptrdiff_t n) { fc_fm.sigmoid(x, out, n); }
+static inline void fc_tanh(const double* x, double* out, ptrdiff_t n) { fc_fm.tanh_(x, out, n); }
+/* out = g * sigmoid(x) */
+static inline void fc_sigmoid_mul(const double* x, const double* g, double* out, ptrdiff_t n) {
+    fc_fm.sigmoid_mul(x, g, out, n);
+}
+/* sum x_i^2 and sum x_i y_i, in a fixed order (8 partial sums, then a fixed tree): the same
+ * input always gives the same bits on a given machine. */
+static inline double fc_sumsq(const double* x, ptrdiff_t n) { return fc_fm.sumsq(x, n); }
+static inline double fc_dot(const double* x, const double* y, ptrdiff_t n) { return fc_fm.dot(x, y, n); }
+/* y += a x */
+static inline void fc_axpy(double a, const double* x, double* y, ptrdiff_t n) { fc_fm.axpy(a, x, y, n); }
+/* out[s] = <z_s, w> over the rows of the row-major B x d matrix z */
+static inline void fc_rowdots(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
+                              double* out) { fc_fm.rowdots(z, B, d, w, out); }
+/* y += sum_s (-lab[s ldl] g[s]) z_s */
+static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
+                                   ptrdiff_t ldl, const double* g, double* y) {
+    fc_fm.margin_wgrad(z, B, d, lab, ldl, g, y);
+}
+static inline int fc_fastmath_level(void) { return fc_fm.level; }
+
+#endif  /* FASTCASCADE_FASTMATH_H */

@@ -1,0 +1,24 @@
+# Vectorised exp / log1p / softplus / sigmoid / tanh and fixed-order reductions (the C code is
+# in _fastmath.h, its algorithms and accuracy documented there). Every function works on n
+# doubles; out may alias x. Call fastmath_init() once per module, at import.
+cdef extern from "_fastmath.h" nogil:
+    int fc_fastmath_init() noexcept
+    int fc_fastmath_select(int level_cap) noexcept
+    int fc_fastmath_level() noexcept
+    void fc_exp(const double* x, double* out, Py_ssize_t n) noexcept
+    void fc_log1p(const double* x, double* out, Py_ssize_t n) noexcept
+    void fc_softplus(const double* x, double* out, Py_ssize_t n) noexcept
+    void fc_sigmoid(const double* x, double* out, Py_ssize_t n) noexcept
+    void fc_tanh(const double* x, double* out, Py_ssize_t n) noexcept
+    # out = g * sigmoid(x)
+    void fc_sigmoid_mul(const double* x, const double* g, double* out, Py_ssize_t n) noexcept
+    double fc_sumsq(const double* x, Py_ssize_t n) noexcept
+    double fc_dot(const double* x, const double* y, Py_ssize_t n) noexcept
+    # y += a x
+    void fc_axpy(double a, const double* x, double* y, Py_ssize_t n) noexcept
+    # out[s] = <z_s, w> for the rows of the row-major B x d matrix z
+    void fc_rowdots(const double* z, Py_ssize_t B, Py_ssize_t d, const double* w,
+                    double* out) noexcept
+    # y += sum_s (-lab[s ldl] g[s]) z_s  (Margin's weight gradient)
+    void fc_margin_wgrad(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
+                         Py_ssize_t ldl, const double* g, double* y) noexcept

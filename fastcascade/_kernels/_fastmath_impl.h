@@ -1,0 +1,438 @@
+/* One instantiation of the vector kernels: included by _fastmath.h once per target, with
+ * FC_NAME(name) giving the variant's names and FC_TARGET_ATTR its target attribute.
+ * Not a standalone header. See _fastmath.h for the algorithms and their accuracy. */
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define FC_INLINE static inline __attribute__((always_inline)) FC_TARGET_ATTR
+
+FC_INLINE fc_v4d FC_NAME(splat)(double a) { fc_v4d v = {a, a, a, a}; return v; }
+
+FC_INLINE fc_v4d FC_NAME(load4)(const double* p) { fc_v4d v; memcpy(&v, p, sizeof v); return v; }
+
+FC_INLINE void FC_NAME(store4)(double* p, fc_v4d v) { memcpy(p, &v, sizeof v); }
+
+/* the first n (< 4) elements of p, padded with 0.0 */
+FC_INLINE fc_v4d FC_NAME(load_part)(const double* p, ptrdiff_t n) {
+    double buf[4] = {0.0, 0.0, 0.0, 0.0};
+    memcpy(buf, p, (size_t)n * sizeof(double));
+    return FC_NAME(load4)(buf);
+}
+
+FC_INLINE void FC_NAME(store_part)(double* p, fc_v4d v, ptrdiff_t n) {
+    double buf[4];
+    FC_NAME(store4)(buf, v);
+    memcpy(p, buf, (size_t)n * sizeof(double));
+}
+
+FC_INLINE fc_v4d FC_NAME(fabs4)(fc_v4d x) {
+    return (fc_v4d)((fc_v4u)x & (fc_v4u){0x7fffffffffffffffULL, 0x7fffffffffffffffULL,
+                                         0x7fffffffffffffffULL, 0x7fffffffffffffffULL});
+}
+
+/* mask ? a : b, mask lanes all-ones or all-zeros */
+FC_INLINE fc_v4d FC_NAME(select4)(fc_v4i mask, fc_v4d a, fc_v4d b) {
+    return (fc_v4d)(((fc_v4i)a & mask) | ((fc_v4i)b & ~mask));
+}
+
+FC_INLINE int FC_NAME(any4)(fc_v4i mask) {
+    return (mask[0] | mask[1] | mask[2] | mask[3]) != 0;
+}
+
+/* e^x for |x| <= 708 (no special values): x = n ln2 + r, e^x = 2^n e^r */
+FC_INLINE fc_v4d FC_NAME(exp4)(fc_v4d x) {
+    const fc_v4d shift = FC_NAME(splat)(0x1.8p52);
+    fc_v4d t = x * FC_NAME(splat)(1.4426950408889634074) + shift;   /* round(x / ln2) + shift */
+    fc_v4d n = t - shift;
+    /* ln2 = LN2HI + LN2LO, LN2HI with 21 trailing zero bits: n * LN2HI is exact */
+    fc_v4d r = x - n * FC_NAME(splat)(6.93147180369123816490e-01);
+    r = r - n * FC_NAME(splat)(1.90821492927058770002e-10);
+    /* e^r = sum_k r^k / k!, k <= 13 (|r| <= 0.3466: truncation < 4.2e-18 relative) */
+    fc_v4d p = FC_NAME(splat)(1.0 / 6227020800.0);
+    p = p * r + FC_NAME(splat)(1.0 / 479001600.0);
+    p = p * r + FC_NAME(splat)(1.0 / 39916800.0);
+    p = p * r + FC_NAME(splat)(1.0 / 3628800.0);
+    p = p * r + FC_NAME(splat)(1.0 / 362880.0);
+    p = p * r + FC_NAME(splat)(1.0 / 40320.0);
+    p = p * r + FC_NAME(splat)(1.0 / 5040.0);
+    p = p * r + FC_NAME(splat)(1.0 / 720.0);
+    p = p * r + FC_NAME(splat)(1.0 / 120.0);
+    p = p * r + FC_NAME(splat)(1.0 / 24.0);
+    p = p * r + FC_NAME(splat)(1.0 / 6.0);
+    p = p * r + FC_NAME(splat)(0.5);
+    p = p * r + FC_NAME(splat)(1.0);
+    p = p * r + FC_NAME(splat)(1.0);
+    /* 2^n from the exponent bits: t's low bits hold n (|n| <= 1022: a normal number) */
+    fc_v4i ni = (fc_v4i)t - (fc_v4i)shift;
+    fc_v4d scale = (fc_v4d)((ni + 1023) << 52);
+    return p * scale;
+}
+
+/* fdlibm's log kernel: log(1 + f) for 1 + f = m in [sqrt(2)/2, sqrt(2)), written as
+ * f - hfsq + s (hfsq + R); returns the pieces so that callers can add k ln2 and corrections */
+FC_INLINE fc_v4d FC_NAME(logk4)(fc_v4d f, fc_v4d kd, fc_v4d c) {
+    /* log1p = k ln2_hi - ((hfsq - (s (hfsq + R) + (k ln2_lo + c))) - f) */
+    const fc_v4d Lg1 = FC_NAME(splat)(6.666666666666735130e-01);
+    const fc_v4d Lg2 = FC_NAME(splat)(3.999999999940941908e-01);
+    const fc_v4d Lg3 = FC_NAME(splat)(2.857142874366239149e-01);
+    const fc_v4d Lg4 = FC_NAME(splat)(2.222219843214978396e-01);
+    const fc_v4d Lg5 = FC_NAME(splat)(1.818357216161805012e-01);
+    const fc_v4d Lg6 = FC_NAME(splat)(1.531383769920937332e-01);
+    const fc_v4d Lg7 = FC_NAME(splat)(1.479819860511658591e-01);
+    fc_v4d hfsq = FC_NAME(splat)(0.5) * f * f;
+    fc_v4d s = f / (FC_NAME(splat)(2.0) + f);
+    fc_v4d z = s * s;
+    fc_v4d w = z * z;
+    fc_v4d t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+    fc_v4d t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    fc_v4d R = t2 + t1;
+    fc_v4d lo = kd * FC_NAME(splat)(1.90821492927058770002e-10) + c;
+    return kd * FC_NAME(splat)(6.93147180369123816490e-01) - ((hfsq - (s * (hfsq + R) + lo)) - f);
+}
+
+/* log1p(x) for x in [0, 1] (what softplus needs: x = e^-|z|) */
+FC_INLINE fc_v4d FC_NAME(log1p01)(fc_v4d x) {
+    const fc_v4d one = FC_NAME(splat)(1.0);
+    fc_v4d u = one + x;                       /* in [1, 2] */
+    fc_v4d err = x - (u - one);               /* (1 + x) - u, exact (Fast2Sum, 1 >= x) */
+    fc_v4d c = err / u;                       /* log(1 + x) = log(u) + log1p(err/u) */
+    fc_v4i big = (fc_v4i)(u >= FC_NAME(splat)(1.4142135623730951));
+    fc_v4d m = FC_NAME(select4)(big, u * FC_NAME(splat)(0.5), u);   /* exact */
+    fc_v4d kd = FC_NAME(select4)(big, one, FC_NAME(splat)(0.0));
+    return FC_NAME(logk4)(m - one, kd, c);
+}
+
+/* log1p(x) for -1 < x < +Inf */
+FC_INLINE fc_v4d FC_NAME(log1p4)(fc_v4d x) {
+    const fc_v4d one = FC_NAME(splat)(1.0);
+    fc_v4d u = one + x;
+    /* TwoSum: err = (1 + x) - u exactly, whatever the magnitudes */
+    fc_v4d bb = u - one;
+    fc_v4d err = (one - (u - bb)) + (x - bb);
+    fc_v4d c = err / u;
+    /* u = 2^k m with m in [sqrt(2)/2, sqrt(2)) (fdlibm's bit trick on the exponent) */
+    /* 0x3ff00000 - 0x3fe6a09e = 0x95f62 added to the high word */
+    fc_v4u ix = (fc_v4u)u + (fc_v4u){0x00095f6200000000ULL, 0x00095f6200000000ULL,
+                              0x00095f6200000000ULL, 0x00095f6200000000ULL};
+    fc_v4u eb = ix >> 52;                                        /* k + 1023, in 0 .. 2047 */
+    const fc_v4u magic = {0x4330000000000000ULL, 0x4330000000000000ULL,
+                          0x4330000000000000ULL, 0x4330000000000000ULL};
+    fc_v4d kd = (fc_v4d)(eb | magic) - FC_NAME(splat)(0x1p52 + 1023.0);
+    fc_v4u mb = (ix & (fc_v4u){0x000fffffffffffffULL, 0x000fffffffffffffULL,
+                               0x000fffffffffffffULL, 0x000fffffffffffffULL})
+                + (fc_v4u){0x3fe6a09e00000000ULL, 0x3fe6a09e00000000ULL,
+                           0x3fe6a09e00000000ULL, 0x3fe6a09e00000000ULL};
+    fc_v4d m = (fc_v4d)mb;
+    return FC_NAME(logk4)(m - one, kd, c);
+}
+
+/* expm1(a) for 0 <= a <= 0.3: Taylor, degree 13 (truncation < 1e-19 relative) */
+FC_INLINE fc_v4d FC_NAME(expm1_small4)(fc_v4d a) {
+    fc_v4d p = FC_NAME(splat)(1.0 / 6227020800.0);
+    p = p * a + FC_NAME(splat)(1.0 / 479001600.0);
+    p = p * a + FC_NAME(splat)(1.0 / 39916800.0);
+    p = p * a + FC_NAME(splat)(1.0 / 3628800.0);
+    p = p * a + FC_NAME(splat)(1.0 / 362880.0);
+    p = p * a + FC_NAME(splat)(1.0 / 40320.0);
+    p = p * a + FC_NAME(splat)(1.0 / 5040.0);
+    p = p * a + FC_NAME(splat)(1.0 / 720.0);
+    p = p * a + FC_NAME(splat)(1.0 / 120.0);
+    p = p * a + FC_NAME(splat)(1.0 / 24.0);
+    p = p * a + FC_NAME(splat)(1.0 / 6.0);
+    p = p * a + FC_NAME(splat)(0.5);
+    return (p * a) * a + a;
+}
+
+/* ---- softplus, sigmoid and tanh on 4 lanes; bad = lanes to redo with libm ------------------ */
+
+FC_INLINE fc_v4d FC_NAME(softplus4)(fc_v4d z, fc_v4i* bad) {
+    fc_v4d a = FC_NAME(fabs4)(z);
+    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));   /* |z| > 708, Inf or NaN */
+    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
+    fc_v4d e = FC_NAME(exp4)(-a);
+    fc_v4d zp = FC_NAME(select4)((fc_v4i)(z > FC_NAME(splat)(0.0)), z, FC_NAME(splat)(0.0));
+    return zp + FC_NAME(log1p01)(e);
+}
+
+FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
+    fc_v4d a = FC_NAME(fabs4)(z);
+    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
+    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
+    fc_v4d e = FC_NAME(exp4)(-a);
+    fc_v4d d = FC_NAME(splat)(1.0) + e;
+    fc_v4d num = FC_NAME(select4)((fc_v4i)(z >= FC_NAME(splat)(0.0)), FC_NAME(splat)(1.0), e);
+    return num / d;
+}
+
+/* tanh: |x| < 0.3: m = expm1(|x|), tanh = m (m + 2) / (m (m + 2) + 2);
+ *       else e = e^-2|x|, tanh = (1 - e) / (1 + e); the sign restored from x. NaN lanes: bad. */
+FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
+    const fc_v4d one = FC_NAME(splat)(1.0), two = FC_NAME(splat)(2.0);
+    fc_v4d a = FC_NAME(fabs4)(x);
+    *bad = (fc_v4i)(x != x);
+    fc_v4i small = (fc_v4i)(a < FC_NAME(splat)(0.3));
+    fc_v4d as = FC_NAME(select4)(small, a, FC_NAME(splat)(0.0));
+    fc_v4d m = FC_NAME(expm1_small4)(as);
+    fc_v4d E = m * (m + two);
+    fc_v4d ts = E / (E + two);
+    fc_v4d y = FC_NAME(splat)(-2.0) * a;
+    y = FC_NAME(select4)((fc_v4i)(y >= FC_NAME(splat)(-708.0)), y, FC_NAME(splat)(-708.0));
+    fc_v4d e = FC_NAME(exp4)(y);
+    fc_v4d tl = (one - e) / (one + e);
+    fc_v4d t = FC_NAME(select4)(small, ts, tl);
+    const fc_v4u sign = {0x8000000000000000ULL, 0x8000000000000000ULL,
+                         0x8000000000000000ULL, 0x8000000000000000ULL};
+    return (fc_v4d)((fc_v4u)t | ((fc_v4u)x & sign));
+}
+
+/* ---- array functions ------------------------------------------------------------------------- */
+
+static FC_TARGET_ATTR void FC_NAME(fc_exp_array)(const double* x, double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4i bad = ~(fc_v4i)(FC_NAME(fabs4)(v) <= FC_NAME(splat)(708.0));
+        fc_v4d r = FC_NAME(exp4)(FC_NAME(select4)(bad, FC_NAME(splat)(0.0), v));
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = exp(v[k]);
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_log1p_array)(const double* x, double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        /* domain: -1 < x < Inf (NaN fails both) */
+        fc_v4i bad = ~((fc_v4i)(v > FC_NAME(splat)(-1.0)) &
+                       (fc_v4i)(v < FC_NAME(splat)(__builtin_inf())));
+        fc_v4d r = FC_NAME(log1p4)(FC_NAME(select4)(bad, FC_NAME(splat)(0.0), v));
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = log1p(v[k]);
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_softplus_array)(const double* x, double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    fc_v4i bad;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4d r = FC_NAME(softplus4)(v, &bad);
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = fc_softplus1(v[k]);
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_array)(const double* x, double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    fc_v4i bad;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4d r = FC_NAME(sigmoid4)(v, &bad);
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = fc_sigmoid1(v[k]);
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+/* o = g * sigmoid(x) */
+static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_mul_array)(const double* x, const double* g,
+                                                        double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    fc_v4i bad;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4d gv = len == 4 ? FC_NAME(load4)(g + i) : FC_NAME(load_part)(g + i, len);
+        fc_v4d r = FC_NAME(sigmoid4)(v, &bad);
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = fc_sigmoid1(v[k]);
+        r = gv * r;
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_tanh_array)(const double* x, double* o, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    fc_v4i bad;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4d r = FC_NAME(tanh4)(v, &bad);
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = tanh(v[k]);
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+    }
+}
+
+/* ---- reductions in a fixed order: two 4-lane accumulators over blocks of 8, one more block of
+ * 4 into the first, the last n % 4 terms into a scalar, then
+ * ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1 lane-wise ---------------------------------------- */
+
+FC_INLINE double FC_NAME(hsum4)(fc_v4d a) { return (a[0] + a[2]) + (a[1] + a[3]); }
+
+static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0), v, w;
+    double tail = 0.0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v = FC_NAME(load4)(x + i);
+        w = FC_NAME(load4)(x + i + 4);
+        a0 = a0 + v * v;
+        a1 = a1 + w * w;
+    }
+    if (i + 4 <= n) {
+        v = FC_NAME(load4)(x + i);
+        a0 = a0 + v * v;
+        i += 4;
+    }
+    for (; i < n; i++)
+        tail = tail + x[i] * x[i];
+    return FC_NAME(hsum4)(a0 + a1) + tail;
+}
+
+static FC_TARGET_ATTR double FC_NAME(fc_dot)(const double* x, const double* y, ptrdiff_t n) {
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0);
+    double tail = 0.0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = a0 + FC_NAME(load4)(x + i) * FC_NAME(load4)(y + i);
+        a1 = a1 + FC_NAME(load4)(x + i + 4) * FC_NAME(load4)(y + i + 4);
+    }
+    if (i + 4 <= n) {
+        a0 = a0 + FC_NAME(load4)(x + i) * FC_NAME(load4)(y + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        tail = tail + x[i] * y[i];
+    return FC_NAME(hsum4)(a0 + a1) + tail;
+}
+
+/* y += a x */
+static FC_TARGET_ATTR void FC_NAME(fc_axpy)(double a, const double* x, double* y, ptrdiff_t n) {
+    fc_v4d av = FC_NAME(splat)(a);
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        FC_NAME(store4)(y + i, FC_NAME(load4)(y + i) + av * FC_NAME(load4)(x + i));
+    for (; i < n; i++)
+        y[i] = y[i] + a * x[i];
+}
+
+/* Margin's two kernels for narrow rows (d <= 16) are instantiated for each width (the switches
+ * below), so that the row loop has no inner loop: w, or the running sum, stays in registers. */
+
+/* out[s] = <z_s, w> for the B rows z_s of the row-major B x d matrix z */
+#define FC_ROWDOTS_LOOP(NF, REM)                                                             \
+    for (s = 0; s < B; s++) {                                                               \
+        const double* zs = z + s * (4 * NF + REM);                                           \
+        fc_v4d acc = FC_NAME(splat)(0.0);                                                   \
+        double t = 0.0;                                                                     \
+        if (NF > 0) acc = acc + FC_NAME(load4)(zs) * w0;                                     \
+        if (NF > 1) acc = acc + FC_NAME(load4)(zs + 4) * w1;                                 \
+        if (NF > 2) acc = acc + FC_NAME(load4)(zs + 8) * w2;                                 \
+        if (NF > 3) acc = acc + FC_NAME(load4)(zs + 12) * w3;                                \
+        if (REM > 0) t = t + zs[4 * NF] * wp[4 * NF];                                        \
+        if (REM > 1) t = t + zs[4 * NF + 1] * wp[4 * NF + 1];                                \
+        if (REM > 2) t = t + zs[4 * NF + 2] * wp[4 * NF + 2];                                \
+        out[s] = FC_NAME(hsum4)(acc) + t;                                                   \
+    }
+
+static FC_TARGET_ATTR void FC_NAME(fc_rowdots)(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                              const double* w, double* out) {
+    ptrdiff_t s;
+    if (d > 16 || d < 1) {
+        for (s = 0; s < B; s++)
+            out[s] = FC_NAME(fc_dot)(z + s * d, w, d);
+        return;
+    }
+    double wp[16] = {0.0};
+    memcpy(wp, w, (size_t)d * sizeof(double));
+    fc_v4d w0 = FC_NAME(load4)(wp), w1 = FC_NAME(load4)(wp + 4);
+    fc_v4d w2 = FC_NAME(load4)(wp + 8), w3 = FC_NAME(load4)(wp + 12);
+    switch (d) {
+        case 1: FC_ROWDOTS_LOOP(0, 1) break;
+        case 2: FC_ROWDOTS_LOOP(0, 2) break;
+        case 3: FC_ROWDOTS_LOOP(0, 3) break;
+        case 4: FC_ROWDOTS_LOOP(1, 0) break;
+        case 5: FC_ROWDOTS_LOOP(1, 1) break;
+        case 6: FC_ROWDOTS_LOOP(1, 2) break;
+        case 7: FC_ROWDOTS_LOOP(1, 3) break;
+        case 8: FC_ROWDOTS_LOOP(2, 0) break;
+        case 9: FC_ROWDOTS_LOOP(2, 1) break;
+        case 10: FC_ROWDOTS_LOOP(2, 2) break;
+        case 11: FC_ROWDOTS_LOOP(2, 3) break;
+        case 12: FC_ROWDOTS_LOOP(3, 0) break;
+        case 13: FC_ROWDOTS_LOOP(3, 1) break;
+        case 14: FC_ROWDOTS_LOOP(3, 2) break;
+        case 15: FC_ROWDOTS_LOOP(3, 3) break;
+        default: FC_ROWDOTS_LOOP(4, 0) break;
+    }
+}
+#undef FC_ROWDOTS_LOOP
+
+/* y += sum_s c_s z_s with c_s = -lab[s ldl] g[s] (Margin's weight gradient) */
+#define FC_WGRAD_LOOP(NF, REM)                                                               \
+    for (s = 0; s < B; s++) {                                                               \
+        const double* zs = z + s * (4 * NF + REM);                                           \
+        double cs = -lab[s * ldl] * g[s];                                                   \
+        fc_v4d c = FC_NAME(splat)(cs);                                                      \
+        if (NF > 0) a0 = a0 + c * FC_NAME(load4)(zs);                                        \
+        if (NF > 1) a1 = a1 + c * FC_NAME(load4)(zs + 4);                                    \
+        if (NF > 2) a2 = a2 + c * FC_NAME(load4)(zs + 8);                                    \
+        if (NF > 3) a3 = a3 + c * FC_NAME(load4)(zs + 12);                                   \
+        if (REM > 0) t0 = t0 + cs * zs[4 * NF];                                              \
+        if (REM > 1) t1 = t1 + cs * zs[4 * NF + 1];                                          \
+        if (REM > 2) t2 = t2 + cs * zs[4 * NF + 2];                                          \
+    }
+
+static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                                   const double* lab, ptrdiff_t ldl,
+                                                   const double* g, double* y) {
+    ptrdiff_t s, j, nfull = d / 4;
+    if (d > 16 || d < 1) {
+        for (s = 0; s < B; s++)
+            FC_NAME(fc_axpy)(-lab[s * ldl] * g[s], z + s * d, y, d);
+        return;
+    }
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = a0, a2 = a0, a3 = a0;
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0;
+    switch (d) {
+        case 1: FC_WGRAD_LOOP(0, 1) break;
+        case 2: FC_WGRAD_LOOP(0, 2) break;
+        case 3: FC_WGRAD_LOOP(0, 3) break;
+        case 4: FC_WGRAD_LOOP(1, 0) break;
+        case 5: FC_WGRAD_LOOP(1, 1) break;
+        case 6: FC_WGRAD_LOOP(1, 2) break;
+        case 7: FC_WGRAD_LOOP(1, 3) break;
+        case 8: FC_WGRAD_LOOP(2, 0) break;
+        case 9: FC_WGRAD_LOOP(2, 1) break;
+        case 10: FC_WGRAD_LOOP(2, 2) break;
+        case 11: FC_WGRAD_LOOP(2, 3) break;
+        case 12: FC_WGRAD_LOOP(3, 0) break;
+        case 13: FC_WGRAD_LOOP(3, 1) break;
+        case 14: FC_WGRAD_LOOP(3, 2) break;
+        case 15: FC_WGRAD_LOOP(3, 3) break;
+        default: FC_WGRAD_LOOP(4, 0) break;
+    }
+    double acc[19];
+    FC_NAME(store4)(acc, a0);
+    FC_NAME(store4)(acc + 4, a1);
+    FC_NAME(store4)(acc + 8, a2);
+    FC_NAME(store4)(acc + 12, a3);
+    acc[4 * nfull] = t0;
+    acc[4 * nfull + 1] = t1;
+    acc[4 * nfull + 2] = t2;
+    for (j = 0; j < d; j++)
+        y[j] = y[j] + acc[j];
+}
+#undef FC_WGRAD_LOOP
+
+#undef FC_INLINE
+#pragma GCC diagnostic pop

@@ -1,0 +1,345 @@
+"""``fastcascade bench``: the compiled engine side by side with its baselines, in one process.
+
+Each case times the compiled engine and a baseline on the same problem in the same process, one
+after the other, best of several repeats (so that load from other processes, which only ever
+slows a repeat down, is filtered out as far as it can be), and reports the ratio
+baseline / fastcascade (how many times faster fastcascade is):
+
+  (a) paper      PAPER.md section 5's configuration: M = 2000, d = 10, full batch, uniform forward
+                 and backward noise, gradient noise, true gradient norm recorded every step
+                 (paper_r10: recorded every 10 steps). Baseline: the NumPy reference engine;
+                 also JAX (jit + lax.scan, float64) when it is installed.
+  (b) logreg_b1  per-sample SGD (batch 1), logistic regression with d = 123.
+      mlp_b1     per-sample SGD, 3-layer tanh network of width 64. Baseline: the NumPy engine.
+  (c) sklearn    noise-free logistic SGD, one epoch over M = 20000 samples (d = 123), against
+                 scikit-learn's SGDClassifier(loss="log_loss") doing the same epoch.
+  (d) threads    16 runs of the paper configuration with n_jobs=1 and n_jobs=2: the throughput
+                 ratio (time with 1 thread / time with 2).
+  (e) widths     minibatch (32) SGD on a 3-layer tanh network of width 16 .. 512: BLAS kernels
+                 against the same engine with BLAS switched off, and the NumPy engine.
+
+Run ``fastcascade bench [--quick] [--json FILE] [--cases a,b,...]`` (or
+``python benchmarks/bench_engine.py`` with the same options).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+
+__all__ = ["main", "run_cases", "CASES"]
+
+TARGETS = {
+    "paper": ("ratio >= 6 and <= 20 us/it", lambda r: r["ratio"] >= 6 and r["fast_us"] <= 20),
+    "logreg_b1": ("ratio >= 50", lambda r: r["ratio"] >= 50),
+    "mlp_b1": ("ratio >= 50", lambda r: r["ratio"] >= 50),
+    "sklearn": ("ratio >= 1", lambda r: r["ratio"] >= 1),
+    "threads": ("ratio >= 1.85", lambda r: r["ratio"] >= 1.85),
+}
+
+
+def _best(fn, repeats, min_seconds=0.0):
+    """Best wall time of ``repeats`` calls (more while the total is under min_seconds)."""
+    best, total, k = np.inf, 0.0, 0
+    while k < repeats or total < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, total, k = min(best, dt), total + dt, k + 1
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# problems
+
+
+def paper_problem(record_every=1):
+    import fastcascade as fc
+    data = fc.datasets.synthetic_logistic(2000, 10, seed=0)
+    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
+                         regularizer=fc.reg.NonConvex(1e-3))
+    half = 2.0 / np.sqrt(10)
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-half, half)),
+             fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-half, half))]
+    return problem, fc.SGD(0.05, grad_noise_std=1e-3), perts, record_every
+
+
+def logreg_problem(n_samples=2000, d=123, noise=True, seed=0):
+    import fastcascade as fc
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, d)) / np.sqrt(d)
+    w_true = rng.standard_normal(d)
+    y = np.where(rng.random(n_samples) < 1.0 / (1.0 + np.exp(-3.0 * X @ w_true)), 1.0, -1.0)
+    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), (X, y),
+                         regularizer=fc.reg.L2(1e-4))
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.1))] \
+        if noise else []
+    return problem, perts
+
+
+def mlp_problem(width=64, n_samples=2000, seed=0):
+    import fastcascade as fc
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_samples, width))
+    y = np.tanh(X[:, :1])
+    ops = [fc.ops.Linear(width, width), fc.ops.Tanh(), fc.ops.Linear(width, width),
+           fc.ops.Tanh(), fc.ops.Linear(width, 1), fc.ops.SquaredError()]
+    problem = fc.Problem(fc.Cascade(ops), (X, y))
+    perts = [fc.Perturbation(op=2, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.01))]
+    return problem, perts
+
+
+def _run(problem, opt, n, perts, record_every, engine="cython", seeds=(0,), n_jobs=1,
+         init=None):
+    import fastcascade as fc
+    return fc.run(problem, opt, n_iter=n, perturbations=perts, seeds=list(seeds),
+                  record_every=record_every, engine=engine, n_jobs=n_jobs, init=init)
+
+
+def _engines(problem, opt, perts, record_every, n_fast, n_ref, repeats, init=None):
+    fast = _best(lambda: _run(problem, opt, n_fast, perts, record_every, init=init),
+                 repeats) / n_fast
+    ref = _best(lambda: _run(problem, opt, n_ref, perts, record_every, "numpy", init=init),
+                max(2, repeats // 2)) / n_ref
+    return fast * 1e6, ref * 1e6
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX twin of the paper configuration (not stream-identical: its own PRNG; same arithmetic)
+
+
+def _jax_paper(n_iter):
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    import fastcascade as fc
+    data = fc.datasets.synthetic_logistic(2000, 10, seed=0)
+    X, y = jnp.asarray(data.X), jnp.asarray(data.y[:, 0])
+    M, d = X.shape
+    half, rho, lr, sigma = 2.0 / np.sqrt(10), 1e-3, 0.05, 1e-3
+
+    def reg_grad(w):
+        return rho * 2.0 * w / (1.0 + w * w) ** 2
+
+    def step(carry, _):
+        w, key = carry
+        key, k1, k2, k3 = jax.random.split(key, 4)
+        a1 = -y * (X @ w)                                       # Margin
+        y1 = a1 + jax.random.uniform(k1, (M,), minval=-half, maxval=half)
+        v1 = jax.nn.sigmoid(y1)                                 # Softplus VJP at ~y_1, v_2 = 1
+        v1 = v1 + jax.random.uniform(k2, (M,), minval=-half, maxval=half)
+        g = X.T @ (-y * v1) / M                                 # Margin VJP wrt w
+        obj = jnp.mean(jax.nn.softplus(a1)) + rho * jnp.sum(w * w / (1.0 + w * w))
+        gc = X.T @ (-y * jax.nn.sigmoid(a1)) / M + reg_grad(w)  # true gradient
+        g = g + reg_grad(w) + sigma * jax.random.normal(k3, (d,))
+        return (w - lr * g, key), (obj, jnp.linalg.norm(gc))
+
+    @jax.jit
+    def run(w0, key):
+        return jax.lax.scan(step, (w0, key), None, length=n_iter)
+
+    w0, key = jnp.zeros(d), jax.random.PRNGKey(0)
+    jax.block_until_ready(run(w0, key))  # compile
+    return lambda: jax.block_until_ready(run(w0, key))
+
+
+# ---------------------------------------------------------------------------------------------
+# cases: each returns a list of result rows
+
+
+def case_paper(quick):
+    import fastcascade as fc
+    rows = []
+    for name, rec in (("paper", 1), ("paper_r10", 10)):
+        problem, opt, perts, _ = paper_problem(rec)
+        fast, ref = _engines(problem, opt, perts, rec, 1000 if quick else 5000,
+                             40 if quick else 200, 3 if quick else 7)
+        rows.append(dict(case=name, label="(a) NumPy engine / fastcascade", fast_us=fast,
+                         base_us=ref, ratio=ref / fast))
+    n = 1000 if quick else 5000
+    jx = _jax_paper(n)
+    if jx is not None:
+        t = _best(jx, 3 if quick else 7) / n * 1e6
+        rows.append(dict(case="paper_jax", label="(a) JAX jit+scan (float64) / fastcascade",
+                         fast_us=rows[0]["fast_us"], base_us=t, ratio=t / rows[0]["fast_us"]))
+    del fc
+    return rows
+
+
+def case_per_sample(quick):
+    import fastcascade as fc
+    rows = []
+    problem, perts = logreg_problem()
+    fast, ref = _engines(problem, fc.SGD(0.01, batch=1), perts, 1000, 20000 if quick else 200000,
+                         400 if quick else 2000, 3 if quick else 7)
+    rows.append(dict(case="logreg_b1", label="(b) NumPy engine / fastcascade, d=123",
+                     fast_us=fast, base_us=ref, ratio=ref / fast))
+    problem, perts = mlp_problem(64)
+    fast, ref = _engines(problem, fc.SGD(0.01, batch=1), perts, 1000, 5000 if quick else 50000,
+                         200 if quick else 1000, 3 if quick else 7)
+    rows.append(dict(case="mlp_b1", label="(b) NumPy engine / fastcascade, tanh MLP width 64",
+                     fast_us=fast, base_us=ref, ratio=ref / fast))
+    return rows
+
+
+def case_sklearn(quick):
+    import fastcascade as fc
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import SGDClassifier
+    except ImportError:
+        return [dict(case="sklearn", label="(c) scikit-learn not installed", fast_us=np.nan,
+                     base_us=np.nan, ratio=np.nan)]
+    M = 20000
+    problem, _ = logreg_problem(n_samples=M, noise=False, seed=1)
+    X, y = problem.data.X, problem.data.y[:, 0]
+    lr, alpha = 0.01, 1e-4
+    # the same epoch: per-sample steps over a fresh permutation, constant step, L2 penalty
+    # alpha/2 ||w||^2 (fastcascade's L2(scale) is scale ||w||^2), no intercept, no averaging
+    opt = fc.SGD(lr, batch=1, sampling="shuffle")
+    problem = fc.Problem(problem.cascade, (X, y), regularizer=fc.reg.L2(alpha / 2))
+
+    def ours():
+        fc.run(problem, opt, n_iter=M, seeds=[0], record_every=M)
+
+    def theirs():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            SGDClassifier(loss="log_loss", penalty="l2", alpha=alpha, learning_rate="constant",
+                          eta0=lr, max_iter=1, tol=None, fit_intercept=False, shuffle=True,
+                          random_state=0).fit(X, y)
+
+    reps = 5 if quick else 15
+    fast = _best(ours, reps) / M * 1e6
+    base = _best(theirs, reps) / M * 1e6
+    return [dict(case="sklearn", label="(c) SGDClassifier(log_loss) epoch / fastcascade epoch",
+                 fast_us=fast, base_us=base, ratio=base / fast)]
+
+
+def case_threads(quick):
+    problem, opt, perts, _ = paper_problem(10)
+    n = 200 if quick else 1000
+    seeds = range(16)
+    t1 = _best(lambda: _run(problem, opt, n, perts, 10, seeds=seeds, n_jobs=1), 3 if quick else 5)
+    t2 = _best(lambda: _run(problem, opt, n, perts, 10, seeds=seeds, n_jobs=2), 3 if quick else 5)
+    per_run = 16 * n
+    return [dict(case="threads", label="(d) 16 runs: n_jobs=1 time / n_jobs=2 time",
+                 fast_us=t2 / per_run * 1e6, base_us=t1 / per_run * 1e6, ratio=t1 / t2)]
+
+
+def case_widths(quick):
+    import fastcascade as fc
+    from fastcascade._kernels import _ops
+    rows = []
+    widths = (16, 64, 256) if quick else (16, 32, 64, 128, 256, 512)
+    for width in widths:
+        problem, perts = mlp_problem(width, n_samples=256)
+        opt = fc.SGD(0.001, batch=32)
+        scale = max(1, (width // 16) ** 2)
+        n_fast, n_ref = max(50, 20000 // scale), max(20, 2000 // scale)
+        if quick:
+            n_fast, n_ref = max(20, n_fast // 5), max(10, n_ref // 5)
+        reps = 3 if quick else 5
+        init = "random"
+        fast = _best(lambda: _run(problem, opt, n_fast, perts, n_fast, init=init), reps) / n_fast
+        old = _ops.set_blas_threshold(2 ** 62)
+        try:
+            loops = _best(lambda: _run(problem, opt, n_fast, perts, n_fast, init=init),
+                          reps) / n_fast
+        finally:
+            _ops.set_blas_threshold(old)
+        ref = _best(lambda: _run(problem, opt, n_ref, perts, n_ref, "numpy", init=init),
+                    max(2, reps // 2)) / n_ref
+        rows.append(dict(case=f"width_{width}", label="(e) NumPy engine / fastcascade, batch 32",
+                         fast_us=fast * 1e6, base_us=ref * 1e6, ratio=ref / fast,
+                         loops_us=loops * 1e6, blas_speedup=loops / fast))
+    return rows
+
+
+CASES = {"a": case_paper, "b": case_per_sample, "c": case_sklearn, "d": case_threads,
+         "e": case_widths}
+
+
+def run_cases(cases="abcde", quick=False, echo=print):
+    """Run the cases (letters a..e); returns the result rows (dicts)."""
+    rows = []
+    for c in cases:
+        for r in CASES[c](quick):
+            target = TARGETS.get(r["case"])
+            r["target"] = target[0] if target else ""
+            r["met"] = bool(target[1](r)) if target and np.isfinite(r["ratio"]) else None
+            rows.append(r)
+            if echo:
+                echo(_format_row(r))
+    return rows
+
+
+def _format_row(r):
+    met = {True: "yes", False: "NO", None: ""}[r["met"]]
+    extra = ""
+    if "loops_us" in r:
+        extra = f"  (no BLAS {r['loops_us']:.1f} us/it: BLAS x{r['blas_speedup']:.2f})"
+    return (f"{r['case']:<11}{r['fast_us']:>12.2f}{r['base_us']:>12.2f}{r['ratio']:>9.1f}"
+            f"  {r['target']:<26}{met:<4} {r['label']}{extra}")
+
+
+def machine_info():
+    import fastcascade as fc
+    from fastcascade._kernels import _ops
+    info = dict(fc.build_info())
+    info.update(simd=_ops.simd_level(), machine=platform.machine(),
+                processor=platform.processor(), cpu_count=os.cpu_count())
+    try:
+        info["loadavg_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    for mod in ("scipy", "sklearn", "jax", "threadpoolctl"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    return info
+
+
+def main(argv=None):
+    """Entry point of ``fastcascade bench``."""
+    parser = argparse.ArgumentParser(
+        prog="fastcascade bench",
+        description="Time the compiled engine side by side with the NumPy reference, "
+                    "scikit-learn and JAX (cases a-e, see fastcascade.bench).")
+    parser.add_argument("--quick", action="store_true", help="short runs (a rough check)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    parser.add_argument("--cases", default="abcde",
+                        help="which cases to run, letters from 'abcde' (default: all)")
+    args = parser.parse_args(argv)
+    cases = args.cases.replace(",", "")
+    bad = sorted(set(cases) - set(CASES))
+    if bad or not cases:
+        parser.error(f"--cases: expected letters from 'abcde', given {args.cases!r}")
+    info = machine_info()
+    print(f"fastcascade {info['fastcascade']}  simd={info['simd']}  native={info['native']}  "
+          f"debug={info['debug']}  cpus={info['cpu_count']}  "
+          f"load={info.get('loadavg_at_start', ('?',))[0]}")
+    print(f"{'case':<11}{'fast us/it':>12}{'base us/it':>12}{'ratio':>9}  {'target':<26}met")
+    t0 = time.perf_counter()
+    rows = run_cases(cases, args.quick)
+    print(f"({time.perf_counter() - t0:.0f} s; ratio = baseline time / fastcascade time)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "quick": args.quick, "results": rows}, f, indent=2,
+                      default=float)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""Tests of the code paths added for speed (issue 7): the vectorised exp/log1p/softplus/sigmoid/tanh
+of _fastmath.h against libm, NaN/Inf propagation, the fixed-order reductions, the BLAS Linear
+kernels against the NumPy reference, the Margin kernels at every width, and the engine's shortcuts
+(recording that reuses the perturbed pass, skipped unused outputs, BLAS pinned to one thread)
+leaving results unchanged."""
+import math
+
+import numpy as np
+import pytest
+
+import fastcascade as fc
+from fastcascade import reference as ref
+from fastcascade._kernels import _ops
+
+LEVELS = ["avx2+fma", "baseline"]
+
+
+@pytest.fixture(params=LEVELS)
+def simd(request):
+    """Run the test under each vector variant this CPU has (the best one restored after)."""
+    got = _ops.set_simd_level(request.param)
+    if got != request.param:
+        _ops.set_simd_level("avx2+fma")
+        pytest.skip(f"this CPU has no {request.param} variant")
+    yield got
+    _ops.set_simd_level("avx2+fma")
+
+
+def ulp_error(actual, expected):
+    """|actual - expected| in units of the last place of expected (0 where both are equal,
+    including equal infinities; inf where exactly one is NaN)."""
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    out = np.zeros(actual.shape)
+    same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+    diff = ~same
+    with np.errstate(invalid="ignore", over="ignore"):
+        out[diff] = np.abs(actual[diff] - expected[diff]) / np.spacing(np.abs(expected[diff]))
+    out[diff & ~(np.isfinite(actual) & np.isfinite(expected))] = np.inf
+    return out
+
+
+def libm(name, x):
+    """The libm-based scalar formulas the vector code replaces (math module = C libm)."""
+    def softplus(z):
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+    def sigmoid(z):
+        e = math.exp(-abs(z))
+        return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+
+    def safe(f, v):
+        if math.isnan(v):
+            return math.nan
+        try:
+            return f(v)
+        except OverflowError:
+            return math.inf
+        except ValueError:
+            return -math.inf if (name == "log1p" and v == -1.0) else math.nan
+
+    f = {"exp": math.exp, "log1p": math.log1p, "softplus": softplus, "sigmoid": sigmoid,
+         "tanh": math.tanh}[name]
+    return np.array([safe(f, float(v)) for v in x])
+
+
+def sample_points(name, rng):
+    if name == "log1p":
+        parts = [rng.uniform(-1.0, 1.0, 4000), np.exp(rng.uniform(-700, 700, 4000)),
+                 -np.exp(rng.uniform(-40, 0, 2000)), 10.0 ** rng.uniform(-300, -1, 1000),
+                 [0.0, -0.0, 1e-320, -0.5, -0.999999, 1e308, np.finfo(float).max]]
+    else:
+        parts = [rng.uniform(-800, 800, 4000), rng.uniform(-40, 40, 4000),
+                 rng.uniform(-1, 1, 2000), rng.uniform(-1e-6, 1e-6, 500),
+                 rng.uniform(-750, -700, 500), rng.uniform(700, 712, 500),
+                 [0.0, -0.0, 1e-320, -1e-320, 708.0, -708.0, 709.78, -745.1, 800.0, -800.0,
+                  0.3, -0.3, 0.29999999999999993, 22.0, -22.0]]
+    return np.concatenate([np.asarray(p, float) for p in parts])
+
+
+# max ulp from the libm formula: exp and log1p are within 1 ulp of the exact value (measured);
+# the composite functions add the roundings of their few extra operations
+MAX_ULP = {"exp": 2, "log1p": 2, "softplus": 3, "sigmoid": 4, "tanh": 4}
+
+
+@pytest.mark.parametrize("name", list(MAX_ULP))
+def test_fastmath_matches_libm_over_the_whole_range(name, simd):
+    x = sample_points(name, np.random.default_rng(0))
+    err = ulp_error(_ops.fastmath(name, x), libm(name, x))
+    worst = int(np.argmax(err))
+    assert err[worst] <= MAX_ULP[name], (name, simd, x[worst], err[worst])
+
+
+SPECIALS = {
+    # x: expected
+    "exp": {np.nan: np.nan, np.inf: np.inf, -np.inf: 0.0, 710.0: np.inf, -746.0: 0.0,
+            -740.0: math.exp(-740.0), 0.0: 1.0},
+    "log1p": {np.nan: np.nan, np.inf: np.inf, -1.0: -np.inf, -2.0: np.nan, -np.inf: np.nan,
+              0.0: 0.0, 1e-300: 1e-300},
+    "softplus": {np.nan: np.nan, np.inf: np.inf, -np.inf: 0.0, 800.0: 800.0, -800.0: 0.0,
+                 -40.0: math.log1p(math.exp(-40.0))},
+    "sigmoid": {np.nan: np.nan, np.inf: 1.0, -np.inf: 0.0, 800.0: 1.0, -800.0: 0.0,
+                0.0: 0.5},
+    "tanh": {np.nan: np.nan, np.inf: 1.0, -np.inf: -1.0, 800.0: 1.0, -800.0: -1.0,
+             0.0: 0.0},
+}
+
+
+@pytest.mark.parametrize("name", list(SPECIALS))
+def test_fastmath_special_values_and_nan_propagation(name, simd):
+    cases = SPECIALS[name]
+    x = np.array(list(cases), float)
+    expected = np.array(list(cases.values()), float)
+    got = _ops.fastmath(name, x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"{name}: {got}")
+    ok = ~np.isnan(expected)
+    np.testing.assert_allclose(got[ok], expected[ok], rtol=4e-16, atol=0)
+    # signed zeros are kept where the function is odd
+    if name == "tanh":
+        assert math.copysign(1.0, _ops.fastmath(name, np.array([-0.0]))[0]) == -1.0
+
+
+@pytest.mark.parametrize("name", list(MAX_ULP))
+def test_fastmath_result_does_not_depend_on_position(name, simd):
+    """A value gives the same bits wherever it sits (full vectors, padded tails, next to a
+    special value that sends its neighbours' lane to libm)."""
+    vals = np.array([0.7, -3.25, 1e-5, 45.0] if name != "log1p" else [0.7, 3.25, 1e-5, 45.0])
+    alone = _ops.fastmath(name, vals)
+    for n in range(1, 10):
+        for pos in range(n):
+            for filler in (0.5, np.nan, 1000.0):
+                x = np.full(n, filler)
+                for k, v in enumerate(vals):
+                    x[pos] = v
+                    assert _ops.fastmath(name, x)[pos] == alone[k], (name, n, pos, filler, v)
+
+
+def test_fastmath_handles_empty_and_tiny_arrays():
+    for name in MAX_ULP:
+        assert _ops.fastmath(name, np.zeros(0)).shape == (0,)
+        assert _ops.fastmath(name, np.array([0.25]))[0] == pytest.approx(
+            libm(name, [0.25])[0], rel=1e-15)
+    with pytest.raises(ValueError, match="name"):
+        _ops.fastmath("cosh", np.zeros(3))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 8, 9, 16, 17, 1001])
+def test_reductions_match_exact_sums(n, simd):
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    scale = 1.0 + np.sum(np.abs(x * y)) + np.sum(x * x)
+    assert abs(_ops.fastmath_reduce("sumsq", x, x) - math.fsum(x * x)) <= 1e-15 * scale
+    assert abs(_ops.fastmath_reduce("dot", x, y) - math.fsum(x * y)) <= 1e-15 * scale
+    if n:
+        x[n // 2] = np.nan
+        assert np.isnan(_ops.fastmath_reduce("sumsq", x, x))
+        x[n // 2] = np.inf
+        assert _ops.fastmath_reduce("sumsq", x, x) == np.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# BLAS Linear and the Margin kernels against the NumPy reference
+
+def _check_op(op, d, B, seed, rtol=1e-12):
+    rng = np.random.default_rng(seed)
+    bop = op.bound(d)
+    z = rng.normal(size=(B, d))
+    w = rng.normal(size=bop.n_weights) / np.sqrt(d)
+    g = rng.normal(size=(B, bop.d_out))
+    lab = rng.choice([-1.0, 1.0], size=(B, 1)) if bop.labels == "sign" else None
+    out = op.forward(z, w, labels=lab)
+    g_in, g_w = op.vjp(z, g, w, labels=lab)
+    for a, b in ((out, ref.forward(bop, z, w, lab)), (g_in, ref.vjp_input(bop, z, g, w, lab)),
+                 (g_w, ref.vjp_weights(bop, z, g, w, lab))):
+        scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=0.1 * rtol * scale)
+    return out, g_in, g_w
+
+
+@pytest.fixture(params=["blas", "default"])
+def blas_mode(request):
+    old = _ops.set_blas_threshold(0 if request.param == "blas" else _ops.set_blas_threshold(0))
+    if request.param == "default":
+        _ops.set_blas_threshold(old)
+    yield request.param
+    _ops.set_blas_threshold(old)
+
+
+@pytest.mark.parametrize("width", [16, 32, 64, 128, 256, 512])
+@pytest.mark.parametrize("B", [2, 33])
+def test_blas_linear_matches_reference(width, B, blas_mode):
+    _check_op(fc.ops.Linear(width, width), width, B, width)
+    _check_op(fc.ops.Linear(width, 3, bias=False), width, B, width + 1)
+    _check_op(fc.ops.Linear(7, width), 7, B, width + 2)
+    A = np.random.default_rng(width).normal(size=(width // 2, width))
+    _check_op(fc.ops.FixedLinear(A), width, B, width + 3)
+
+
+def test_blas_and_loops_agree():
+    rng = np.random.default_rng(5)
+    op = fc.ops.Linear(48, 40)
+    z, w, g = rng.normal(size=(9, 48)), rng.normal(size=op.n_weights), rng.normal(size=(9, 40))
+    old = _ops.set_blas_threshold(0)
+    try:
+        table = np.array([[_ops.OP_CODES["linear"], 1, 48, 40, op.n_weights, 0, 0]])
+        assert _ops.uses_blas(table, 9) and not _ops.uses_blas(table, 1)
+        blas = (op.forward(z, w), *op.vjp(z, g, w))
+        _ops.set_blas_threshold(2 ** 62)
+        loops = (op.forward(z, w), *op.vjp(z, g, w))
+    finally:
+        _ops.set_blas_threshold(old)
+    for a, b in zip(blas, loops):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("d", list(range(1, 21)) + [123])
+@pytest.mark.parametrize("B", [1, 5, 64])
+def test_margin_kernels_at_every_width(d, B, simd):
+    _check_op(fc.ops.Margin(), d, B, 100 * d + B)
+
+
+def test_margin_kernels_propagate_nan():
+    z = np.ones((6, 10))
+    z[3, 9] = np.nan
+    lab = np.ones((6, 1))
+    out = fc.ops.Margin().forward(z, np.ones(10), labels=lab)
+    assert np.isnan(out[3, 0]) and np.all(np.isfinite(np.delete(out, 3)))
+    _, g_w = fc.ops.Margin().vjp(z, np.ones((6, 1)), np.ones(10), labels=lab)
+    assert np.isnan(g_w[9]) and np.all(np.isfinite(g_w[:9]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's shortcuts leave results unchanged
+
+def paper_like(M=300, d=10, seed=0):
+    data = fc.datasets.synthetic_logistic(M, d, seed=seed)
+    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
+                         regularizer=fc.reg.NonConvex(1e-3))
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-0.6, 0.6)),
+             fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-0.6, 0.6))]
+    return problem, perts
+
+
+def mlp_like(width=40, M=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((M, width))
+    y = np.tanh(X[:, :1])
+    ops = [fc.ops.Linear(width, width), fc.ops.Tanh(), fc.ops.Linear(width, width),
+           fc.ops.Tanh(), fc.ops.Linear(width, 1), fc.ops.SquaredError()]
+    return fc.Problem(fc.Cascade(ops), (X, y))
+
+
+def assert_same_result(a, b):
+    for name in ("objective", "grad_norm", "grad_error", "step_size", "final_weights"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert list(a.stopped_at) == list(b.stopped_at)
+
+
+@pytest.mark.parametrize("batch", ["full", 16, 1])
+def test_recording_shortcuts_do_not_change_results(batch):
+    """record_profile=True turns off the skipped last forward output; the recorded histories and
+    the trajectory must be the same to the bit either way, and match the NumPy engine."""
+    problem, perts = paper_like()
+    opt = fc.SGD(0.05, batch=batch, grad_noise_std=1e-3)
+    kw = dict(n_iter=60, perturbations=perts, seeds=[3], record_every=1)
+    plain = fc.run(problem, opt, **kw)
+    profiled = fc.run(problem, opt, record_profile=True, **kw)
+    assert_same_result(plain, profiled)
+    numpy = fc.run(problem, opt, engine="numpy", **kw)
+    for name in ("objective", "grad_norm", "grad_error", "final_weights"):
+        np.testing.assert_allclose(getattr(plain, name), getattr(numpy, name), rtol=1e-9,
+                                   atol=0)
+
+
+def test_forward_noise_on_the_last_operator_and_none_at_all():
+    problem, perts = paper_like()
+    opt = fc.SGD(0.05, grad_noise_std=1e-3)
+    for ps in ([], perts + [fc.Perturbation(op=2, pass_="forward",
+                                            noise=fc.noise.Uniform(-0.1, 0.1))]):
+        a = fc.run(problem, opt, n_iter=40, perturbations=ps, seeds=[1])
+        b = fc.run(problem, opt, n_iter=40, perturbations=ps, seeds=[1], engine="numpy")
+        for name in ("objective", "grad_norm", "grad_error", "final_weights"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("batch", ["full", 8, 1])
+def test_mlp_with_blas_matches_numpy_engine(batch):
+    problem = mlp_like()
+    perts = [fc.Perturbation(op=2, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.01)),
+             fc.Perturbation(op=3, pass_="backward", noise=fc.noise.Gaussian(0.0, 0.01))]
+    old = _ops.set_blas_threshold(0)
+    try:
+        kw = dict(n_iter=30, perturbations=perts, seeds=[0], init="random", record_every=3)
+        a = fc.run(problem, fc.SGD(0.01, batch=batch), **kw)
+        b = fc.run(problem, fc.SGD(0.01, batch=batch), engine="numpy", **kw)
+    finally:
+        _ops.set_blas_threshold(old)
+    for name in ("objective", "grad_norm", "grad_error", "final_weights"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-14)
+
+
+def test_results_identical_with_one_and_two_threads():
+    problem, perts = paper_like()
+    opt = fc.SGD(0.05, batch="full", grad_noise_std=1e-3)
+    kw = dict(n_iter=50, perturbations=perts, seeds=range(4))
+    assert_same_result(fc.run(problem, opt, n_jobs=1, **kw), fc.run(problem, opt, n_jobs=2, **kw))
+    problem = mlp_like(64, M=200)
+    old = _ops.set_blas_threshold(0)
+    try:
+        kw = dict(n_iter=20, seeds=range(4), init="random", record_every=5)
+        opt = fc.SGD(0.01, batch=16)
+        assert_same_result(fc.run(problem, opt, n_jobs=1, **kw),
+                           fc.run(problem, opt, n_jobs=2, **kw))
+    finally:
+        _ops.set_blas_threshold(old)
+
+
+def test_blas_is_pinned_to_one_thread_during_runs_and_restored():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastcascade._blas import single_threaded_blas
+
+    def threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    before = threads()
+    with single_threaded_blas():
+        with single_threaded_blas():
+            assert all(n == 1 for n in threads())
+        assert all(n == 1 for n in threads())
+    assert threads() == before
+
+
+@pytest.mark.parametrize("batch,record_every", [("full", 1), (1, 10 ** 6), (4, 3)])
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+def test_run_stops_non_finite_when_values_overflow(batch, record_every, model):
+    """Steps so large that margins and weights overflow: Inf and NaN go through the vectorised
+    kernels (softplus, sigmoid, the margin reductions, the norms), and the run must still stop
+    as non-finite, at the same iteration and for the same reason as the NumPy engine."""
+    if model == "logistic":
+        data = fc.datasets.synthetic_logistic(50, 10, seed=0)
+        problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data)
+    else:
+        problem = mlp_like(20, M=50)
+    opt = fc.SGD(1e308, batch=batch)
+    kw = dict(n_iter=400, seeds=[0], record_every=record_every, max_norm=np.inf,
+              init="random")
+    old = _ops.set_blas_threshold(0)
+    try:
+        res = fc.run(problem, opt, **kw)
+    finally:
+        _ops.set_blas_threshold(old)
+    assert res.stop_reason[0].startswith("non-finite"), res.stop_reason
+    with np.errstate(all="ignore"):
+        other = fc.run(problem, opt, engine="numpy", **kw)
+    assert list(res.stopped_at) == list(other.stopped_at)
+    assert res.stop_reason == other.stop_reason
+
+
+def test_build_info_reports_simd_and_blas():
+    info = fc.build_info()
+    assert info["simd"] in ("avx2+fma", "baseline", "scalar")
+    assert "blas" in info and "blas_threshold" in info
