@@ -423,6 +423,30 @@ def table1_metric(res, setting):
     return float(np.median(np.mean(g2, axis=1)))
 
 
+def _figure(rows, cols, width=5.2, height=4.2):
+    """A new figure of rows x cols axes under the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+
+
+def _save_figure(fig, folder, name, title=None, dpi=110):
+    """Write ``fig`` to ``folder/<name>.png`` and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=10, wrap=True)
+    fig.tight_layout()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 class Table1Experiment:
     """Table 1: the budgets Q of iterations with an O(1) perturbation that keep the clean rate.
 
@@ -480,12 +504,7 @@ class Table1Experiment:
         return findings
 
     def plot(self, cells, scale, folder):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(2, 4, figsize=(20, 8.4), squeeze=False)
+        fig, axes = _figure(2, 4, width=5.0)
         for ax, (name, (reg, pass_, biased)) in zip(axes.ravel(), self.settings.items()):
             setting = "pl" if reg == "strongly_convex" else "nonconvex"
             keys = sorted(cells[name])
@@ -504,13 +523,7 @@ class Table1Experiment:
             ax.set_ylabel("perturbed iterations Q = T / dt")
             ax.set_title(f"{setting}, {pass_}, {'biased' if biased else 'zero-mean'}")
             ax.legend(loc="upper left")
-        fig.suptitle(f"{self.name}: {self.title}")
-        fig.tight_layout()
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{self.name}.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return _save_figure(fig, folder, self.name, f"{self.name}: {self.title}", dpi=100)
 
     def section(self, scale, out, n_jobs=2, progress=False):
         cells = self.run(scale, out=out, n_jobs=n_jobs, progress=progress)
@@ -579,15 +592,10 @@ class BoundsExperiment:
                 {i: err(i, "backward") for i in range(2, 7)})
 
     def section(self, scale, out, n_jobs=2, progress=False):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
         scale = SCALES[scale] if isinstance(scale, str) else scale
         data = self.measure(scale)
         fwd, bwd = self.location(scale)
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, ((a, b),) = _figure(1, 2, width=5.5)
         for depth, rows in data.items():
             s, m, _, bound = np.array(rows).T
             line, = a.loglog(s, m, "o-", label=f"measured, N = {depth}")
@@ -602,11 +610,7 @@ class BoundsExperiment:
         b.set_ylabel("E||~u - u||^2")
         b.set_title("depth-5 tanh network, gain 3")
         b.legend()
-        fig.tight_layout()
-        os.makedirs(out, exist_ok=True)
-        png = os.path.join(out, f"{self.name}.png")
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
+        png = _save_figure(fig, out, self.name)
         holds = all(m <= bound for rows in data.values() for _, m, _, bound in rows)
         ratios = {d: min(bound / m for _, m, _, bound in rows) for d, rows in data.items()}
         findings = [
@@ -730,27 +734,15 @@ def _draw_panel(panel, sw, scale, ax):
 
 def plot(experiment, results, scale, folder):
     """Draw an experiment's panels side by side into ``folder/<name>.png``; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     scale = SCALES[scale] if isinstance(scale, str) else scale
     n = len(experiment.panels)
     cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = _figure(math.ceil(n / cols), cols)
     for ax, panel in zip(axes.ravel(), experiment.panels):
         _draw_panel(panel, results[panel.name], scale, ax)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{experiment.name}: {experiment.title}", fontsize=10, wrap=True)
-    fig.tight_layout()
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{experiment.name}.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, folder, experiment.name, f"{experiment.name}: {experiment.title}")
 
 
 def report(sections, scale, command, seconds):

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcascade._kernels._engine import STOP_REASONS
 from fastcascade.reference import forward, vjp_input, vjp_weights
 
 __all__ = ["run_one", "perturbed_pass", "STOP_REASONS"]
 
-# The engine's stop codes (the compiled engine's STOP_REASONS has the same table).
-STOP_NONE, STOP_NONFINITE_GRADIENT, STOP_GRADIENT_NORM = 0, 1, 2
-STOP_NONFINITE_WEIGHTS, STOP_WEIGHT_NORM, STOP_NONFINITE_OBJECTIVE = 3, 4, 5
-STOP_REASONS = {
-    STOP_NONE: "",
-    STOP_NONFINITE_GRADIENT: "non-finite gradient",
-    STOP_GRADIENT_NORM: "gradient norm above max_norm",
-    STOP_NONFINITE_WEIGHTS: "non-finite weights",
-    STOP_WEIGHT_NORM: "weight norm above max_norm",
-    STOP_NONFINITE_OBJECTIVE: "non-finite objective",
-}
+# The engine's stop codes and their reasons: one table, the compiled engine's.
+_CODE = {reason: code for code, reason in STOP_REASONS.items()}
+STOP_NONE = _CODE[""]
+STOP_NONFINITE_GRADIENT = _CODE["non-finite gradient"]
+STOP_GRADIENT_NORM = _CODE["gradient norm above max_norm"]
+STOP_NONFINITE_WEIGHTS = _CODE["non-finite weights"]
+STOP_WEIGHT_NORM = _CODE["weight norm above max_norm"]
+STOP_NONFINITE_OBJECTIVE = _CODE["non-finite objective"]
 
 
 def safe_norm(x):
