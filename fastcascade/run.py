@@ -96,7 +96,8 @@ def _n_workers(n_jobs, n_runs):
 
 
 def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
-        record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False):
+        record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False,
+        progress=None):
     """Run perturbed SGD (PAPER.md Eq. 5) once per seed.
 
     Parameters
@@ -127,6 +128,9 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     max_norm : float
         A run stops, as diverged, when the norm of its weights or step gradient exceeds this
         (or a value is not finite).
+    progress : None or bool
+        A progress bar over the runs on stderr (tqdm): None shows it when stderr is a terminal
+        and the runs last more than a few seconds; False never.
 
     Returns
     -------
@@ -175,11 +179,25 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
 
-    if n_workers == 1 or engine == "numpy":
-        outcomes = [one(k) for k in range(n_runs)]
-    else:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            outcomes = list(pool.map(one, range(n_runs)))
+    from fastcascade.sweep import progress_bar
+
+    bar = progress_bar(n_runs, progress, "runs")
+
+    def one_counted(k):
+        outcome = one(k)
+        if bar is not None:
+            bar.update(1)
+        return outcome
+
+    try:
+        if n_workers == 1 or engine == "numpy":
+            outcomes = [one_counted(k) for k in range(n_runs)]
+        else:
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                outcomes = list(pool.map(one_counted, range(n_runs)))
+    finally:
+        if bar is not None:
+            bar.close()
 
     stopped_at = [o[0] for o in outcomes]
     reasons = [_engine.STOP_REASONS[o[1]] for o in outcomes]

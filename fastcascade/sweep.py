@@ -76,7 +76,7 @@ def run_unit(problem, optimizer, perturbations, seed, run_kwargs, extra_config):
     dask.distributed) can run it.
     """
     res = run(problem, optimizer, perturbations=perturbations, seeds=[seed], n_jobs=1,
-              **run_kwargs)
+              progress=False, **run_kwargs)
     res.config.update(io.jsonable(extra_config))
     return res
 
@@ -173,7 +173,7 @@ def _unit_key(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def _progress_bar(total, progress, desc):
+def progress_bar(total, progress, desc):
     """A tqdm bar, or None. ``progress``: None (on when stderr is a terminal), True, False."""
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -340,7 +340,7 @@ def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(),
 
     todo = [u for u in units if (u[0], u[1]) not in done]
     results = dict(done)
-    bar = _progress_bar(len(units), progress, "sweep")
+    bar = progress_bar(len(units), progress, "sweep")
     if bar is not None:
         bar.update(len(done))
 

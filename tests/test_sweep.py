@@ -276,15 +276,47 @@ def test_summary_table_select_and_frame(serial):
 
 
 def test_progress_switch(problem, capsys):
-    from fastcascade.sweep import _progress_bar
+    from fastcascade.sweep import progress_bar
 
-    assert _progress_bar(10, False, "x") is None
-    assert _progress_bar(10, None, "x") is None  # stderr is not a terminal under pytest
-    bar = _progress_bar(10, True, "x")
+    assert progress_bar(10, False, "x") is None
+    assert progress_bar(10, None, "x") is None  # stderr is not a terminal under pytest
+    bar = progress_bar(10, True, "x")
     assert bar.total == 10 and bar.delay == 2.0  # shown only past a few seconds
     bar.close()
     fc.sweep(problem, fc.SGD(0.1), n_iter=20, seeds=[0, 1], progress=False)
+    fc.run(problem, fc.SGD(0.1), 20, seeds=[0, 1], progress=False)
     assert capsys.readouterr().err == ""
+
+
+class CountingBar:
+    made = []
+
+    def __init__(self, total, progress, desc):
+        self.total, self.desc, self.count, self.closed = total, desc, 0, False
+        CountingBar.made.append(self)
+
+    def update(self, n):
+        self.count += n
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_progress_counts_runs_and_sweep_units(problem, monkeypatch, n_jobs):
+    sweep_module = sys.modules["fastcascade.sweep"]  # fc.sweep, the function, shadows the name
+    CountingBar.made = []
+    monkeypatch.setattr(sweep_module, "progress_bar",
+                        lambda total, progress, desc: None if progress is False
+                        else CountingBar(total, progress, desc))
+    fc.run(problem, fc.SGD(0.1), 20, seeds=[0, 1, 2], n_jobs=n_jobs, progress=True)
+    (bar,) = CountingBar.made
+    assert (bar.total, bar.count, bar.closed, bar.desc) == (3, 3, True, "runs")
+    CountingBar.made = []
+    fc.sweep(problem, fc.SGD(0.1), n_iter=20, grid={"step_size": [0.1, 0.2]}, seeds=[0, 1],
+             n_jobs=n_jobs, progress=True)
+    (bar,) = CountingBar.made  # one bar for the sweep; its runs show none of their own
+    assert (bar.total, bar.count, bar.closed, bar.desc) == (4, 4, True, "sweep")
 
 
 def test_demo_perturbations_pickle_and_describe():
