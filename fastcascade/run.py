@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastcascade import reference_engine
-from fastcascade._kernels import _engine
+from fastcascade._blas import single_threaded_blas
+from fastcascade._kernels import _engine, _ops
 from fastcascade._validation import check_choice, check_positive_int, check_real
 from fastcascade.optim import Optimizer
 from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
@@ -189,12 +190,15 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
             bar.update(1)
         return outcome
 
+    # BLAS on one thread per run while runs execute (see fastcascade._blas)
+    pin = engine == "cython" and _ops.uses_blas(plan.op_table, data.X.shape[0])
     try:
-        if n_workers == 1 or engine == "numpy":
-            outcomes = [one_counted(k) for k in range(n_runs)]
-        else:
-            with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                outcomes = list(pool.map(one_counted, range(n_runs)))
+        with single_threaded_blas(pin):
+            if n_workers == 1 or engine == "numpy":
+                outcomes = [one_counted(k) for k in range(n_runs)]
+            else:
+                with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                    outcomes = list(pool.map(one_counted, range(n_runs)))
     finally:
         if bar is not None:
             bar.close()
