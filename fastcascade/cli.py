@@ -9,7 +9,8 @@ Commands::
     fastcascade plot RESULT                a PNG of a saved result or sweep
     fastcascade info                       versions, build flags, threads
     fastcascade reproduce FIG|all          the paper's figures, raw results and a report
-    fastcascade bench                      speed against the NumPy reference (not yet)
+    fastcascade bench [--quick] [--json F] speed side by side with the NumPy reference, JAX
+                                           and scikit-learn (fastcascade.bench)
 
 An invalid configuration exits with status 2 and one line on stderr that names the key.
 
@@ -271,10 +272,12 @@ def cmd_reproduce(args):
     return 0
 
 
-def cmd_not_yet(args):
-    print(f"error: fastcascade {args.command}: not available in this version yet",
-          file=sys.stderr)
-    return EXIT_USAGE
+def cmd_bench(args):
+    from fastcascade import bench
+
+    argv = ["--cases", args.cases] + (["--quick"] if args.quick else []) \
+        + (["--json", args.json] if args.json else [])
+    return bench.main(argv)
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -353,9 +356,17 @@ def build_parser():
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("bench", help="speed against the NumPy reference (not in this version "
-                       "yet)", description="Benchmarks (not in this version yet).")
-    p.set_defaults(func=cmd_not_yet)
+    p = sub.add_parser("bench", help="speed side by side with the NumPy reference, JAX and "
+                       "scikit-learn", description="Time the compiled engine side by side with "
+                       "the NumPy reference, scikit-learn and JAX in one process: cases (a) the "
+                       "paper's configuration, (b) per-sample SGD, (c) an epoch against "
+                       "SGDClassifier, (d) 16 runs on 1 and 2 threads, (e) network widths "
+                       "16-512. Prints a table of ratios.")
+    p.add_argument("--quick", action="store_true", help="short runs (a rough check)")
+    p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    p.add_argument("--cases", default="abcde", type=_bench_cases,
+                   help="which cases to run, letters from 'abcde' (default: all)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -384,6 +395,13 @@ def _unit_interval(text):
     if not 0.0 <= v < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), given {text!r}")
     return v
+
+
+def _bench_cases(text):
+    cases = text.replace(",", "")
+    if not cases or set(cases) - set("abcde"):
+        raise argparse.ArgumentTypeError(f"expected letters from 'abcde', given {text!r}")
+    return cases
 
 
 def _jobs(text):

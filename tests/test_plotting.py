@@ -13,10 +13,6 @@ import pytest
 
 import fastcascade as fc
 
-if "libasan" in os.environ.get("LD_PRELOAD", ""):
-    # matplotlib's C++ extension aborts at import under a preloaded AddressSanitizer (the debug
-    # run of .ci/run, which checks the kernels); plots are tested in the release run.
-    pytest.skip("matplotlib cannot be imported under LD_PRELOAD=libasan", allow_module_level=True)
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
