@@ -18,6 +18,9 @@ baseline / fastcascade (how many times faster fastcascade is):
   (e) widths     minibatch (32) SGD on a 3-layer tanh network of width 16 .. 512: BLAS kernels
                  against the same engine with BLAS switched off, and the NumPy engine.
 
+BLAS runs on one thread in both engines (fc.run pins it for the compiled one; the bench does the
+same for the NumPy engine), so that each engine uses one core per run.
+
 Run ``fastcascade bench [--quick] [--json FILE] [--cases a,b,...]`` (or
 ``python benchmarks/bench_engine.py`` with the same options).
 """
@@ -97,8 +100,13 @@ def mlp_problem(width=64, n_samples=2000, seed=0):
 def _run(problem, opt, n, perts, record_every, engine="cython", seeds=(0,), n_jobs=1,
          init=None):
     import fastcascade as fc
-    return fc.run(problem, opt, n_iter=n, perturbations=perts, seeds=list(seeds),
-                  record_every=record_every, engine=engine, n_jobs=n_jobs, init=init)
+    from fastcascade._blas import single_threaded_blas
+    # one BLAS thread for the NumPy engine too, as fc.run gives the compiled one: each engine
+    # uses one core per run (parallel runs are case (d)); with the default threads the NumPy
+    # engine's matmuls oversubscribe a loaded 2-core machine (83 ms/it instead of ~3 at width 128)
+    with single_threaded_blas(engine == "numpy"):
+        return fc.run(problem, opt, n_iter=n, perturbations=perts, seeds=list(seeds),
+                      record_every=record_every, engine=engine, n_jobs=n_jobs, init=init)
 
 
 def _engines(problem, opt, perts, record_every, n_fast, n_ref, repeats, init=None):
@@ -289,7 +297,7 @@ def _format_row(r):
     if "loops_us" in r:
         extra = f"  (no BLAS {r['loops_us']:.1f} us/it: BLAS x{r['blas_speedup']:.2f})"
     return (f"{r['case']:<11}{r['fast_us']:>12.2f}{r['base_us']:>12.2f}{r['ratio']:>9.1f}"
-            f"  {r['target']:<26}{met:<4} {r['label']}{extra}")
+            f"  {r['target']:<28}{met:<4} {r['label']}{extra}")
 
 
 def machine_info():
@@ -329,7 +337,7 @@ def main(argv=None):
     print(f"fastcascade {info['fastcascade']}  simd={info['simd']}  native={info['native']}  "
           f"debug={info['debug']}  cpus={info['cpu_count']}  "
           f"load={info.get('loadavg_at_start', ('?',))[0]}")
-    print(f"{'case':<11}{'fast us/it':>12}{'base us/it':>12}{'ratio':>9}  {'target':<26}met")
+    print(f"{'case':<11}{'fast us/it':>12}{'base us/it':>12}{'ratio':>9}  {'target':<28}met")
     t0 = time.perf_counter()
     rows = run_cases(cases, args.quick)
     print(f"({time.perf_counter() - t0:.0f} s; ratio = baseline time / fastcascade time)")

@@ -360,3 +360,18 @@ def test_build_info_reports_simd_and_blas():
     info = fc.build_info()
     assert info["simd"] in ("avx2+fma", "baseline", "scalar")
     assert "blas" in info and "blas_threshold" in info
+
+
+def test_bench_main_writes_a_table_and_json(tmp_path, capsys):
+    import json
+
+    from fastcascade import bench
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--cases", "c", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "sklearn" in text and "ratio" in text
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and data["info"]["simd"] == _ops.simd_level()
+    assert [r["case"] for r in data["results"]] == ["sklearn"]
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "xyz"])

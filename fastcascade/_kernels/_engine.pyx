@@ -28,7 +28,7 @@ import numpy as np
 
 from fastcascade._kernels._types cimport OpDesc, OP_SIGMOID, OP_TANH
 from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
-from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq
+from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq, fc_axpy_exact
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT)
@@ -322,9 +322,8 @@ cdef void reg_grad_add(int code, double scale, const double* w, double* g,
     cdef Py_ssize_t j
     cdef double q
     if code == REG_L2:
-        # R = scale ||w||^2
-        for j in range(n):
-            g[j] = g[j] + 2.0 * scale * w[j]
+        # R = scale ||w||^2  (g[j] + (2 scale) w[j], vectorised, same roundings)
+        fc_axpy_exact(2.0 * scale, w, g, n)
     elif code == REG_NONCONVEX:
         # R = scale sum w^2 / (1 + w^2): dR/dw = scale * 2 w / (1 + w^2)^2
         for j in range(n):
@@ -702,8 +701,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- the optimizer's update ----------------------------------------------
                 if cfg.optimizer == OPT_SGD:
                     if cfg.momentum == 0.0:
-                        for j in range(n_w):
-                            wp[j] = wp[j] - lr * g[j]
+                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g)
+                        fc_axpy_exact(-lr, g, wp, n_w)
                     else:
                         # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                         for j in range(n_w):

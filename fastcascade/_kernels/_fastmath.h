@@ -95,6 +95,7 @@ typedef struct {
     fc_reduce1_fn sumsq;
     fc_reduce2_fn dot;
     void (*axpy)(double, const double*, double*, ptrdiff_t);
+    void (*axpy_exact)(double, const double*, double*, ptrdiff_t);
     void (*rowdots)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*margin_wgrad)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
                          const double*, double*);
@@ -164,6 +165,7 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.sumsq = fc_sumsq_avx2;
         fc_fm.dot = fc_dot_avx2;
         fc_fm.axpy = fc_axpy_avx2;
+        fc_fm.axpy_exact = fc_axpy_exact_avx2;
         fc_fm.rowdots = fc_rowdots_avx2;
         fc_fm.margin_wgrad = fc_margin_wgrad_avx2;
         fc_fm.level = 2;
@@ -180,6 +182,7 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.sumsq = fc_sumsq_base;
     fc_fm.dot = fc_dot_base;
     fc_fm.axpy = fc_axpy_base;
+    fc_fm.axpy_exact = fc_axpy_exact_base;
     fc_fm.rowdots = fc_rowdots_base;
     fc_fm.margin_wgrad = fc_margin_wgrad_base;
     fc_fm.level = 1;
@@ -195,6 +198,7 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.sumsq = fc_sumsq_scalar;
     fc_fm.dot = fc_dot_scalar;
     fc_fm.axpy = fc_axpy_scalar;
+    fc_fm.axpy_exact = fc_axpy_scalar;
     fc_fm.rowdots = fc_rowdots_scalar;
     fc_fm.margin_wgrad = fc_margin_wgrad_scalar;
     fc_fm.level = 0;
@@ -231,6 +235,10 @@ static inline void fc_rowdots(const double* z, ptrdiff_t B, ptrdiff_t d, const d
 static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
                                    ptrdiff_t ldl, const double* g, double* y) {
     fc_fm.margin_wgrad(z, B, d, lab, ldl, g, y);
+}
+/* y += a x, each term rounded twice as in the plain C loop (no FMA): bit-identical to it */
+static inline void fc_axpy_exact(double a, const double* x, double* y, ptrdiff_t n) {
+    fc_fm.axpy_exact(a, x, y, n);
 }
 static inline int fc_fastmath_level(void) { return fc_fm.level; }
 

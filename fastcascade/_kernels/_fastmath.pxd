@@ -16,6 +16,8 @@ cdef extern from "_fastmath.h" nogil:
     double fc_dot(const double* x, const double* y, Py_ssize_t n) noexcept
     # y += a x
     void fc_axpy(double a, const double* x, double* y, Py_ssize_t n) noexcept
+    # y += a x with two roundings per term (no FMA): bit-identical to the plain C loop
+    void fc_axpy_exact(double a, const double* x, double* y, Py_ssize_t n) noexcept
     # out[s] = <z_s, w> for the rows of the row-major B x d matrix z
     void fc_rowdots(const double* z, Py_ssize_t B, Py_ssize_t d, const double* w,
                     double* out) noexcept

@@ -325,6 +325,22 @@ static FC_TARGET_ATTR void FC_NAME(fc_axpy)(double a, const double* x, double* y
         y[i] = y[i] + a * x[i];
 }
 
+/* y += a x with two roundings (no FMA contraction): bit-identical to the plain C loop
+ * `y[i] = y[i] + a * x[i]`, for the engine's update and regularizer loops */
+static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
+void FC_NAME(fc_axpy_exact)(double a, const double* x, double* y, ptrdiff_t n) {
+    fc_v4d av = FC_NAME(splat)(a);
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fc_v4d t = av * FC_NAME(load4)(x + i);
+        FC_NAME(store4)(y + i, FC_NAME(load4)(y + i) + t);
+    }
+    for (; i < n; i++) {
+        double t = a * x[i];
+        y[i] = y[i] + t;
+    }
+}
+
 /* Margin's two kernels for narrow rows (d <= 16) are instantiated for each width (the switches
  * below), so that the row loop has no inner loop: w, or the running sum, stays in registers. */
 
