@@ -25,7 +25,7 @@ from fastcascade._validation import as_float_array, check_positive_int
 __all__ = [
     "Operator", "Identity", "Margin", "Softplus", "Linear", "Sigmoid", "Tanh", "ReLU",
     "LogisticLoss", "SquaredError", "SoftmaxCrossEntropy", "FixedLinear", "DiagLinear",
-    "InnerSquare",
+    "InnerSquare", "LQStep", "LQTerminal",
 ]
 
 _NO_LABELS = np.zeros((0, 0))
@@ -356,3 +356,68 @@ class SoftmaxCrossEntropy(Operator):
 
     def __init__(self, n_classes=None):
         super().__init__(d_in=n_classes, d_out=1)
+
+
+class LQStep(Operator):
+    """One step of linear-quadratic control on the state [x; c] (x in R^n, c the running cost):
+
+        [x; c] -> [(A + B K) x;  c + x^T Q x + u^T R u],   u = K x,
+
+    with the linear policy K (m x n, row-major) as the weights and A (n x n), B (n x m),
+    Q (n x n), R (m x m) fixed. A forward perturbation at this operator perturbs the whole
+    output, the cost coordinate included.
+    """
+
+    kind = "lq_step"
+
+    def __init__(self, A, B, Q=None, R=None):
+        A = np.array(as_float_array(A, "A", ndim=2))
+        B = np.array(as_float_array(B, "B", ndim=2))
+        n, m = A.shape[0], B.shape[1]
+        Q = np.eye(n) if Q is None else np.array(as_float_array(Q, "Q", ndim=2))
+        R = np.eye(m) if R is None else np.array(as_float_array(R, "R", ndim=2))
+        self.A, self.B, self.Q, self.R = A, B, Q, R
+        for name, M, shape in (("A", A, (n, n)), ("B", B, (n, m)), ("Q", Q, (n, n)),
+                               ("R", R, (m, m))):
+            if M.shape != shape:
+                raise ValueError(f"LQStep: {name}: expected shape {shape}, given {M.shape}")
+            if not np.all(np.isfinite(M)):
+                raise ValueError(f"LQStep: {name}: expected finite values, given NaN or inf")
+        super().__init__(d_in=n + 1, d_out=n + 1)
+
+    @property
+    def flag(self):
+        return self.B.shape[1]
+
+    @property
+    def n_weights(self):
+        return self.B.shape[1] * self.A.shape[0]
+
+    def params(self):
+        return np.concatenate([self.A.ravel(), self.B.ravel(), self.Q.ravel(), self.R.ravel()])
+
+    def init_weights(self, rng):
+        return rng.normal(0.0, 0.1 / np.sqrt(self.A.shape[0]), size=self.n_weights)
+
+    def __repr__(self):
+        return f"LQStep(n={self.A.shape[0]}, m={self.B.shape[1]})"
+
+
+class LQTerminal(Operator):
+    """The terminal cost of linear-quadratic control: [x; c] -> c + x^T Qf x (no weights)."""
+
+    kind = "lq_terminal"
+
+    def __init__(self, Qf):
+        Qf = np.array(as_float_array(Qf, "Qf", ndim=2))
+        if Qf.shape[0] != Qf.shape[1] or not np.all(np.isfinite(Qf)):
+            raise ValueError(f"LQTerminal: Qf: expected a finite square matrix, given shape "
+                             f"{Qf.shape}")
+        self.Qf = Qf
+        super().__init__(d_in=Qf.shape[0] + 1, d_out=1)
+
+    def params(self):
+        return self.Qf.ravel()
+
+    def __repr__(self):
+        return f"LQTerminal(n={self.Qf.shape[0]})"

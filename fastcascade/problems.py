@@ -5,6 +5,10 @@
   random linear teacher (the cascade of linear maps the paper's depth argument starts from).
 - :func:`mlp`: a network of ``depth`` layers (Linear then an activation), a linear read-out and
   a squared loss, fitting a random teacher network of the same shape.
+- :func:`lq_control`: linear-quadratic control over a horizon of H steps, x_{t+1} = A x_t +
+  B u_t with a linear policy u_t = K_t x_t per step and a quadratic cost: the cascade of
+  H ``LQStep`` operators and an ``LQTerminal`` (the paper's third motivation). A forward
+  perturbation at step t is process noise on x_{t+1} (and on the running cost coordinate).
 
 Operator indices: in :func:`deep_linear`, operator i is layer i (the loss is operator L + 1);
 in :func:`mlp`, layer k is operators 2k - 1 (Linear) and 2k (activation).
@@ -27,7 +31,7 @@ from fastcascade.datasets import Dataset, synthetic_logistic
 from fastcascade.problem import Problem
 from fastcascade.reg import NonConvex, SquaredNorm
 
-__all__ = ["paper_logistic", "deep_linear", "mlp"]
+__all__ = ["paper_logistic", "deep_linear", "mlp", "lq_control"]
 
 ACTIVATIONS = {"tanh": ops.Tanh, "sigmoid": ops.Sigmoid, "relu": ops.ReLU,
                "identity": ops.Identity}
@@ -99,3 +103,33 @@ def mlp(depth=3, width=16, activation="tanh", n_samples=500, seed=0, noise_std=0
     y = cascade_forward(teacher, w_teacher, X, np.zeros((n_samples, 0)))[-1]
     y = y + noise_std * rng.standard_normal(y.shape)
     return Problem(Cascade(layers), Dataset(X, y, name=f"teacher {activation} mlp"))
+
+
+def lq_control(state_dim=4, control_dim=2, horizon=10, n_samples=256, seed=0, growth=1.05,
+               control_cost=0.1):
+    """Linear-quadratic control as a cascade of ``horizon`` steps and a terminal cost.
+
+    The state is [x; c]: x in R^n and the running cost c (0 at the start). Step t applies the
+    policy K_t (its weights, m x n): x_{t+1} = A x_t + B K_t x_t and c += x^T x + r u^T u;
+    the terminal cost adds x_H^T x_H. The samples are initial states x_0 ~ N(0, I). A is a
+    random matrix scaled to spectral radius ``growth`` (slightly unstable by default, so the
+    open loop amplifies errors along the horizon), B has N(0, 1/n) entries.
+
+    Examples
+    --------
+    >>> import fastcascade as fc
+    >>> p = fc.problems.lq_control(state_dim=3, control_dim=1, horizon=5)
+    >>> p.cascade.n_ops, p.n_weights
+    (6, 15)
+    """
+    n = check_positive_int(state_dim, "state_dim")
+    m = check_positive_int(control_dim, "control_dim")
+    H = check_positive_int(horizon, "horizon")
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n))
+    A *= growth / np.max(np.abs(np.linalg.eigvals(A)))
+    B = rng.standard_normal((n, m)) / np.sqrt(n)
+    Q, R = np.eye(n), control_cost * np.eye(m)
+    X = np.concatenate([rng.standard_normal((n_samples, n)), np.zeros((n_samples, 1))], axis=1)
+    layers = [ops.LQStep(A, B, Q, R) for _ in range(H)] + [ops.LQTerminal(np.eye(n))]
+    return Problem(Cascade(layers), Dataset(X, name=f"lq initial states (n={n})"))

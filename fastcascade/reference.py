@@ -68,6 +68,14 @@ def forward(op, z, w=None, labels=None):
         return (z * w) @ op.A.T
     if kind == "inner_square":
         return ((z @ w) ** 2 + 0.5 * np.sum(z * z, axis=1))[:, None]
+    if kind == "lq_step":
+        x, c = z[:, :-1], z[:, -1]
+        u = x @ _lq_K(op, w).T
+        cost = c + np.einsum("si,ij,sj->s", x, op.Q, x) + np.einsum("sk,kl,sl->s", u, op.R, u)
+        return np.concatenate([x @ op.A.T + u @ op.B.T, cost[:, None]], axis=1)
+    if kind == "lq_terminal":
+        x = z[:, :-1]
+        return (z[:, -1] + np.einsum("si,ij,sj->s", x, op.Qf, x))[:, None]
     if kind == "logistic_loss":
         return softplus(-_sign(labels) * z)
     if kind == "squared_error":
@@ -108,6 +116,14 @@ def vjp_input(op, z, g, w=None, labels=None):
         return (g @ op.A) * w
     if kind == "inner_square":
         return g * (2.0 * (z @ w)[:, None] * w[None, :] + z)
+    if kind == "lq_step":
+        K = _lq_K(op, w)
+        x, gx, gc = z[:, :-1], g[:, :-1], g[:, -1:]
+        q = _lq_control_cotangent(op, K, x, gx, gc)
+        gin_x = gx @ op.A + gc * (x @ (op.Q + op.Q.T)) + q @ K
+        return np.concatenate([gin_x, gc], axis=1)
+    if kind == "lq_terminal":
+        return np.concatenate([g * (z[:, :-1] @ (op.Qf + op.Qf.T)), g], axis=1)
     if kind == "logistic_loss":
         y = _sign(labels)
         return g * (-y) * sigmoid(-y * z)
@@ -141,7 +157,22 @@ def vjp_weights(op, z, g, w=None, labels=None):
         return np.sum(z * (g @ op.A), axis=0)
     if kind == "inner_square":
         return np.sum(g * 2.0 * (z @ w)[:, None] * z, axis=0)
+    if kind == "lq_step":
+        K = _lq_K(op, w)
+        x = z[:, :-1]
+        q = _lq_control_cotangent(op, K, x, g[:, :-1], g[:, -1:])
+        return (q.T @ x).ravel()
     raise NotImplementedError(kind)
+
+
+def _lq_K(op, w):
+    return w.reshape(op.B.shape[1], op.A.shape[0])
+
+
+def _lq_control_cotangent(op, K, x, gx, gc):
+    """The cotangent of u = K x in an LQ step: B^T g_x + g_c (R + R^T) u, per sample."""
+    u = x @ K.T
+    return gx @ op.B + gc * (u @ (op.R + op.R.T))
 
 
 def cascade_forward(cascade, w, x, labels):

@@ -23,7 +23,7 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
     OP_LOGISTIC_LOSS, OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR,
-    OP_INNER_SQUARE,
+    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL,
 )
 
 OPDESC_FIELDS = 7
@@ -34,6 +34,7 @@ OP_CODES = {
     "sigmoid": OP_SIGMOID, "tanh": OP_TANH, "relu": OP_RELU, "logistic_loss": OP_LOGISTIC_LOSS,
     "squared_error": OP_SQUARED_ERROR, "softmax_xent": OP_SOFTMAX_XENT,
     "fixed_linear": OP_FIXED_LINEAR, "diag_linear": OP_DIAG_LINEAR, "inner_square": OP_INNER_SQUARE,
+    "lq_step": OP_LQ_STEP, "lq_terminal": OP_LQ_TERMINAL,
 }
 
 
@@ -136,6 +137,113 @@ cdef inline void blas_gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssiz
     dgemm(&ta, &tb, &mi, &ni, &ki, &one, <double*>a, &la, <double*>b, &lb, &beta, c, &lc)
 
 
+# -- linear-quadratic control ------------------------------------------------------------------
+# State [x; c] with x in R^n and the running cost c; weights K (m x n, row-major), the linear
+# policy u = K x; params A (n x n), B (n x m), Q (n x n), R (m x m), concatenated.
+
+cdef inline double lq_control(const double* K, const double* x, Py_ssize_t k,
+                              Py_ssize_t n) noexcept nogil:
+    # u_k = (K x)_k
+    cdef Py_ssize_t j
+    cdef double acc = 0.0
+    for j in range(n):
+        acc = acc + K[k * n + j] * x[j]
+    return acc
+
+
+cdef void lq_step_forward(const OpDesc* op, const double* K, const double* p, const double* z,
+                          double* out, Py_ssize_t B) noexcept nogil:
+    cdef Py_ssize_t s, i, j, k, l, n = op.d_in - 1, m = op.flag
+    cdef const double* A = p
+    cdef const double* Bm = p + n * n
+    cdef const double* Q = Bm + n * m
+    cdef const double* R = Q + n * n
+    cdef const double* x
+    cdef double* o
+    cdef double cost, uk
+    for s in range(B):
+        x = z + s * (n + 1)
+        o = out + s * (n + 1)
+        # x' = A x + B u
+        for i in range(n):
+            o[i] = 0.0
+            for j in range(n):
+                o[i] = o[i] + A[i * n + j] * x[j]
+        # c' = c + x'Qx + u'Ru
+        cost = x[n]
+        for i in range(n):
+            for j in range(n):
+                cost = cost + x[i] * Q[i * n + j] * x[j]
+        for k in range(m):
+            uk = lq_control(K, x, k, n)
+            for i in range(n):
+                o[i] = o[i] + Bm[i * m + k] * uk
+            for l in range(m):
+                cost = cost + uk * R[k * m + l] * lq_control(K, x, l, n)
+        o[n] = cost
+
+
+cdef void lq_step_vjp(const OpDesc* op, const double* K, const double* p, const double* z,
+                      const double* g, Py_ssize_t B, double* g_in, double* g_K) noexcept nogil:
+    cdef Py_ssize_t s, i, j, k, l, n = op.d_in - 1, m = op.flag
+    cdef const double* A = p
+    cdef const double* Bm = p + n * n
+    cdef const double* Q = Bm + n * m
+    cdef const double* R = Q + n * n
+    cdef const double* x
+    cdef const double* gx
+    cdef double gc, qk, acc
+    for s in range(B):
+        x = z + s * (n + 1)
+        gx = g + s * (n + 1)
+        gc = gx[n]
+        if g_in != NULL:
+            for j in range(n):
+                # x' = A x: A^T g_x;  c' += x'Qx: g_c (Q + Q^T) x
+                acc = 0.0
+                for i in range(n):
+                    acc = acc + A[i * n + j] * gx[i] + gc * (Q[i * n + j] + Q[j * n + i]) * x[i]
+                g_in[s * (n + 1) + j] = acc
+            # c' = c + ...: d/dc = 1
+            g_in[s * (n + 1) + n] = gc
+        for k in range(m):
+            # with u = K x: q_k = (B^T g_x)_k + g_c ((R + R^T) u)_k is the cotangent of u_k
+            qk = 0.0
+            for i in range(n):
+                qk = qk + Bm[i * m + k] * gx[i]
+            for l in range(m):
+                qk = qk + gc * (R[k * m + l] + R[l * m + k]) * lq_control(K, x, l, n)
+            for j in range(n):
+                # u = K x: d/dx = K^T q and d/dK = q x^T
+                if g_in != NULL:
+                    g_in[s * (n + 1) + j] = g_in[s * (n + 1) + j] + K[k * n + j] * qk
+                if g_K != NULL:
+                    g_K[k * n + j] = g_K[k * n + j] + qk * x[j]
+
+
+cdef void lq_terminal(const OpDesc* op, const double* Qf, const double* z, double* out,
+                      const double* g, double* g_in, Py_ssize_t B) noexcept nogil:
+    # out = c + x'Qf x (forward when out != NULL); g_in = g [(Qf + Qf^T) x; 1] (when g_in != NULL)
+    cdef Py_ssize_t s, i, j, n = op.d_in - 1
+    cdef const double* x
+    cdef double acc
+    for s in range(B):
+        x = z + s * (n + 1)
+        if out != NULL:
+            acc = x[n]
+            for i in range(n):
+                for j in range(n):
+                    acc = acc + x[i] * Qf[i * n + j] * x[j]
+            out[s] = acc
+        if g_in != NULL:
+            for j in range(n):
+                acc = 0.0
+                for i in range(n):
+                    acc = acc + (Qf[i * n + j] + Qf[j * n + i]) * x[i]
+                g_in[s * (n + 1) + j] = g[s] * acc
+            g_in[s * (n + 1) + n] = g[s]
+
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
     cdef OpDesc op
     op.code = <int>row[0]
@@ -213,6 +321,10 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
                 acc = acc + zs[j] * w[j]
                 t = t + zs[j] * zs[j]
             out[s] = acc * acc + 0.5 * t
+    elif op.code == OP_LQ_STEP:
+        lq_step_forward(op, w, p, z, out, B)
+    elif op.code == OP_LQ_TERMINAL:
+        lq_terminal(op, p, z, out, NULL, NULL, B)
     elif op.code == OP_LOGISTIC_LOSS:
         # out_s = ln(1 + exp(-y_s z_s)) = softplus(-y_s z_s)
         for s in range(B):
@@ -333,6 +445,10 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
                     g_in[s * din + j] = w[j] * acc
                 if g_w != NULL:
                     g_w[j] = g_w[j] + zs[j] * acc
+    elif op.code == OP_LQ_STEP:
+        lq_step_vjp(op, w, p, z, g, B, g_in, g_w)
+    elif op.code == OP_LQ_TERMINAL:
+        lq_terminal(op, p, z, NULL, g, g_in, B)
     elif op.code == OP_INNER_SQUARE:
         for s in range(B):
             zs = z + s * din
@@ -394,6 +510,12 @@ cdef OpDesc _desc(const long long[::1] row, const double[::1] w, const double[::
     if z.shape[1] != op.d_in or w.shape[0] != op.n_w:
         raise ValueError(f"z has {z.shape[1]} columns and w {w.shape[0]} entries; the operator "
                          f"expects {op.d_in} and {op.n_w}")
+    cdef Py_ssize_t n = op.d_in - 1, m = op.flag
+    if op.code == OP_LQ_STEP and (p.shape[0] != 2 * n * n + n * m + m * m or op.n_w != m * n
+                                  or op.d_out != op.d_in):
+        raise ValueError("an LQ step needs A, B, Q, R and K of matching sizes")
+    if op.code == OP_LQ_TERMINAL and p.shape[0] != n * n:
+        raise ValueError("an LQ terminal cost needs Qf of size n x n")
     if op.code in (OP_FIXED_LINEAR, OP_DIAG_LINEAR) and p.shape[0] != op.d_in * op.d_out:
         raise ValueError(f"p has {p.shape[0]} entries, the operator expects {op.d_in * op.d_out}")
     cdef Py_ssize_t need = op.d_in if op.code == OP_SQUARED_ERROR else 1

@@ -15,6 +15,8 @@ cdef enum OpCode:
     OP_FIXED_LINEAR = 10
     OP_DIAG_LINEAR = 11
     OP_INNER_SQUARE = 12
+    OP_LQ_STEP = 13           # [x; c] -> [(A + B K) x; c + x'Qx + u'Ru], u = K x; flag = m
+    OP_LQ_TERMINAL = 14       # [x; c] -> c + x'Qf x
 
 # One row of the plan's operator table (an int64 array of shape (N, OPDESC_FIELDS)).
 ctypedef struct OpDesc:
