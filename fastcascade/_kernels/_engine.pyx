@@ -26,7 +26,9 @@ cdef extern from "numpy/random/distributions.h":
 
 import numpy as np
 
-from fastcascade._kernels._types cimport OpDesc, OP_SIGMOID, OP_TANH
+from fastcascade._kernels._types cimport (
+    OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
+    OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
 from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
 from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq, fc_axpy_exact
 from fastcascade._kernels._noise cimport (
@@ -353,6 +355,14 @@ cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
 fc_fastmath_init()
 
 
+cdef inline bint vjp_ignores_output(int code) noexcept nogil:
+    # operators whose op_vjp never reads `out` (a list of known ones, so that an operator added
+    # later is assumed to read it until it is listed here)
+    return code in (OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
+                    OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR,
+                    OP_INNER_SQUARE)
+
+
 # ---- speed: the recording pass shares what the perturbed pass already computed ---------------
 
 cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w, Pass* clean,
@@ -601,7 +611,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # forward perturbation at op N, no profile, and op N's VJP does not use its output
         fwd_net = net
         if not cfg.record_profile and sites.start[N] == sites.end[N] \
-                and net.ops[N - 1].code != OP_SIGMOID and net.ops[N - 1].code != OP_TANH:
+                and vjp_ignores_output(net.ops[N - 1].code):
             fwd_net.N = N - 1
         # the batch mean by a multiplication where that is exact (B a power of 2)
         inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
