@@ -76,7 +76,9 @@ typedef unsigned long long fc_v4u __attribute__((vector_size(32)));
 #if FC_HAVE_DISPATCH
 #define FC_TARGET_ATTR __attribute__((target("avx2,fma")))
 #define FC_NAME(name) name##_avx2
+#define FC_ANY4_MOVMSK 1
 #include "_fastmath_impl.h"
+#undef FC_ANY4_MOVMSK
 #undef FC_TARGET_ATTR
 #undef FC_NAME
 #endif

@@ -37,7 +37,11 @@ FC_INLINE fc_v4d FC_NAME(select4)(fc_v4i mask, fc_v4d a, fc_v4d b) {
 }
 
 FC_INLINE int FC_NAME(any4)(fc_v4i mask) {
+#ifdef FC_ANY4_MOVMSK
+    return __builtin_ia32_movmskpd256((fc_v4d)mask) != 0;   /* AVX: one vmovmskpd */
+#else
     return (mask[0] | mask[1] | mask[2] | mask[3]) != 0;
+#endif
 }
 
 /* e^x for |x| <= 708 (no special values): x = n ln2 + r, e^x = 2^n e^r */
