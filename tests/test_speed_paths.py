@@ -375,3 +375,29 @@ def test_bench_main_writes_a_table_and_json(tmp_path, capsys):
     assert [r["case"] for r in data["results"]] == ["sklearn"]
     with pytest.raises(SystemExit):
         bench.main(["--cases", "xyz"])
+
+
+def test_fastcascade_simd_baseline_environment_switch(tmp_path):
+    """FASTCASCADE_SIMD=baseline selects the SSE2 variant in every kernel module at import; a
+    run then gives the same trajectory to rounding."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, fastcascade as fc\n"
+            "from fastcascade._kernels import _ops\n"
+            "d = fc.datasets.synthetic_logistic(200, 10, seed=0)\n"
+            "p = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), d)\n"
+            "r = fc.run(p, fc.SGD(0.1), n_iter=50, seeds=[0])\n"
+            "print(_ops.simd_level(), fc.build_info()['simd'], repr(float(r.objective[0, -1])))\n")
+    # the same fastcascade as this process (installed or in place), whatever the working dir
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
+    env = dict(os.environ, FASTCASCADE_SIMD="baseline",
+               PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")]
+                                                    if p]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout.split()
+    assert out[:2] == ["baseline", "baseline"]
+    d = fc.datasets.synthetic_logistic(200, 10, seed=0)
+    p = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), d)
+    r = fc.run(p, fc.SGD(0.1), n_iter=50, seeds=[0])
+    assert float(out[2]) == pytest.approx(float(r.objective[0, -1]), rel=1e-12)
