@@ -156,13 +156,18 @@ def cmd_run(args):
     if out:
         res.save(out)
         print(f"wrote {os.path.abspath(out)}")
-    plot = args.plot or job.output.get("plot")
-    if plot:
-        from fastcascade import plotting
-
-        _use_agg()
-        print(f"wrote {os.path.abspath(plotting.save(res.plot(), plot))}")
+    _write_plot(res, args.plot or job.output.get("plot"))
     return 0
+
+
+def _write_plot(results, path):
+    """Draw ``results.plot()`` into ``path`` when one is asked for (--plot or [output] plot)."""
+    if not path:
+        return
+    from fastcascade import plotting
+
+    _use_agg()
+    print(f"wrote {os.path.abspath(plotting.save(results.plot(), path))}")
 
 
 def cmd_sweep(args):
@@ -179,12 +184,7 @@ def cmd_sweep(args):
           f"{n} runs in {time.perf_counter() - t0:.1f} s")
     if out:
         print(f"wrote {os.path.abspath(out)}")
-    plot = args.plot or job.output.get("plot")
-    if plot:
-        from fastcascade import plotting
-
-        _use_agg()
-        print(f"wrote {os.path.abspath(plotting.save(sw.plot(), plot))}")
+    _write_plot(sw, args.plot or job.output.get("plot"))
     return 0
 
 

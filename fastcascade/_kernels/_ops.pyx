@@ -151,13 +151,31 @@ cdef inline double lq_control(const double* K, const double* x, Py_ssize_t k,
     return acc
 
 
+ctypedef struct LQMatrices:
+    const double* A
+    const double* B
+    const double* Q
+    const double* R
+
+
+cdef inline LQMatrices lq_matrices(const double* p, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    # the fixed parameters of an LQ step, concatenated A (n x n), B (n x m), Q (n x n), R (m x m)
+    cdef LQMatrices mat
+    mat.A = p
+    mat.B = p + n * n
+    mat.Q = mat.B + n * m
+    mat.R = mat.Q + n * n
+    return mat
+
+
 cdef void lq_step_forward(const OpDesc* op, const double* K, const double* p, const double* z,
                           double* out, Py_ssize_t B) noexcept nogil:
     cdef Py_ssize_t s, i, j, k, l, n = op.d_in - 1, m = op.flag
-    cdef const double* A = p
-    cdef const double* Bm = p + n * n
-    cdef const double* Q = Bm + n * m
-    cdef const double* R = Q + n * n
+    cdef LQMatrices mat = lq_matrices(p, n, m)
+    cdef const double* A = mat.A
+    cdef const double* Bm = mat.B
+    cdef const double* Q = mat.Q
+    cdef const double* R = mat.R
     cdef const double* x
     cdef double* o
     cdef double cost, uk
@@ -186,10 +204,11 @@ cdef void lq_step_forward(const OpDesc* op, const double* K, const double* p, co
 cdef void lq_step_vjp(const OpDesc* op, const double* K, const double* p, const double* z,
                       const double* g, Py_ssize_t B, double* g_in, double* g_K) noexcept nogil:
     cdef Py_ssize_t s, i, j, k, l, n = op.d_in - 1, m = op.flag
-    cdef const double* A = p
-    cdef const double* Bm = p + n * n
-    cdef const double* Q = Bm + n * m
-    cdef const double* R = Q + n * n
+    cdef LQMatrices mat = lq_matrices(p, n, m)
+    cdef const double* A = mat.A
+    cdef const double* Bm = mat.B
+    cdef const double* Q = mat.Q
+    cdef const double* R = mat.R
     cdef const double* x
     cdef const double* gx
     cdef double gc, qk, acc
