@@ -68,8 +68,9 @@ build_macros = [
 ]
 
 
-# The vector kernels (C, included by _ops and _engine): a change must rebuild both.
-FASTMATH_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h"]
+# The C headers (vector kernels, inlined PCG64) the extensions include: a change must rebuild them.
+C_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h",
+             "fastcascade/_kernels/_pcg64.h"]
 
 
 def kernel(name):
@@ -82,7 +83,7 @@ def kernel(name):
         define_macros=build_macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        depends=FASTMATH_HEADERS,
+        depends=C_HEADERS,
     )
 
 

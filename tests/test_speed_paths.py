@@ -157,6 +157,59 @@ def test_reductions_match_exact_sums(n, simd):
         assert _ops.fastmath_reduce("sumsq", x, x) == np.inf
 
 
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 8, 9, 16, 17, 1001])
+def test_sum_matches_exact_sum(n, simd):
+    x = np.random.default_rng(n).normal(size=n)
+    assert abs(_ops.fastmath_reduce("sum", x, x) - math.fsum(x)) <= 1e-15 * (1 + np.sum(np.abs(x)))
+    if n:
+        x[n // 2] = np.nan
+        assert np.isnan(_ops.fastmath_reduce("sum", x, x))
+
+
+def test_fused_softplus_sigmoid_gives_the_bits_of_the_separate_kernels(simd):
+    """The clean pass takes Softplus's value and derivative from one kernel; they must be the
+    bits fc_softplus and fc_sigmoid give (specials and padded tails included)."""
+    x = sample_points("softplus", np.random.default_rng(1))
+    x = np.concatenate([x, [np.nan, np.inf, -np.inf, 709.0, -709.0]])
+    for n in (len(x), 1, 2, 3, 5, 6, 7):
+        value, deriv = _ops.fastmath_softplus_sigmoid(x[-n:])
+        np.testing.assert_array_equal(value, _ops.fastmath("softplus", x[-n:]))
+        np.testing.assert_array_equal(deriv, _ops.fastmath("sigmoid", x[-n:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The inlined PCG64 (_pcg64.h): numpy's stream, bit for bit, handed back to the generator
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 9, 1001])
+def test_inline_pcg64_draws_numpys_stream_and_hands_it_back(n):
+    from fastcascade._kernels import _noise
+    from fastcascade.perturbation import perturbation_tables
+    pint, preal, times = perturbation_tables(
+        [fc.Perturbation(op=1, noise=fc.noise.Uniform(-0.5, 2.0))], 1)
+    ours, theirs = np.random.default_rng(n), np.random.default_rng(n)
+    # a float32 draw leaves half of a 64-bit draw buffered (has_uint32): it must survive
+    assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
+    z = np.zeros((1, n))
+    _noise.apply(pint[0], preal[0], ours, z, 0, times)
+    np.testing.assert_array_equal(z[0], theirs.uniform(-0.5, 2.0, size=n))
+    assert ours.bit_generator.state == theirs.bit_generator.state
+    assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
+    np.testing.assert_array_equal(ours.integers(0, 7, size=5), theirs.integers(0, 7, size=5))
+
+
+def test_non_pcg64_generators_are_drawn_through_numpy():
+    from fastcascade._kernels import _noise
+    from fastcascade.perturbation import perturbation_tables
+    pint, preal, times = perturbation_tables(
+        [fc.Perturbation(op=1, noise=fc.noise.Gaussian(0.0, 1.0))], 1)
+    ours = np.random.Generator(np.random.Philox(3))
+    theirs = np.random.Generator(np.random.Philox(3))
+    z = np.zeros((1, 9))
+    _noise.apply(pint[0], preal[0], ours, z, 0, times)
+    np.testing.assert_array_equal(z[0], theirs.standard_normal(9))
+    np.testing.assert_array_equal(ours.random(4), theirs.random(4))
+
+
 # ---------------------------------------------------------------------------------------------
 # BLAS Linear and the Margin kernels against the NumPy reference
 
@@ -269,6 +322,16 @@ def test_recording_shortcuts_do_not_change_results(batch):
     for name in ("objective", "grad_norm", "grad_error", "final_weights"):
         np.testing.assert_allclose(getattr(plain, name), getattr(numpy, name), rtol=1e-9,
                                    atol=0)
+
+
+def test_clean_pass_with_the_fused_last_operator_matches_the_plain_vjp():
+    """problem.gradient's clean pass computes Softplus's derivative with its value (the fused
+    path); perturbed_gradient's clean pass runs Softplus's VJP: the same bits."""
+    problem, _ = paper_like()
+    w = np.random.default_rng(5).normal(size=problem.n_weights)
+    g = fc.perturbed_gradient(problem, w, [], seed=0)
+    np.testing.assert_array_equal(problem.gradient(w), g.clean)
+    np.testing.assert_array_equal(g.perturbed, g.clean)
 
 
 def test_forward_noise_on_the_last_operator_and_none_at_all():

@@ -11,7 +11,6 @@ One step at iteration t (per-sample semantics on a batch of B samples):
 Random streams (one bitgen_t each, owned by the run): data sampling, forward noise, backward
 noise, gradient noise. The NumPy twin is ``fastcascade.reference_engine``.
 """
-from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport sqrt, pow, floor, isfinite, fabs
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, calloc, free
@@ -29,11 +28,13 @@ import numpy as np
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
     OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
-from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
-from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq, fc_axpy_exact
+from fastcascade._kernels._ops cimport (
+    op_forward, op_forward_with_derivative, op_vjp, opdesc_from_row)
+from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sum, fc_sumsq, fc_axpy_exact
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
-    PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT)
+    PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
+    stream_close)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -253,9 +254,11 @@ cdef void sites_free(Sites* sites) noexcept:
     sites.start = sites.end = NULL
 
 
-cdef bitgen_t* bitgen_of(generator) except NULL:
-    capsule = generator.bit_generator.capsule
-    return <bitgen_t*>PyCapsule_GetPointer(capsule, "BitGenerator")
+def _check_distinct(*generators):
+    # each stream is copied into the run and written back at the end: one generator passed
+    # twice would hand out the same draws twice
+    if len({id(g) for g in generators}) != len(generators):
+        raise ValueError("the random streams must be distinct Generator objects")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,8 +290,10 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
 
 cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
                         Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
-                        double* scratch, double* gsum) noexcept nogil:
+                        double* scratch, double* gsum, const double* deriv_N) noexcept nogil:
     # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5)
+    # deriv_N: NULL, or f_N'(y_{N-1}) from op_forward_with_derivative (f_N elementwise, no
+    # weights), which makes f_N's VJP a product
     cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
     cdef const OpDesc* op
     for j in range(B * net.dims[N]):
@@ -296,8 +301,14 @@ cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double*
     memset(gsum, 0, net.n_w * sizeof(double))
     for i in range(N, 0, -1):
         op = &net.ops[i - 1]
-        op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab, ldl,
-               B, ps.v[i - 1] if i >= 2 else NULL, gsum + op.w_off if op.n_w > 0 else NULL)
+        if i == N and deriv_N != NULL:
+            if i >= 2:
+                for j in range(B * net.dims[N]):
+                    ps.v[N - 1][j] = ps.v[N][j] * deriv_N[j]
+        else:
+            op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab,
+                   ldl, B, ps.v[i - 1] if i >= 2 else NULL,
+                   gsum + op.w_off if op.n_w > 0 else NULL)
         if sites == NULL or i < 2:
             continue
         for k in range(sites.start[N + i], sites.end[N + i]):
@@ -336,15 +347,8 @@ cdef void reg_grad_add(int code, double scale, const double* w, double* g,
 cdef double clean_data_eval(const Net* net, const double* w, Pass* ps, const double* X,
                             const double* Y, Py_ssize_t ldl, double* grad) noexcept nogil:
     # The clean mean loss (1/B) sum_s F(x_s; w) on the pass's samples; its gradient into grad.
-    cdef Py_ssize_t j, B = ps.B
-    cdef double obj = 0.0
-    forward_pass(net, w, ps, X, Y, ldl, NULL, 0, NULL, NULL)
-    for j in range(B):
-        obj = obj + ps.a[net.N][j]
-    backward_pass(net, w, ps, Y, ldl, NULL, 0, NULL, NULL, grad)
-    for j in range(net.n_w):
-        grad[j] = grad[j] / B
-    return obj / B
+    # (clean_eval_shared with nothing to share: the same kernels, so the same bits.)
+    return clean_eval_shared(net, 0, w, ps, NULL, X, Y, ldl, grad)
 
 
 cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
@@ -368,8 +372,9 @@ cdef inline bint vjp_ignores_output(int code) noexcept nogil:
 cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w, Pass* clean,
                               const Pass* pert, const double* x, const double* lab,
                               Py_ssize_t ldl, double* grad) noexcept nogil:
-    # clean_data_eval on the perturbed pass's samples x, reusing its forward outputs a[i]
-    # (i <= n_fwd, the operators it ran) for every operator whose input was not perturbed
+    # The clean mean loss on the samples x and its gradient (into grad). With pert, the perturbed
+    # pass on the same samples, its forward outputs a[i] are reused (i <= n_fwd, the operators
+    # it ran) for every operator whose input was not perturbed
     # (pert.y[k] == pert.a[k] for all 1 <= k < i): they are the clean outputs, computed by the
     # same kernel on the same input, so the results are bit-identical to a fresh clean pass.
     # Returns the batch-mean loss; grad = its gradient. Afterwards clean.y[i] points at the
@@ -378,6 +383,7 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
     cdef const OpDesc* op
     cdef double obj = 0.0
     cdef double* saved_a[64]
+    cdef const double* deriv_N = NULL
     while shared < n_fwd and shared < 64 and (shared == 0 or pert.y[shared] == pert.a[shared]):
         shared += 1
     # operators 1..shared: borrow the perturbed pass's outputs (restored below)
@@ -388,12 +394,17 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
         clean.y[i] = pert.a[i]
     for i in range(shared + 1, N + 1):
         op = &net.ops[i - 1]
-        op_forward(op, w + op.w_off, net.params + op.p_off, clean.y[i - 1], clean.a[i], lab,
-                   ldl, B)
+        # the last operator's value and, where it has one, its elementwise derivative in one
+        # pass (into ybuf[N], unused by a clean pass): the VJP below is then a product
+        if i == N and op_forward_with_derivative(op, clean.y[i - 1], clean.a[i],
+                                                 clean.ybuf[i], B):
+            deriv_N = clean.ybuf[i]
+        else:
+            op_forward(op, w + op.w_off, net.params + op.p_off, clean.y[i - 1], clean.a[i], lab,
+                       ldl, B)
         clean.y[i] = clean.a[i]
-    for j in range(B):
-        obj = obj + clean.a[N][j]
-    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad)
+    obj = fc_sum(clean.a[N], B)
+    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad, deriv_N)
     for i in range(1, shared + 1):
         clean.a[i] = saved_a[i - 1]
     for j in range(net.n_w):
@@ -533,10 +544,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef int stop = STOP_NONE
     cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
-    cdef bitgen_t* bg_data = bitgen_of(data_gen)
-    cdef bitgen_t* bg_fwd = bitgen_of(forward_gen)
-    cdef bitgen_t* bg_bwd = bitgen_of(backward_gen)
-    cdef bitgen_t* bg_grad = bitgen_of(grad_gen)
+    cdef Stream st_data, st_fwd, st_bwd, st_grad
+    cdef bitgen_t* bg_data
+    cdef bitgen_t* bg_fwd
+    cdef bitgen_t* bg_bwd
+    cdef bitgen_t* bg_grad
     cdef double *wp
     cdef double *gsum
     cdef double *ubar
@@ -557,6 +569,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Net fwd_net
     cdef double inv_B
 
+    _check_distinct(data_gen, forward_gen, backward_gen, grad_gen)
+    st_data.fast = st_fwd.fast = st_bwd.fast = st_grad.fast = False
     net_init(&net, op_table, params)
     N = net.N
     n_w = net.n_w
@@ -590,6 +604,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     try:
         if vecs == NULL or perm == NULL or idx == NULL:
             raise MemoryError()
+        bg_data = stream_open(&st_data, data_gen)
+        bg_fwd = stream_open(&st_fwd, forward_gen)
+        bg_bwd = stream_open(&st_bwd, backward_gen)
+        bg_grad = stream_open(&st_grad, grad_gen)
         pass_init(&pert, &net, B)
         pass_init(&full, &net, M)
         if not full_batch:
@@ -644,7 +662,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
-                backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum)
+                backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
+                              NULL)
                 if B == 1:
                     g = gsum                     # the mean of one sample: no copy
                 elif inv_B > 0.0:
@@ -740,6 +759,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     stop_iter = t
                     break
     finally:
+        # the generators continue where the run stopped (as numpy's own draws would leave them)
+        stream_close(&st_data, data_gen)
+        stream_close(&st_fwd, forward_gen)
+        stream_close(&st_bwd, backward_gen)
+        stream_close(&st_grad, grad_gen)
         pass_free(&pert)
         pass_free(&full)
         if not full_batch:
@@ -764,10 +788,13 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
     cdef Sites sites
     cdef Py_ssize_t j, B = X.shape[0], ldl = Y.shape[1]
     cdef const double* lab = &Y[0, 0] if ldl > 0 else NULL
-    cdef bitgen_t* bg_fwd = bitgen_of(forward_gen)
-    cdef bitgen_t* bg_bwd = bitgen_of(backward_gen)
+    cdef Stream st_fwd, st_bwd
+    cdef bitgen_t* bg_fwd
+    cdef bitgen_t* bg_bwd
     cdef const double* wp
     cdef double* scratch
+    _check_distinct(forward_gen, backward_gen)
+    st_fwd.fast = st_bwd.fast = False
     net_init(&net, op_table, params)
     pert.block = clean.block = NULL
     pert.a = clean.a = pert.y = clean.y = pert.ybuf = clean.ybuf = pert.v = clean.v = NULL
@@ -781,20 +808,24 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
         if scratch == NULL:
             raise MemoryError()
         sites_init(&sites, net.N, pert_int, pert_real, pert_times)
+        bg_fwd = stream_open(&st_fwd, forward_gen)
+        bg_bwd = stream_open(&st_bwd, backward_gen)
         pass_init(&pert, &net, B)
         pass_init(&clean, &net, B)
         wp = &w[0] if net.n_w > 0 else NULL
         with nogil:
             forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch)
             backward_pass(&net, wp, &pert, lab, ldl, &sites, t, bg_bwd, scratch,
-                          &g_perturbed[0] if net.n_w > 0 else NULL)
+                          &g_perturbed[0] if net.n_w > 0 else NULL, NULL)
             forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL)
             backward_pass(&net, wp, &clean, lab, ldl, NULL, 0, NULL, NULL,
-                          &g_clean[0] if net.n_w > 0 else NULL)
+                          &g_clean[0] if net.n_w > 0 else NULL, NULL)
             for j in range(net.n_w):
                 g_perturbed[j] = g_perturbed[j] / B
                 g_clean[j] = g_clean[j] / B
     finally:
+        stream_close(&st_fwd, forward_gen)
+        stream_close(&st_bwd, backward_gen)
         free(scratch)
         pass_free(&pert)
         pass_free(&clean)

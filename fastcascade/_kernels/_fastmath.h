@@ -94,7 +94,8 @@ typedef double (*fc_reduce2_fn)(const double*, const double*, ptrdiff_t);
 typedef struct {
     fc_unary_fn exp_, log1p_, softplus, sigmoid, tanh_;
     fc_binary_fn sigmoid_mul;
-    fc_reduce1_fn sumsq;
+    void (*softplus_sigmoid)(const double*, double*, double*, ptrdiff_t);
+    fc_reduce1_fn sum, sumsq;
     fc_reduce2_fn dot;
     void (*axpy)(double, const double*, double*, ptrdiff_t);
     void (*axpy_exact)(double, const double*, double*, ptrdiff_t);
@@ -122,6 +123,18 @@ static void fc_tanh_scalar(const double* x, double* o, ptrdiff_t n) {
 }
 static void fc_sigmoid_mul_scalar(const double* x, const double* g, double* o, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) o[i] = g[i] * fc_sigmoid1(x[i]);
+}
+static void fc_softplus_sigmoid_scalar(const double* x, double* o, double* sg, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double z = x[i];   /* o may alias x */
+        o[i] = fc_softplus1(z);
+        sg[i] = fc_sigmoid1(z);
+    }
+}
+static double fc_sum_scalar(const double* x, ptrdiff_t n) {
+    double acc = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) acc += x[i];
+    return acc;
 }
 static double fc_sumsq_scalar(const double* x, ptrdiff_t n) {
     double acc = 0.0;
@@ -164,6 +177,8 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.sigmoid = fc_sigmoid_array_avx2;
         fc_fm.tanh_ = fc_tanh_array_avx2;
         fc_fm.sigmoid_mul = fc_sigmoid_mul_array_avx2;
+        fc_fm.softplus_sigmoid = fc_softplus_sigmoid_array_avx2;
+        fc_fm.sum = fc_sum_avx2;
         fc_fm.sumsq = fc_sumsq_avx2;
         fc_fm.dot = fc_dot_avx2;
         fc_fm.axpy = fc_axpy_avx2;
@@ -181,6 +196,8 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.sigmoid = fc_sigmoid_array_base;
     fc_fm.tanh_ = fc_tanh_array_base;
     fc_fm.sigmoid_mul = fc_sigmoid_mul_array_base;
+    fc_fm.softplus_sigmoid = fc_softplus_sigmoid_array_base;
+    fc_fm.sum = fc_sum_base;
     fc_fm.sumsq = fc_sumsq_base;
     fc_fm.dot = fc_dot_base;
     fc_fm.axpy = fc_axpy_base;
@@ -197,6 +214,8 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.sigmoid = fc_sigmoid_scalar;
     fc_fm.tanh_ = fc_tanh_scalar;
     fc_fm.sigmoid_mul = fc_sigmoid_mul_scalar;
+    fc_fm.softplus_sigmoid = fc_softplus_sigmoid_scalar;
+    fc_fm.sum = fc_sum_scalar;
     fc_fm.sumsq = fc_sumsq_scalar;
     fc_fm.dot = fc_dot_scalar;
     fc_fm.axpy = fc_axpy_scalar;
@@ -224,7 +243,14 @@ static inline void fc_tanh(const double* x, double* out, ptrdiff_t n) { fc_fm.ta
 static inline void fc_sigmoid_mul(const double* x, const double* g, double* out, ptrdiff_t n) {
     fc_fm.sigmoid_mul(x, g, out, n);
 }
-/* sum x_i^2 and sum x_i y_i, in a fixed order (8 partial sums, then a fixed tree): the same
+/* o = softplus(x) and sg = sigmoid(x), bit-identical to fc_softplus and fc_sigmoid (o may alias x,
+ * sg may not) */
+static inline void fc_softplus_sigmoid(const double* x, double* o, double* sg, ptrdiff_t n) {
+    fc_fm.softplus_sigmoid(x, o, sg, n);
+}
+/* sum x_i */
+static inline double fc_sum(const double* x, ptrdiff_t n) { return fc_fm.sum(x, n); }
+/* sum x_i, sum x_i^2 and sum x_i y_i, in a fixed order (8 partial sums, then a fixed tree): the same
  * input always gives the same bits on a given machine. */
 static inline double fc_sumsq(const double* x, ptrdiff_t n) { return fc_fm.sumsq(x, n); }
 static inline double fc_dot(const double* x, const double* y, ptrdiff_t n) { return fc_fm.dot(x, y, n); }

@@ -12,6 +12,9 @@ cdef extern from "_fastmath.h" nogil:
     void fc_tanh(const double* x, double* out, Py_ssize_t n) noexcept
     # out = g * sigmoid(x)
     void fc_sigmoid_mul(const double* x, const double* g, double* out, Py_ssize_t n) noexcept
+    # o = softplus(x), sg = sigmoid(x), bit-identical to fc_softplus and fc_sigmoid
+    void fc_softplus_sigmoid(const double* x, double* o, double* sg, Py_ssize_t n) noexcept
+    double fc_sum(const double* x, Py_ssize_t n) noexcept
     double fc_sumsq(const double* x, Py_ssize_t n) noexcept
     double fc_dot(const double* x, const double* y, Py_ssize_t n) noexcept
     # y += a x

@@ -169,6 +169,19 @@ FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
     return num / d;
 }
 
+/* softplus and sigmoid of the same z, sharing e^-|z|: the same operations as softplus4 and
+ * sigmoid4, so the same bits */
+FC_INLINE fc_v4d FC_NAME(softplus_sigmoid4)(fc_v4d z, fc_v4i* bad, fc_v4d* sig) {
+    fc_v4d a = FC_NAME(fabs4)(z);
+    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
+    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
+    fc_v4d e = FC_NAME(exp4)(-a);
+    fc_v4d num = FC_NAME(select4)((fc_v4i)(z >= FC_NAME(splat)(0.0)), FC_NAME(splat)(1.0), e);
+    *sig = num / (FC_NAME(splat)(1.0) + e);
+    fc_v4d zp = FC_NAME(select4)((fc_v4i)(z > FC_NAME(splat)(0.0)), z, FC_NAME(splat)(0.0));
+    return zp + FC_NAME(log1p01)(e);
+}
+
 /* tanh: |x| < 0.3: m = expm1(|x|), tanh = m (m + 2) / (m (m + 2) + 2);
  *       else e = e^-2|x|, tanh = (1 - e) / (1 + e); the sign restored from x. NaN lanes: bad. */
 FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
@@ -246,6 +259,32 @@ static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_array)(const double* x, double* o,
     }
 }
 
+/* o = softplus(x), sg = sigmoid(x) (Softplus's value and derivative in one pass) */
+static FC_TARGET_ATTR void FC_NAME(fc_softplus_sigmoid_array)(const double* x, double* o,
+                                                             double* sg, ptrdiff_t n) {
+    ptrdiff_t i = 0, k;
+    fc_v4i bad;
+    fc_v4d sig;
+    for (; i < n; i += 4) {
+        ptrdiff_t len = n - i < 4 ? n - i : 4;
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
+        fc_v4d r = FC_NAME(softplus_sigmoid4)(v, &bad, &sig);
+        if (FC_NAME(any4)(bad))
+            for (k = 0; k < 4; k++)
+                if (bad[k]) {
+                    r[k] = fc_softplus1(v[k]);
+                    sig[k] = fc_sigmoid1(v[k]);
+                }
+        if (len == 4) {
+            FC_NAME(store4)(o + i, r);
+            FC_NAME(store4)(sg + i, sig);
+        } else {
+            FC_NAME(store_part)(o + i, r, len);
+            FC_NAME(store_part)(sg + i, sig, len);
+        }
+    }
+}
+
 /* o = g * sigmoid(x) */
 static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_mul_array)(const double* x, const double* g,
                                                         double* o, ptrdiff_t n) {
@@ -281,6 +320,23 @@ static FC_TARGET_ATTR void FC_NAME(fc_tanh_array)(const double* x, double* o, pt
  * ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1 lane-wise ---------------------------------------- */
 
 FC_INLINE double FC_NAME(hsum4)(fc_v4d a) { return (a[0] + a[2]) + (a[1] + a[3]); }
+
+static FC_TARGET_ATTR double FC_NAME(fc_sum)(const double* x, ptrdiff_t n) {
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0);
+    double tail = 0.0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = a0 + FC_NAME(load4)(x + i);
+        a1 = a1 + FC_NAME(load4)(x + i + 4);
+    }
+    if (i + 4 <= n) {
+        a0 = a0 + FC_NAME(load4)(x + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        tail = tail + x[i];
+    return FC_NAME(hsum4)(a0 + a1) + tail;
+}
 
 static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
     fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0), v, w;
@@ -397,20 +453,28 @@ static FC_TARGET_ATTR void FC_NAME(fc_rowdots)(const double* z, ptrdiff_t B, ptr
 }
 #undef FC_ROWDOTS_LOOP
 
-/* y += sum_s c_s z_s with c_s = -lab[s ldl] g[s] (Margin's weight gradient) */
-#define FC_WGRAD_LOOP(NF, REM)                                                               \
-    for (s = 0; s < B; s++) {                                                               \
-        const double* zs = z + s * (4 * NF + REM);                                           \
-        double cs = -lab[s * ldl] * g[s];                                                   \
+/* y += sum_s c_s z_s with c_s = -lab[s ldl] g[s] (Margin's weight gradient). Even and odd rows
+ * go to two sets of accumulators (a, t and b, u), added at the end: one set would chain every
+ * row's multiply-add on the previous one (latency-bound, about 4 cycles a row). */
+#define FC_WGRAD_ROW(A0, A1, A2, A3, T0, T1, T2, NF, REM, S)                                  \
+    {                                                                                        \
+        const double* zs = z + (S) * (4 * NF + REM);                                         \
+        double cs = -lab[(S) * ldl] * g[S];                                                 \
         fc_v4d c = FC_NAME(splat)(cs);                                                      \
-        if (NF > 0) a0 = a0 + c * FC_NAME(load4)(zs);                                        \
-        if (NF > 1) a1 = a1 + c * FC_NAME(load4)(zs + 4);                                    \
-        if (NF > 2) a2 = a2 + c * FC_NAME(load4)(zs + 8);                                    \
-        if (NF > 3) a3 = a3 + c * FC_NAME(load4)(zs + 12);                                   \
-        if (REM > 0) t0 = t0 + cs * zs[4 * NF];                                              \
-        if (REM > 1) t1 = t1 + cs * zs[4 * NF + 1];                                          \
-        if (REM > 2) t2 = t2 + cs * zs[4 * NF + 2];                                          \
+        if (NF > 0) A0 = A0 + c * FC_NAME(load4)(zs);                                        \
+        if (NF > 1) A1 = A1 + c * FC_NAME(load4)(zs + 4);                                    \
+        if (NF > 2) A2 = A2 + c * FC_NAME(load4)(zs + 8);                                    \
+        if (NF > 3) A3 = A3 + c * FC_NAME(load4)(zs + 12);                                   \
+        if (REM > 0) T0 = T0 + cs * zs[4 * NF];                                              \
+        if (REM > 1) T1 = T1 + cs * zs[4 * NF + 1];                                          \
+        if (REM > 2) T2 = T2 + cs * zs[4 * NF + 2];                                          \
     }
+#define FC_WGRAD_LOOP(NF, REM)                                                               \
+    for (s = 0; s + 2 <= B; s += 2) {                                                       \
+        FC_WGRAD_ROW(a0, a1, a2, a3, t0, t1, t2, NF, REM, s)                                \
+        FC_WGRAD_ROW(b0, b1, b2, b3, u0, u1, u2, NF, REM, s + 1)                            \
+    }                                                                                        \
+    if (s < B) FC_WGRAD_ROW(a0, a1, a2, a3, t0, t1, t2, NF, REM, s)
 
 static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B, ptrdiff_t d,
                                                    const double* lab, ptrdiff_t ldl,
@@ -421,38 +485,39 @@ static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B
             FC_NAME(fc_axpy)(-lab[s * ldl] * g[s], z + s * d, y, d);
         return;
     }
-    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = a0, a2 = a0, a3 = a0;
-    double t0 = 0.0, t1 = 0.0, t2 = 0.0;
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, u0 = 0.0, u1 = 0.0, u2 = 0.0;
     switch (d) {
-        case 1: FC_WGRAD_LOOP(0, 1) break;
-        case 2: FC_WGRAD_LOOP(0, 2) break;
-        case 3: FC_WGRAD_LOOP(0, 3) break;
-        case 4: FC_WGRAD_LOOP(1, 0) break;
-        case 5: FC_WGRAD_LOOP(1, 1) break;
-        case 6: FC_WGRAD_LOOP(1, 2) break;
-        case 7: FC_WGRAD_LOOP(1, 3) break;
-        case 8: FC_WGRAD_LOOP(2, 0) break;
-        case 9: FC_WGRAD_LOOP(2, 1) break;
-        case 10: FC_WGRAD_LOOP(2, 2) break;
-        case 11: FC_WGRAD_LOOP(2, 3) break;
-        case 12: FC_WGRAD_LOOP(3, 0) break;
-        case 13: FC_WGRAD_LOOP(3, 1) break;
-        case 14: FC_WGRAD_LOOP(3, 2) break;
-        case 15: FC_WGRAD_LOOP(3, 3) break;
-        default: FC_WGRAD_LOOP(4, 0) break;
+        case 1: FC_WGRAD_LOOP(0, 1); break;
+        case 2: FC_WGRAD_LOOP(0, 2); break;
+        case 3: FC_WGRAD_LOOP(0, 3); break;
+        case 4: FC_WGRAD_LOOP(1, 0); break;
+        case 5: FC_WGRAD_LOOP(1, 1); break;
+        case 6: FC_WGRAD_LOOP(1, 2); break;
+        case 7: FC_WGRAD_LOOP(1, 3); break;
+        case 8: FC_WGRAD_LOOP(2, 0); break;
+        case 9: FC_WGRAD_LOOP(2, 1); break;
+        case 10: FC_WGRAD_LOOP(2, 2); break;
+        case 11: FC_WGRAD_LOOP(2, 3); break;
+        case 12: FC_WGRAD_LOOP(3, 0); break;
+        case 13: FC_WGRAD_LOOP(3, 1); break;
+        case 14: FC_WGRAD_LOOP(3, 2); break;
+        case 15: FC_WGRAD_LOOP(3, 3); break;
+        default: FC_WGRAD_LOOP(4, 0); break;
     }
     double acc[19];
-    FC_NAME(store4)(acc, a0);
-    FC_NAME(store4)(acc + 4, a1);
-    FC_NAME(store4)(acc + 8, a2);
-    FC_NAME(store4)(acc + 12, a3);
-    acc[4 * nfull] = t0;
-    acc[4 * nfull + 1] = t1;
-    acc[4 * nfull + 2] = t2;
+    FC_NAME(store4)(acc, a0 + b0);
+    FC_NAME(store4)(acc + 4, a1 + b1);
+    FC_NAME(store4)(acc + 8, a2 + b2);
+    FC_NAME(store4)(acc + 12, a3 + b3);
+    acc[4 * nfull] = t0 + u0;
+    acc[4 * nfull + 1] = t1 + u1;
+    acc[4 * nfull + 2] = t2 + u2;
     for (j = 0; j < d; j++)
         y[j] = y[j] + acc[j];
 }
 #undef FC_WGRAD_LOOP
+#undef FC_WGRAD_ROW
 
 #undef FC_INLINE
 #pragma GCC diagnostic pop

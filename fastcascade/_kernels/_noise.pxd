@@ -1,3 +1,4 @@
+from libc.stdint cimport uint32_t, uint64_t
 from numpy.random cimport bitgen_t
 
 # Perturbation kinds. Distributions (< NOISE_FIRST_TRANSFORM) draw values that are added to
@@ -76,3 +77,26 @@ cdef bint perturbation_active(const Perturbation* pert, long long t, bitgen_t* b
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil
+
+# ---- random streams: numpy's PCG64 inlined (_pcg64.h), bit for bit the same draws -------------
+
+cdef extern from "_pcg64.h":
+    ctypedef struct fc_pcg64_t:
+        int has_uint32
+        uint32_t uinteger
+
+# One run's stream: a bitgen_t that the kernels draw from. For a numpy PCG64 generator it serves
+# the inlined copy of the generator's state; for any other bit generator, the generator's own.
+ctypedef struct Stream:
+    bitgen_t own               # serves pcg (fast is True)
+    fc_pcg64_t pcg
+    bitgen_t* bitgen           # what to draw from: &own, or the generator's bitgen_t
+    bint fast
+
+# Open a stream on the numpy Generator (with the GIL; the generator must not be used until
+# stream_close, which writes the state back so that the generator continues where it stopped).
+cdef bitgen_t* stream_open(Stream* st, generator) except NULL
+cdef int stream_close(Stream* st, generator) except -1
+
+# n standard uniform doubles in [0, 1) (numpy's random_standard_uniform_fill).
+cdef void uniform_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil

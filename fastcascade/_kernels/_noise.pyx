@@ -9,7 +9,7 @@ as its comment says.
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport (fabs, floor, nearbyint, frexp, ldexp, isfinite, isnan, copysign, pow,
                         NAN, INFINITY)
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport (
@@ -33,6 +33,57 @@ TIMING_CODES = {"always": TIMING_ALWAYS, "every": TIMING_EVERY, "bernoulli": TIM
 MAGNITUDE_CODES = {"constant": MAG_CONSTANT, "power": MAG_POWER}
 INT_FIELDS = PERT_INT_FIELDS
 REAL_FIELDS = PERT_REAL_FIELDS
+
+
+# ---------------------------------------------------------------------------------------------
+# Random streams (see _pcg64.h)
+
+cdef extern from "_pcg64.h":
+    void fc_pcg64_set(fc_pcg64_t* g, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi,
+                      uint64_t inc_lo, int has_uint32, uint32_t uinteger) noexcept nogil
+    uint64_t fc_pcg64_state_hi(const fc_pcg64_t* g) noexcept nogil
+    uint64_t fc_pcg64_state_lo(const fc_pcg64_t* g) noexcept nogil
+    void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) noexcept nogil
+    bint fc_pcg64_is_ours(const bitgen_t* bg) noexcept nogil
+    void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, Py_ssize_t n) noexcept nogil
+
+cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+cdef bitgen_t* stream_open(Stream* st, generator) except NULL:
+    bit_generator = generator.bit_generator
+    st.fast = type(bit_generator) is np.random.PCG64
+    if not st.fast:
+        st.bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+        return st.bitgen
+    state = bit_generator.state
+    s, inc = state["state"]["state"], state["state"]["inc"]
+    fc_pcg64_set(&st.pcg, <uint64_t>((s >> 64) & _MASK64), <uint64_t>(s & _MASK64),
+                 <uint64_t>((inc >> 64) & _MASK64), <uint64_t>(inc & _MASK64),
+                 1 if state["has_uint32"] else 0, <uint32_t>state["uinteger"])
+    fc_pcg64_bitgen(&st.own, &st.pcg)
+    st.bitgen = &st.own
+    return st.bitgen
+
+
+cdef int stream_close(Stream* st, generator) except -1:
+    if not st.fast:
+        return 0
+    bit_generator = generator.bit_generator
+    state = bit_generator.state
+    state["state"]["state"] = (int(fc_pcg64_state_hi(&st.pcg)) << 64) \
+        | int(fc_pcg64_state_lo(&st.pcg))
+    state["has_uint32"] = int(st.pcg.has_uint32)
+    state["uinteger"] = int(st.pcg.uinteger)
+    bit_generator.state = state
+    return 0
+
+
+cdef void uniform_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil:
+    if fc_pcg64_is_ours(bg):
+        fc_pcg64_fill_double(<fc_pcg64_t*>bg.state, out, n)
+    else:
+        random_standard_uniform_fill(bg, n, out)
 
 
 cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow,
@@ -95,7 +146,7 @@ cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out,
     cdef double a = pert.p[0], b = pert.p[1]
     if pert.kind == NOISE_UNIFORM:
         # low + (high - low) u
-        random_standard_uniform_fill(bg, n, out)
+        uniform_fill(bg, n, out)
         b = b - a
         for j in range(n):
             out[j] = m * (a + b * out[j])
@@ -113,7 +164,7 @@ cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out,
             out[j] = m * (b * random_standard_t(bg, a))
     elif pert.kind == NOISE_RADEMACHER:
         # +-scale with probability 1/2 each
-        random_standard_uniform_fill(bg, n, out)
+        uniform_fill(bg, n, out)
         for j in range(n):
             out[j] = m * (a if out[j] < 0.5 else -a)
     elif pert.kind == NOISE_CONSTANT:
@@ -329,14 +380,19 @@ def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:
                                  or irow[6] > (0 if times is None else times.shape[0])):
         raise ValueError("At timing rows must index into times")
     cdef Perturbation pert = perturbation_from_rows(&irow[0], &rrow[0], tp)
-    capsule = generator.bit_generator.capsule
-    cdef bitgen_t* bg = <bitgen_t*>PyCapsule_GetPointer(capsule, "BitGenerator")
     cdef Py_ssize_t B = z.shape[0], d = z.shape[1]
     scratch = np.empty(2 * max(B * d, 1))
     cdef double[::1] sc = scratch
-    cdef bint active
-    with generator.bit_generator.lock, nogil:
-        active = perturbation_active(&pert, t, bg)
-        if active and B * d > 0:
-            perturbation_apply(&pert, bg, &z[0, 0], B, d, &sc[0], t)
+    cdef bint active = False
+    cdef Stream st
+    cdef bitgen_t* bg
+    with generator.bit_generator.lock:
+        bg = stream_open(&st, generator)
+        try:
+            with nogil:
+                active = perturbation_active(&pert, t, bg)
+                if active and B * d > 0:
+                    perturbation_apply(&pert, bg, &z[0, 0], B, d, &sc[0], t)
+        finally:
+            stream_close(&st, generator)
     return active

@@ -14,4 +14,10 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
                  const double* lab, Py_ssize_t ldl, Py_ssize_t B,
                  double* g_in, double* g_w) noexcept nogil
 
+# For an elementwise operator whose VJP is g_in = g * f'(z) (Softplus): out = f(z) and
+# deriv = f'(z) (B x d_in each) in one pass, bit-identical to op_forward and to the factor op_vjp
+# computes. Returns False, writing nothing, for the other operators.
+cdef bint op_forward_with_derivative(const OpDesc* op, const double* z, double* out,
+                                     double* deriv, Py_ssize_t B) noexcept nogil
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil

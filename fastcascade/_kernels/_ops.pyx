@@ -18,7 +18,8 @@ import numpy as np
 
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
-    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_axpy, fc_rowdots, fc_margin_wgrad)
+    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot, fc_axpy,
+    fc_rowdots, fc_margin_wgrad)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -114,17 +115,29 @@ def fastmath(str name, const double[::1] x):
     return out
 
 
+def fastmath_softplus_sigmoid(const double[::1] x):
+    """(softplus(x), sigmoid(x)) from the fused kernel fc_softplus_sigmoid (for tests)."""
+    cdef Py_ssize_t n = x.shape[0]
+    out, sig = np.empty(n), np.empty(n)
+    cdef double[::1] o = out, sg = sig
+    if n > 0:
+        fc_softplus_sigmoid(&x[0], &o[0], &sg[0], n)
+    return out, sig
+
+
 def fastmath_reduce(str name, const double[::1] x, const double[::1] y):
-    """fc_sumsq(x) or fc_dot(x, y) (for tests)."""
+    """fc_sum(x), fc_sumsq(x) or fc_dot(x, y) (for tests)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError("x and y must have the same length")
     if x.shape[0] == 0:
         return 0.0
+    if name == "sum":
+        return fc_sum(&x[0], x.shape[0])
     if name == "sumsq":
         return fc_sumsq(&x[0], x.shape[0])
     if name == "dot":
         return fc_dot(&x[0], &y[0], x.shape[0])
-    raise ValueError(f"name: expected sumsq or dot, given {name!r}")
+    raise ValueError(f"name: expected sum, sumsq or dot, given {name!r}")
 
 
 cdef inline void blas_gemm(char ta, char tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -371,6 +384,16 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
                 acc = acc + exp(zs[j] - m)
             c = <int>lab[s * ldl]
             out[s] = m + log1p(acc - 1.0) - zs[c]
+
+
+cdef bint op_forward_with_derivative(const OpDesc* op, const double* z, double* out,
+                                     double* deriv, Py_ssize_t B) noexcept nogil:
+    # Softplus: out = softplus(z) and deriv = sigmoid(z) = softplus'(z) from one e^-|z| (the
+    # same bits as op_forward and as op_vjp's factor)
+    if op.code == OP_SOFTPLUS:
+        fc_softplus_sigmoid(z, out, deriv, B * op.d_in)
+        return True
+    return False
 
 
 cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
