@@ -199,6 +199,10 @@ cdef int pass_init(Pass* ps, const Net* net, Py_ssize_t B) except -1:
         off += B * net.dims[i]
         ps.v[i] = ps.block + off
         off += B * net.dims[i]
+    # the backward pass starts from v_N = dF/dy_N = 1; nothing writes v[N] (perturbations of the
+    # backward pass act on the messages v[i - 1] that operators i >= 2 send)
+    for i in range(B * net.dims[net.N]):
+        ps.v[net.N][i] = 1.0
     return 0
 
 
@@ -290,22 +294,16 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
 
 cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
                         Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
-                        double* scratch, double* gsum, const double* deriv_N) noexcept nogil:
-    # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5)
-    # deriv_N: NULL, or f_N'(y_{N-1}) from op_forward_with_derivative (f_N elementwise, no
-    # weights), which makes f_N's VJP a product
-    cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
+                        double* scratch, double* gsum, bint last_vjp_done) noexcept nogil:
+    # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5),
+    # from v_N = 1 (set by pass_init). last_vjp_done: v[N - 1] already holds f_N's VJP
+    # (clean_eval_shared computed it with f_N's value; f_N has no weights).
+    cdef Py_ssize_t i, k, B = ps.B, N = net.N
     cdef const OpDesc* op
-    for j in range(B * net.dims[N]):
-        ps.v[N][j] = 1.0
     memset(gsum, 0, net.n_w * sizeof(double))
     for i in range(N, 0, -1):
         op = &net.ops[i - 1]
-        if i == N and deriv_N != NULL:
-            if i >= 2:
-                for j in range(B * net.dims[N]):
-                    ps.v[N - 1][j] = ps.v[N][j] * deriv_N[j]
-        else:
+        if i < N or not last_vjp_done:
             op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab,
                    ldl, B, ps.v[i - 1] if i >= 2 else NULL,
                    gsum + op.w_off if op.n_w > 0 else NULL)
@@ -383,7 +381,7 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
     cdef const OpDesc* op
     cdef double obj = 0.0
     cdef double* saved_a[64]
-    cdef const double* deriv_N = NULL
+    cdef bint last_vjp_done = False
     while shared < n_fwd and shared < 64 and (shared == 0 or pert.y[shared] == pert.a[shared]):
         shared += 1
     # operators 1..shared: borrow the perturbed pass's outputs (restored below)
@@ -395,16 +393,16 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
     for i in range(shared + 1, N + 1):
         op = &net.ops[i - 1]
         # the last operator's value and, where it has one, its elementwise derivative in one
-        # pass (into ybuf[N], unused by a clean pass): the VJP below is then a product
-        if i == N and op_forward_with_derivative(op, clean.y[i - 1], clean.a[i],
-                                                 clean.ybuf[i], B):
-            deriv_N = clean.ybuf[i]
+        # pass; with v_N = 1 the derivative is the message f_N sends back: v_{N-1} = f_N'(y_{N-1})
+        if i == N and N >= 2 and op_forward_with_derivative(op, clean.y[i - 1], clean.a[i],
+                                                            clean.v[i - 1], B):
+            last_vjp_done = True
         else:
             op_forward(op, w + op.w_off, net.params + op.p_off, clean.y[i - 1], clean.a[i], lab,
                        ldl, B)
         clean.y[i] = clean.a[i]
     obj = fc_sum(clean.a[N], B)
-    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad, deriv_N)
+    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad, last_vjp_done)
     for i in range(1, shared + 1):
         clean.a[i] = saved_a[i - 1]
     for j in range(net.n_w):
@@ -663,7 +661,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
                 backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
-                              NULL)
+                              False)
                 if B == 1:
                     g = gsum                     # the mean of one sample: no copy
                 elif inv_B > 0.0:
@@ -816,10 +814,10 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
         with nogil:
             forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch)
             backward_pass(&net, wp, &pert, lab, ldl, &sites, t, bg_bwd, scratch,
-                          &g_perturbed[0] if net.n_w > 0 else NULL, NULL)
+                          &g_perturbed[0] if net.n_w > 0 else NULL, False)
             forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL)
             backward_pass(&net, wp, &clean, lab, ldl, NULL, 0, NULL, NULL,
-                          &g_clean[0] if net.n_w > 0 else NULL, NULL)
+                          &g_clean[0] if net.n_w > 0 else NULL, False)
             for j in range(net.n_w):
                 g_perturbed[j] = g_perturbed[j] / B
                 g_clean[j] = g_clean[j] / B

@@ -139,20 +139,31 @@ cdef bint perturbation_active(const Perturbation* pert, long long t, bitgen_t* b
 # ---------------------------------------------------------------------------------------------
 # Distributions
 
+cdef bint standard_draws(const Perturbation* pert, bitgen_t* bg, double* out, Py_ssize_t n,
+                         double* a, double* b) noexcept nogil:
+    # The location-scale kinds: n standard draws u into out, and (a, b) such that the draws are
+    # a + b u. False (nothing drawn) for the other kinds.
+    if pert.kind == NOISE_UNIFORM:
+        # low + (high - low) u, u uniform in [0, 1)
+        uniform_fill(bg, n, out)
+        a[0] = pert.p[0]
+        b[0] = pert.p[1] - pert.p[0]
+        return True
+    if pert.kind == NOISE_GAUSSIAN:
+        # mean + std u, u standard normal
+        random_standard_normal_fill(bg, n, out)
+        a[0] = pert.p[0]
+        b[0] = pert.p[1]
+        return True
+    return False
+
+
 cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out, Py_ssize_t n,
                             double m) noexcept nogil:
     # n draws times the magnitude m
     cdef Py_ssize_t j
     cdef double a = pert.p[0], b = pert.p[1]
-    if pert.kind == NOISE_UNIFORM:
-        # low + (high - low) u
-        uniform_fill(bg, n, out)
-        b = b - a
-        for j in range(n):
-            out[j] = m * (a + b * out[j])
-    elif pert.kind == NOISE_GAUSSIAN:
-        # mean + std z
-        random_standard_normal_fill(bg, n, out)
+    if standard_draws(pert, bg, out, n, &a, &b):
         for j in range(n):
             out[j] = m * (a + b * out[j])
     elif pert.kind == NOISE_LAPLACE:
@@ -175,9 +186,15 @@ cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out,
 cdef void apply_distribution(const Perturbation* pert, bitgen_t* bg, double* z, Py_ssize_t B,
                              Py_ssize_t d, double* scratch, double m) noexcept nogil:
     cdef Py_ssize_t s, j, n
+    cdef double a, b
     cdef bint relative = pert.mode == MODE_RELATIVE
     if pert.granularity == GRAN_ELEMENT:
         n = B * d
+        if not relative and standard_draws(pert, bg, scratch, n, &a, &b):
+            # the common case in one pass over z (the same operations as below)
+            for j in range(n):
+                z[j] = z[j] + m * (a + b * scratch[j])
+            return
         draw_distribution(pert, bg, scratch, n, m)
         for j in range(n):
             z[j] = z[j] * (1.0 + scratch[j]) if relative else z[j] + scratch[j]
