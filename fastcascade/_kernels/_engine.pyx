@@ -592,6 +592,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     # One allocation for the vectors, none in the loop.
     cdef Py_ssize_t nvec = 7 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
     cdef double* vecs = <double*>calloc(nvec + 1, sizeof(double))
+    # the weights live in this thread's own memory during the run (copied back at the end): rows
+    # of the caller's weight array share cache lines between runs on different threads
+    cdef double* w_run = <double*>malloc((n_w + 1) * sizeof(double))
+    cdef bint w_loaded = False
     perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
     idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
     pert.block = cleanb.block = full.block = NULL
@@ -600,8 +604,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     pert.ybuf = cleanb.ybuf = full.ybuf = NULL
     pert.v = cleanb.v = full.v = NULL
     try:
-        if vecs == NULL or perm == NULL or idx == NULL:
+        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL:
             raise MemoryError()
+        if n_w > 0:
+            memcpy(w_run, &w[0], n_w * sizeof(double))
+        w_loaded = True
         bg_data = stream_open(&st_data, data_gen)
         bg_fwd = stream_open(&st_fwd, forward_gen)
         bg_bwd = stream_open(&st_bwd, backward_gen)
@@ -621,7 +628,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         scratch = gnoise + n_w
         xb = scratch + 2 * net.max_width * B   # perturbation kernels use up to 2 B d
         lb = xb + B * d0
-        wp = &w[0] if n_w > 0 else NULL
+        wp = w_run if n_w > 0 else NULL
         # -- speed (no change to any result) --
         # the perturbed pass skips the last operator's forward output when nothing reads it: no
         # forward perturbation at op N, no profile, and op N's VJP does not use its output
@@ -757,6 +764,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     stop_iter = t
                     break
     finally:
+        if w_loaded and n_w > 0:
+            memcpy(&w[0], w_run, n_w * sizeof(double))
+        free(w_run)
         # the generators continue where the run stopped (as numpy's own draws would leave them)
         stream_close(&st_data, data_gen)
         stream_close(&st_fwd, forward_gen)
