@@ -1,5 +1,7 @@
 # cython: language_level=3
-"""Perturbation kernels: every draw goes through numpy's ``bitgen_t`` (no GIL needed).
+"""Perturbation kernels: every draw comes from a numpy ``bitgen_t`` (no GIL needed); for numpy's
+PCG64, the engine's streams serve it from an inlined copy of the generator's state (_pcg64.h,
+stream_open / stream_close), the same draws bit for bit.
 
 Each kind's NumPy twin lives with its class in ``fastcascade.noise`` and consumes the stream in
 the same order: a distribution fills its draws row-major over the block (as ``Generator.random``,
