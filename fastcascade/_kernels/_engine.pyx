@@ -29,8 +29,9 @@ import numpy as np
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
     OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
-from fastcascade._kernels._ops cimport op_forward, op_vjp, opdesc_from_row
-from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sumsq, fc_axpy_exact
+from fastcascade._kernels._ops cimport op_forward, op_vjp_set, opdesc_from_row
+from fastcascade._kernels._fastmath cimport (
+    fc_fastmath_init, fc_sumsq, fc_axpy_exact, fc_axpy_exact_sumsq)
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT)
@@ -161,6 +162,10 @@ cdef int net_init(Net* net, const long long[:, ::1] table, const double[::1] par
     net.n_w = 0
     for i in range(N):
         net.ops[i] = opdesc_from_row(&table[i, 0])
+        if net.ops[i].w_off != net.n_w:
+            # backward_pass lets each operator write its own block of the gradient
+            net_free(net)
+            raise ValueError("op_table: the operators' weight blocks must tile the weight vector")
         net.n_w += net.ops[i].n_w
     net.dims[0] = net.ops[0].d_in
     net.max_width = net.dims[0]
@@ -289,15 +294,31 @@ cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double*
                         Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
                         double* scratch, double* gsum) noexcept nogil:
     # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5)
+    backward_pass_sumsq(net, w, ps, lab, ldl, sites, t, bg, scratch, gsum, NULL)
+
+
+cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const double* lab,
+                              Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
+                              double* scratch, double* gsum, double* gsumsq) noexcept nogil:
+    # backward_pass; also, when gsumsq is not NULL, gsumsq[0] = sum_j gsum_j^2 (the operators'
+    # blocks summed in the order N..1, each computed by its kernel while it writes the block).
+    # The operators' weight blocks tile gsum (net_init checks it), so each operator writes its
+    # own block (op_vjp_set) and gsum needs no zeroing pass first.
     cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
     cdef const OpDesc* op
+    cdef double block_sumsq
+    if gsumsq != NULL:
+        gsumsq[0] = 0.0
     for j in range(B * net.dims[N]):
         ps.v[N][j] = 1.0
-    memset(gsum, 0, net.n_w * sizeof(double))
     for i in range(N, 0, -1):
         op = &net.ops[i - 1]
-        op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab, ldl,
-               B, ps.v[i - 1] if i >= 2 else NULL, gsum + op.w_off if op.n_w > 0 else NULL)
+        op_vjp_set(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab,
+                   ldl, B, ps.v[i - 1] if i >= 2 else NULL,
+                   gsum + op.w_off if op.n_w > 0 else NULL,
+                   &block_sumsq if gsumsq != NULL and op.n_w > 0 else NULL)
+        if gsumsq != NULL and op.n_w > 0:
+            gsumsq[0] = gsumsq[0] + block_sumsq
         if sites == NULL or i < 2:
             continue
         for k in range(sites.start[N + i], sites.end[N + i]):
@@ -404,7 +425,12 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
 cdef double safe_norm(const double* x, Py_ssize_t n) noexcept nogil:
     # ||x||, without overflow for finite entries up to DBL_MAX (the sum of squares overflows
     # from about 1.3e154): rescale by max |x_j| only when the plain sum is not finite.
-    cdef double acc = norm2(x, n), m = 0.0, r
+    return safe_norm_of(norm2(x, n), x, n)
+
+
+cdef double safe_norm_of(double acc, const double* x, Py_ssize_t n) noexcept nogil:
+    # safe_norm(x), given acc = sum_j x_j^2 (in any fixed order), e.g. from a fused pass
+    cdef double m = 0.0, r
     cdef Py_ssize_t j
     if isfinite(acc):
         return sqrt(acc)
@@ -531,8 +557,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Py_ssize_t B, n_w, N, i, j, s, row, rec, pos, n_rec
     cdef long long t, stop_iter = -1
     cdef int stop = STOP_NONE
-    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
+    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat, gsumsq, wsumsq
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
+    cdef bint fused_gnorm, fused_wnorm
     cdef bitgen_t* bg_data = bitgen_of(data_gen)
     cdef bitgen_t* bg_fwd = bitgen_of(forward_gen)
     cdef bitgen_t* bg_bwd = bitgen_of(backward_gen)
@@ -615,6 +642,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             fwd_net.N = N - 1
         # the batch mean by a multiplication where that is exact (B a power of 2)
         inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
+        # ||g||^2 summed by the backward pass while it writes gsum, when g is gsum unchanged
+        # (one sample, no regularizer, no gradient noise); ||w||^2 summed in the SGD update
+        fused_gnorm = B == 1 and cfg.reg_code == REG_NONE and not cfg.grad_noise_std > 0.0
+        fused_wnorm = cfg.optimizer == OPT_SGD and cfg.momentum == 0.0
         pos = M  # forces a shuffle before the first shuffled batch
 
         with nogil:
@@ -644,7 +675,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
-                backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum)
+                backward_pass_sumsq(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
+                                    &gsumsq if fused_gnorm else NULL)
                 if B == 1:
                     g = gsum                     # the mean of one sample: no copy
                 elif inv_B > 0.0:
@@ -695,7 +727,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     random_standard_normal_fill(bg_grad, n_w, gnoise)
                     for j in range(n_w):
                         g[j] = g[j] + cfg.grad_noise_std * gnoise[j]
-                gnorm = safe_norm(g, n_w)
+                gnorm = safe_norm_of(gsumsq, g, n_w) if fused_gnorm else safe_norm(g, n_w)
                 if not isfinite(gnorm):
                     stop = STOP_NONFINITE_GRADIENT
                 elif gnorm > cfg.max_norm:
@@ -711,8 +743,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- the optimizer's update ----------------------------------------------
                 if cfg.optimizer == OPT_SGD:
                     if cfg.momentum == 0.0:
-                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g)
-                        fc_axpy_exact(-lr, g, wp, n_w)
+                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g);
+                        # and ||w||^2 of the new w in the same pass (as fc_sumsq would sum it)
+                        wsumsq = fc_axpy_exact_sumsq(-lr, g, wp, n_w)
                     else:
                         # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                         for j in range(n_w):
@@ -731,7 +764,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         mhat = m1[j] / b1c
                         vhat = m2[j] / b2c
                         wp[j] = wp[j] - lr * mhat / (sqrt(vhat) + cfg.adam_eps)
-                wnorm = safe_norm(wp, n_w)
+                wnorm = safe_norm_of(wsumsq, wp, n_w) if fused_wnorm else safe_norm(wp, n_w)
                 if not isfinite(wnorm):
                     stop = STOP_NONFINITE_WEIGHTS
                 elif wnorm > cfg.max_norm:

@@ -13,6 +13,19 @@ FC_INLINE fc_v4d FC_NAME(load4)(const double* p) { fc_v4d v; memcpy(&v, p, sizeo
 
 FC_INLINE void FC_NAME(store4)(double* p, fc_v4d v) { memcpy(p, &v, sizeof v); }
 
+/* c + a b with the rounding(s) of the variant's contracted `c + a * b`: one (FMA) in the AVX2
+ * variant, two in the baseline one; for code compiled with fp-contract=off that must still round
+ * like the variant's contracted code elsewhere */
+#ifdef FC_FMA
+FC_INLINE fc_v4d FC_NAME(muladd4)(fc_v4d a, fc_v4d b, fc_v4d c) {
+    return __builtin_ia32_vfmaddpd256(a, b, c);
+}
+FC_INLINE double FC_NAME(muladd1)(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
+FC_INLINE fc_v4d FC_NAME(muladd4)(fc_v4d a, fc_v4d b, fc_v4d c) { return c + a * b; }
+FC_INLINE double FC_NAME(muladd1)(double a, double b, double c) { return c + a * b; }
+#endif
+
 /* the first n (< 4) elements of p, padded with 0.0 */
 FC_INLINE fc_v4d FC_NAME(load_part)(const double* p, ptrdiff_t n) {
     double buf[4] = {0.0, 0.0, 0.0, 0.0};
@@ -276,30 +289,42 @@ static FC_TARGET_ATTR void FC_NAME(fc_tanh_array)(const double* x, double* o, pt
     }
 }
 
-/* ---- reductions in a fixed order: two 4-lane accumulators over blocks of 8, one more block of
- * 4 into the first, the last n % 4 terms into a scalar, then
- * ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1 lane-wise ---------------------------------------- */
+/* ---- reductions in a fixed order --------------------------------------------------------------
+ * fc_dot: two 4-lane accumulators over blocks of 8, one more block of 4 into the first, the last
+ * n % 4 terms into a scalar, then ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1 lane-wise.
+ * fc_sumsq (and the norm fused into fc_axpy_exact_sumsq): four accumulators over blocks of 16
+ * (four FMA latency chains: the long vectors of the engine's norms are not latency-bound), the
+ * remaining blocks of 4 into a0, a1, a2 in turn, the last n % 4 terms into a scalar, then
+ * hsum4((a0 + a1) + (a2 + a3)) + scalar. */
 
 FC_INLINE double FC_NAME(hsum4)(fc_v4d a) { return (a[0] + a[2]) + (a[1] + a[3]); }
 
+/* the accumulators of a 4-chain sum of squares, in the order described above */
+typedef struct { fc_v4d a[4]; double tail; } FC_NAME(sumsq_acc);
+
+FC_INLINE double FC_NAME(sumsq_acc_total)(const FC_NAME(sumsq_acc)* s) {
+    return FC_NAME(hsum4)((s->a[0] + s->a[1]) + (s->a[2] + s->a[3])) + s->tail;
+}
+
 static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
-    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0), v, w;
-    double tail = 0.0;
+    FC_NAME(sumsq_acc) s;
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v = FC_NAME(load4)(x + i);
-        w = FC_NAME(load4)(x + i + 4);
-        a0 = a0 + v * v;
-        a1 = a1 + w * w;
-    }
-    if (i + 4 <= n) {
-        v = FC_NAME(load4)(x + i);
-        a0 = a0 + v * v;
-        i += 4;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (; i + 16 <= n; i += 16)
+        for (k = 0; k < 4; k++) {
+            fc_v4d v = FC_NAME(load4)(x + i + 4 * k);
+            s.a[k] = s.a[k] + v * v;
+        }
+    for (k = 0; i + 4 <= n; i += 4, k++) {
+        fc_v4d v = FC_NAME(load4)(x + i);
+        s.a[k] = s.a[k] + v * v;
     }
     for (; i < n; i++)
-        tail = tail + x[i] * x[i];
-    return FC_NAME(hsum4)(a0 + a1) + tail;
+        s.tail = s.tail + x[i] * x[i];
+    return FC_NAME(sumsq_acc_total)(&s);
 }
 
 static FC_TARGET_ATTR double FC_NAME(fc_dot)(const double* x, const double* y, ptrdiff_t n) {
@@ -343,6 +368,38 @@ void FC_NAME(fc_axpy_exact)(double a, const double* x, double* y, ptrdiff_t n) {
         double t = a * x[i];
         y[i] = y[i] + t;
     }
+}
+
+/* y += a x as fc_axpy_exact (bit-identical), returning fc_sumsq of the new y (bit-identical too):
+ * the engine's SGD update and its weight norm in one pass over the weights */
+static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
+double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdiff_t n) {
+    FC_NAME(sumsq_acc) s;
+    fc_v4d av = FC_NAME(splat)(a);
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (; i + 16 <= n; i += 16)
+        for (k = 0; k < 4; k++) {
+            fc_v4d t = av * FC_NAME(load4)(x + i + 4 * k);
+            fc_v4d v = FC_NAME(load4)(y + i + 4 * k) + t;
+            FC_NAME(store4)(y + i + 4 * k, v);
+            s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
+        }
+    for (k = 0; i + 4 <= n; i += 4, k++) {
+        fc_v4d t = av * FC_NAME(load4)(x + i);
+        fc_v4d v = FC_NAME(load4)(y + i) + t;
+        FC_NAME(store4)(y + i, v);
+        s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
+    }
+    for (; i < n; i++) {
+        double t = a * x[i];
+        y[i] = y[i] + t;
+        s.tail = FC_NAME(muladd1)(y[i], y[i], s.tail);
+    }
+    return FC_NAME(sumsq_acc_total)(&s);
 }
 
 /* Margin's two kernels for narrow rows (d <= 16) are instantiated for each width (the switches
@@ -453,6 +510,125 @@ static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B
         y[j] = y[j] + acc[j];
 }
 #undef FC_WGRAD_LOOP
+
+/* ---- Linear at small batches (per sample): W z, W^T g and the rank-1 weight gradient g z^T --
+ * W is row-major m x d (m = d_out rows of d = d_in). Every output element is summed in a fixed
+ * order that does not depend on its position, so that results are the same for any m and d:
+ *   fc_matvec:   out[o] = <W_o, z> in fc_dot's order (bit-identical to fc_dot per row);
+ *   fc_matvec_t: out[j] = sum_o g[o] W[o][j], sequentially over o (as m axpys into zero);
+ *   fc_outer:    y[o][j] = g[o] z[j]  (or y[o][j] += g[o] z[j] when accumulate). */
+
+/* R rows of W at once against z: 2 R accumulators in flight (one FMA latency chain of fc_dot's
+ * two per row would leave the FMA units idle) */
+FC_INLINE void FC_NAME(matvec_rows)(const double* W, ptrdiff_t d, const double* z, double* out,
+                                    const int R) {
+    fc_v4d a0[4], a1[4];
+    double t[4];
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < R; k++) {
+        a0[k] = a1[k] = FC_NAME(splat)(0.0);
+        t[k] = 0.0;
+    }
+    for (; i + 8 <= d; i += 8) {
+        fc_v4d z0 = FC_NAME(load4)(z + i), z1 = FC_NAME(load4)(z + i + 4);
+        for (k = 0; k < R; k++) {
+            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
+            a1[k] = a1[k] + FC_NAME(load4)(W + k * d + i + 4) * z1;
+        }
+    }
+    if (i + 4 <= d) {
+        fc_v4d z0 = FC_NAME(load4)(z + i);
+        for (k = 0; k < R; k++)
+            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
+        i += 4;
+    }
+    for (; i < d; i++)
+        for (k = 0; k < R; k++)
+            t[k] = t[k] + W[k * d + i] * z[i];
+    for (k = 0; k < R; k++)
+        out[k] = FC_NAME(hsum4)(a0[k] + a1[k]) + t[k];
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_matvec)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                             const double* z, double* out) {
+    ptrdiff_t o = 0;
+    for (; o + FC_MATVEC_ROWS <= m; o += FC_MATVEC_ROWS)
+        FC_NAME(matvec_rows)(W + o * d, d, z, out + o, FC_MATVEC_ROWS);
+    for (; o < m; o++)
+        FC_NAME(matvec_rows)(W + o * d, d, z, out + o, 1);
+}
+
+/* columns [0, 4 V) of W^T g (W advanced to the block's first column): V accumulators */
+FC_INLINE void FC_NAME(matvec_t_cols)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                      const double* g, double* out, const int V) {
+    fc_v4d a[8];
+    ptrdiff_t o;
+    int k;
+    for (k = 0; k < V; k++)
+        a[k] = FC_NAME(splat)(0.0);
+    for (o = 0; o < m; o++) {
+        fc_v4d go = FC_NAME(splat)(g[o]);
+        for (k = 0; k < V; k++)
+            a[k] = a[k] + go * FC_NAME(load4)(W + o * d + 4 * k);
+    }
+    for (k = 0; k < V; k++)
+        FC_NAME(store4)(out + 4 * k, a[k]);
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_matvec_t)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                               const double* g, double* out) {
+    ptrdiff_t j = 0, o;
+    for (; j + 4 * FC_MATVEC_T_VECS <= d; j += 4 * FC_MATVEC_T_VECS)
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, FC_MATVEC_T_VECS);
+    if (FC_MATVEC_T_VECS > 4 && j + 16 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 4);
+        j += 16;
+    }
+    if (j + 8 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 2);
+        j += 8;
+    }
+    if (j + 4 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 1);
+        j += 4;
+    }
+    for (; j < d; j++) {
+        double acc = 0.0;
+        for (o = 0; o < m; o++)
+            acc = acc + g[o] * W[o * d + j];
+        out[j] = acc;
+    }
+}
+
+/* returns the sum of squares of the m x d entries of y after the call, summed while they are in
+ * registers: row by row, the j-th vector of 4 of a row into accumulator j % 4, the last d % 4
+ * columns into a scalar, then hsum4((a0 + a1) + (a2 + a3)) + scalar */
+static FC_TARGET_ATTR double FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const double* z,
+                                              ptrdiff_t d, double* y, int accumulate) {
+    FC_NAME(sumsq_acc) s;
+    ptrdiff_t o, j;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (o = 0; o < m; o++) {
+        double* yo = y + o * d;
+        fc_v4d go = FC_NAME(splat)(g[o]), v;
+        for (j = 0, k = 0; j + 4 <= d; j += 4, k = (k + 1) & 3) {
+            v = go * FC_NAME(load4)(z + j);
+            if (accumulate)
+                v = FC_NAME(load4)(yo + j) + v;
+            FC_NAME(store4)(yo + j, v);
+            s.a[k] = s.a[k] + v * v;
+        }
+        for (; j < d; j++) {
+            yo[j] = accumulate ? yo[j] + g[o] * z[j] : g[o] * z[j];
+            s.tail = s.tail + yo[j] * yo[j];
+        }
+    }
+    return FC_NAME(sumsq_acc_total)(&s);
+}
 
 #undef FC_INLINE
 #pragma GCC diagnostic pop

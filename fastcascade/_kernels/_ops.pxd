@@ -14,4 +14,11 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
                  const double* lab, Py_ssize_t ldl, Py_ssize_t B,
                  double* g_in, double* g_w) noexcept nogil
 
+# op_vjp with g_w (when not NULL) overwritten by sum_s J2(z_s)^T g_s instead of accumulated into;
+# when g_w_sumsq is not NULL, also g_w_sumsq[0] = sum of squares of g_w (in a fixed order)
+cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
+                     const double* z, const double* out, const double* g,
+                     const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                     double* g_in, double* g_w, double* g_w_sumsq) noexcept nogil
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil

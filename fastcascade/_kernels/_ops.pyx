@@ -18,7 +18,8 @@ import numpy as np
 
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
-    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_axpy, fc_rowdots, fc_margin_wgrad)
+    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_rowdots, fc_margin_wgrad,
+    fc_matvec, fc_matvec_t, fc_outer)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -263,6 +264,86 @@ cdef void lq_terminal(const OpDesc* op, const double* Qf, const double* z, doubl
             g_in[s * (n + 1) + n] = g[s]
 
 
+# -- Linear and FixedLinear: out_s = W z_s (+ b), W d_out x d_in row-major (the weights for
+# LINEAR, followed by b when flag; the fixed parameters for FIXED_LINEAR) -----------------------
+
+cdef void linear_forward(const OpDesc* op, const double* w, const double* p, const double* z,
+                         double* out, Py_ssize_t B) noexcept nogil:
+    cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
+    cdef const double* W = w if op.code == OP_LINEAR else p
+    if use_blas(B, din, dout):
+        # out^T (dout x B) = W Z^T, column-major: W is (din x dout)^T, Z^T is (din x B)
+        blas_gemm(b'T', b'N', dout, B, din, W, din, z, din, 0.0, out, dout)
+    else:
+        for s in range(B):
+            fc_matvec(W, dout, din, z + s * din, out + s * dout)
+    if op.flag:
+        for s in range(B):
+            for o in range(dout):
+                out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
+
+
+cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const double* z,
+                     const double* g, Py_ssize_t B, double* g_in, double* g_w,
+                     bint accumulate, double* g_w_sumsq) noexcept nogil:
+    # g_in = J1^T g (when not NULL); g_w (+)= sum_s J2(z_s)^T g_s (LINEAR only, when not NULL):
+    # accumulated into when `accumulate`, else overwritten; g_w_sumsq (when not NULL) = the sum
+    # of squares of the new g_w (0 without g_w)
+    cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
+    cdef const double* W = w if op.code == OP_LINEAR else p
+    cdef double* gb
+    cdef double sq = 0.0
+    if op.code != OP_LINEAR:
+        g_w = NULL
+    if use_blas(B, din, dout):
+        # out_s = W z_s + b: d/dz_s = W^T g_s; all samples: G_in^T (din x B) = W^T G^T
+        if g_in != NULL:
+            blas_gemm(b'N', b'N', din, B, dout, W, din, g, dout, 0.0, g_in, din)
+        # out_s = W z_s + b: dW (+)= sum_s g_s z_s^T, i.e. dW^T (din x dout) (+)= Z^T G
+        if g_w != NULL:
+            blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0 if accumulate else 0.0,
+                      g_w, din)
+            if g_w_sumsq != NULL:
+                sq = fc_sumsq(g_w, dout * din)
+    else:
+        for s in range(B):
+            # out_s = W z_s + b: d/dz_s = W^T g_s
+            if g_in != NULL:
+                fc_matvec_t(W, dout, din, g + s * dout, g_in + s * din)
+            # out_s = W z_s + b: dW (+)= g_s z_s^T (the first sample sets it unless accumulating)
+            if g_w != NULL:
+                # (the sum of squares of the last sample's call is that of the final dW)
+                sq = fc_outer(g + s * dout, dout, z + s * din, din, g_w, accumulate or s > 0)
+    # out_s = W z_s + b: db (+)= sum_s g_s
+    if g_w != NULL and op.flag:
+        gb = g_w + dout * din
+        for s in range(B):
+            for o in range(dout):
+                if accumulate or s > 0:
+                    gb[o] = gb[o] + g[s * dout + o]
+                else:
+                    gb[o] = g[o]
+        if g_w_sumsq != NULL:
+            sq = sq + fc_sumsq(gb, dout)
+    if g_w_sumsq != NULL:
+        g_w_sumsq[0] = sq
+
+
+cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
+                     const double* z, const double* out, const double* g,
+                     const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                     double* g_in, double* g_w, double* g_w_sumsq) noexcept nogil:
+    # op_vjp with g_w overwritten (no zeroing pass where the operator can write it directly)
+    if op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
+        linear_vjp(op, w, p, z, g, B, g_in, g_w, False, g_w_sumsq)
+        return
+    if g_w != NULL:
+        memset(g_w, 0, op.n_w * sizeof(double))
+    op_vjp(op, w, p, z, out, g, lab, ldl, B, g_in, g_w)
+    if g_w_sumsq != NULL:
+        g_w_sumsq[0] = fc_sumsq(g_w, op.n_w) if g_w != NULL else 0.0
+
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
     cdef OpDesc op
     op.code = <int>row[0]
@@ -283,7 +364,6 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
     cdef Py_ssize_t n = B * din
     cdef double acc, m, t
     cdef const double* zs
-    cdef const double* row
     cdef int c
 
     if op.code == OP_IDENTITY:
@@ -304,23 +384,7 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
         for s in range(B):
             out[s] = -lab[s * ldl] * out[s]
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
-        # out_s = W z_s (+ b); W is d_out x d_in row-major (weights for LINEAR, params for FIXED)
-        row = w if op.code == OP_LINEAR else p
-        if use_blas(B, din, dout):
-            # out^T (dout x B) = W Z^T, column-major: W is (din x dout)^T, Z^T is (din x B)
-            blas_gemm(b'T', b'N', dout, B, din, row, din, z, din, 0.0, out, dout)
-            if op.flag:
-                for s in range(B):
-                    for o in range(dout):
-                        out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
-        else:
-            for s in range(B):
-                zs = z + s * din
-                for o in range(dout):
-                    acc = fc_dot(row + o * din, zs, din)
-                    if op.flag:
-                        acc = acc + w[dout * din + o]
-                    out[s * dout + o] = acc
+        linear_forward(op, w, p, z, out, B)
     elif op.code == OP_DIAG_LINEAR:
         # out_s = A (z_s * w), A = p (d_out x d_in)
         for s in range(B):
@@ -382,7 +446,6 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
     cdef Py_ssize_t n = B * din
     cdef double acc, m, t, gs, ys
     cdef const double* zs
-    cdef const double* row
     cdef double* gi
     cdef int c
 
@@ -422,36 +485,7 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
         if g_w != NULL:
             fc_margin_wgrad(z, B, din, lab, ldl, g, g_w)
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
-        row = w if op.code == OP_LINEAR else p
-        if use_blas(B, din, dout):
-            # out_s = W z_s + b: d/dz_s = W^T g_s; all samples: G_in^T (din x B) = W^T G^T
-            if g_in != NULL:
-                blas_gemm(b'N', b'N', din, B, dout, row, din, g, dout, 0.0, g_in, din)
-            # out_s = W z_s + b: dW += sum_s g_s z_s^T, i.e. dW^T (din x dout) += Z^T G
-            if g_w != NULL and op.code == OP_LINEAR:
-                blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0, g_w, din)
-                # out_s = W z_s + b: db += g_s
-                if op.flag:
-                    for s in range(B):
-                        for o in range(dout):
-                            g_w[dout * din + o] = g_w[dout * din + o] + g[s * dout + o]
-            return
-        for s in range(B):
-            zs = z + s * din
-            # out_s = W z_s + b: d/dz_s = W^T g_s
-            if g_in != NULL:
-                gi = g_in + s * din
-                for j in range(din):
-                    gi[j] = 0.0
-                for o in range(dout):
-                    fc_axpy(g[s * dout + o], row + o * din, gi, din)
-            # out_s = W z_s + b: dW += g_s z_s^T, db += g_s
-            if g_w != NULL and op.code == OP_LINEAR:
-                for o in range(dout):
-                    gs = g[s * dout + o]
-                    fc_axpy(gs, zs, g_w + o * din, din)
-                    if op.flag:
-                        g_w[dout * din + o] = g_w[dout * din + o] + gs
+        linear_vjp(op, w, p, z, g, B, g_in, g_w, True, NULL)
     elif op.code == OP_DIAG_LINEAR:
         for s in range(B):
             zs = z + s * din
