@@ -192,12 +192,14 @@ FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
     fc_v4d as = FC_NAME(select4)(small, a, FC_NAME(splat)(0.0));
     fc_v4d m = FC_NAME(expm1_small4)(as);
     fc_v4d E = m * (m + two);
-    fc_v4d ts = E / (E + two);
     fc_v4d y = FC_NAME(splat)(-2.0) * a;
     y = FC_NAME(select4)((fc_v4i)(y >= FC_NAME(splat)(-708.0)), y, FC_NAME(splat)(-708.0));
     fc_v4d e = FC_NAME(exp4)(y);
-    fc_v4d tl = (one - e) / (one + e);
-    fc_v4d t = FC_NAME(select4)(small, ts, tl);
+    /* one division for both branches: E / (E + 2) or (1 - e) / (1 + e), lane by lane (the same
+     * operands, so the same bits as dividing in each branch and selecting) */
+    fc_v4d num = FC_NAME(select4)(small, E, one - e);
+    fc_v4d den = FC_NAME(select4)(small, E + two, one + e);
+    fc_v4d t = num / den;
     const fc_v4u sign = {0x8000000000000000ULL, 0x8000000000000000ULL,
                          0x8000000000000000ULL, 0x8000000000000000ULL};
     return (fc_v4d)((fc_v4u)t | ((fc_v4u)x & sign));
@@ -318,7 +320,7 @@ static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
             fc_v4d v = FC_NAME(load4)(x + i + 4 * k);
             s.a[k] = s.a[k] + v * v;
         }
-    for (k = 0; i + 4 <= n; i += 4, k++) {
+    for (k = 0; k < 3 && i + 4 <= n; k++, i += 4) {   /* unrolled: constant k */
         fc_v4d v = FC_NAME(load4)(x + i);
         s.a[k] = s.a[k] + v * v;
     }
@@ -388,7 +390,7 @@ double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdif
             FC_NAME(store4)(y + i + 4 * k, v);
             s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
         }
-    for (k = 0; i + 4 <= n; i += 4, k++) {
+    for (k = 0; k < 3 && i + 4 <= n; k++, i += 4) {   /* unrolled: constant k */
         fc_v4d t = av * FC_NAME(load4)(x + i);
         fc_v4d v = FC_NAME(load4)(y + i) + t;
         FC_NAME(store4)(y + i, v);
@@ -601,9 +603,20 @@ static FC_TARGET_ATTR void FC_NAME(fc_matvec_t)(const double* W, ptrdiff_t m, pt
     }
 }
 
+/* one vector of y = g z^T (+ y), and its squares into the accumulator a */
+FC_INLINE void FC_NAME(outer4)(fc_v4d go, const double* z, double* y, int accumulate,
+                               fc_v4d* a) {
+    fc_v4d v = go * FC_NAME(load4)(z);
+    if (accumulate)
+        v = FC_NAME(load4)(y) + v;
+    FC_NAME(store4)(y, v);
+    *a = *a + v * v;
+}
+
 /* returns the sum of squares of the m x d entries of y after the call, summed while they are in
- * registers: row by row, the j-th vector of 4 of a row into accumulator j % 4, the last d % 4
- * columns into a scalar, then hsum4((a0 + a1) + (a2 + a3)) + scalar */
+ * registers: row by row in fc_sumsq's order (blocks of 16 into a0..a3, the remaining blocks of 4
+ * into a0, a1, a2 in turn, the last d % 4 columns into a scalar), the accumulators carried from
+ * row to row, then hsum4((a0 + a1) + (a2 + a3)) + scalar */
 static FC_TARGET_ATTR double FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const double* z,
                                               ptrdiff_t d, double* y, int accumulate) {
     FC_NAME(sumsq_acc) s;
@@ -614,14 +627,12 @@ static FC_TARGET_ATTR double FC_NAME(fc_outer)(const double* g, ptrdiff_t m, con
     s.tail = 0.0;
     for (o = 0; o < m; o++) {
         double* yo = y + o * d;
-        fc_v4d go = FC_NAME(splat)(g[o]), v;
-        for (j = 0, k = 0; j + 4 <= d; j += 4, k = (k + 1) & 3) {
-            v = go * FC_NAME(load4)(z + j);
-            if (accumulate)
-                v = FC_NAME(load4)(yo + j) + v;
-            FC_NAME(store4)(yo + j, v);
-            s.a[k] = s.a[k] + v * v;
-        }
+        fc_v4d go = FC_NAME(splat)(g[o]);
+        for (j = 0; j + 16 <= d; j += 16)
+            for (k = 0; k < 4; k++)
+                FC_NAME(outer4)(go, z + j + 4 * k, yo + j + 4 * k, accumulate, &s.a[k]);
+        for (k = 0; k < 3 && j + 4 <= d; k++, j += 4)   /* unrolled: constant k */
+            FC_NAME(outer4)(go, z + j, yo + j, accumulate, &s.a[k]);
         for (; j < d; j++) {
             yo[j] = accumulate ? yo[j] + g[o] * z[j] : g[o] * z[j];
             s.tail = s.tail + yo[j] * yo[j];
