@@ -118,6 +118,9 @@ typedef struct {
     void (*matvec)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*matvec_t)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     double (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
+    double (*outer_sumsq)(const double*, ptrdiff_t, const double*, ptrdiff_t);
+    double (*outer_axpy_sumsq)(double, const double*, ptrdiff_t, const double*, ptrdiff_t,
+                               double*);
     int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA */
 } fc_fastmath_table;
 
@@ -181,6 +184,27 @@ static double fc_outer_scalar(const double* g, ptrdiff_t m, const double* z, ptr
             y[o * d + j] = accumulate ? y[o * d + j] + g[o] * z[j] : g[o] * z[j];
     return fc_sumsq_scalar(y, m * d);
 }
+static double fc_outer_sumsq_scalar(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d) {
+    double acc = 0.0;
+    for (ptrdiff_t o = 0; o < m; o++)
+        for (ptrdiff_t j = 0; j < d; j++) {
+            double v = g[o] * z[j];
+            acc += v * v;
+        }
+    return acc;
+}
+static double fc_outer_axpy_sumsq_scalar(double a, const double* g, ptrdiff_t m, const double* z,
+                                         ptrdiff_t d, double* y) {
+    double acc = 0.0;
+    for (ptrdiff_t o = 0; o < m; o++)
+        for (ptrdiff_t j = 0; j < d; j++) {
+            double p = g[o] * z[j];
+            double t = a * p;
+            y[o * d + j] = y[o * d + j] + t;
+            acc += y[o * d + j] * y[o * d + j];
+        }
+    return acc;
+}
 #endif
 
 static fc_fastmath_table fc_fm;
@@ -211,6 +235,8 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.matvec = fc_matvec_avx2;
         fc_fm.matvec_t = fc_matvec_t_avx2;
         fc_fm.outer = fc_outer_avx2;
+        fc_fm.outer_sumsq = fc_outer_sumsq_avx2;
+        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_avx2;
         fc_fm.level = 2;
         return 2;
     }
@@ -232,6 +258,8 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.matvec = fc_matvec_base;
     fc_fm.matvec_t = fc_matvec_t_base;
     fc_fm.outer = fc_outer_base;
+    fc_fm.outer_sumsq = fc_outer_sumsq_base;
+    fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_base;
     fc_fm.level = 1;
     return 1;
 #else
@@ -252,6 +280,8 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.matvec = fc_matvec_scalar;
     fc_fm.matvec_t = fc_matvec_t_scalar;
     fc_fm.outer = fc_outer_scalar;
+    fc_fm.outer_sumsq = fc_outer_sumsq_scalar;
+    fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_scalar;
     fc_fm.level = 0;
     return 0;
 #endif
@@ -297,6 +327,16 @@ static inline void fc_matvec_t(const double* W, ptrdiff_t m, ptrdiff_t d, const 
 static inline double fc_outer(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
                               double* y, int accumulate) {
     return fc_fm.outer(g, m, z, d, y, accumulate);
+}
+/* the sum of squares of g z^T as fc_outer returns it, without writing g z^T */
+static inline double fc_outer_sumsq(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d) {
+    return fc_fm.outer_sumsq(g, m, z, d);
+}
+/* y += a (g z^T), rounded as fc_outer into a matrix u then fc_axpy_exact(a, u, y) would, without
+ * u; returns the sum of squares of the new y (in a fixed order) */
+static inline double fc_outer_axpy_sumsq(double a, const double* g, ptrdiff_t m, const double* z,
+                                         ptrdiff_t d, double* y) {
+    return fc_fm.outer_axpy_sumsq(a, g, m, z, d, y);
 }
 /* y += a x, each term rounded twice as in the plain C loop (no FMA): bit-identical to it */
 static inline void fc_axpy_exact(double a, const double* x, double* y, ptrdiff_t n) {

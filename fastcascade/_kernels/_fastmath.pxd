@@ -35,3 +35,9 @@ cdef extern from "_fastmath.h" nogil:
                      double* out) noexcept
     double fc_outer(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d, double* y,
                   bint accumulate) noexcept
+    # the sum of squares of g z^T as fc_outer returns it (the same bits), without writing it
+    double fc_outer_sumsq(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d) noexcept
+    # y += a (g z^T) with the roundings of fc_outer into u then fc_axpy_exact(a, u, y), without u;
+    # returns the sum of squares of the new y
+    double fc_outer_axpy_sumsq(double a, const double* g, Py_ssize_t m, const double* z,
+                               Py_ssize_t d, double* y) noexcept

@@ -19,7 +19,7 @@ import numpy as np
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
     fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_rowdots, fc_margin_wgrad,
-    fc_matvec, fc_matvec_t, fc_outer)
+    fc_matvec, fc_matvec_t, fc_outer, fc_outer_sumsq, fc_outer_axpy_sumsq, fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -342,6 +342,39 @@ cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
     op_vjp(op, w, p, z, out, g, lab, ldl, B, g_in, g_w)
     if g_w_sumsq != NULL:
         g_w_sumsq[0] = fc_sumsq(g_w, op.n_w) if g_w != NULL else 0.0
+
+
+# -- deferred weight gradients: at one sample, Linear's dW is the rank-1 g z^T (and db = g); the
+# engine's plain SGD step can apply it from g and z without writing the d_out x d_in matrix -----
+
+cdef bint op_wgrad_deferrable(const OpDesc* op, Py_ssize_t B) noexcept nogil:
+    return op.code == OP_LINEAR and B == 1
+
+
+cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, const double* z,
+                          const double* g, double* g_in, double* g_w_sumsq) noexcept nogil:
+    # op_vjp_set at one sample without writing g_w: g_in, and the sum of squares op_vjp_set
+    # would give for g_w (the same bits)
+    cdef Py_ssize_t din = op.d_in, dout = op.d_out
+    cdef double sq
+    linear_vjp(op, w, p, z, g, 1, g_in, NULL, False, NULL)
+    # out = W z + b: dW = g z^T, db = g
+    sq = fc_outer_sumsq(g, dout, z, din)
+    if op.flag:
+        sq = sq + fc_sumsq(g, dout)
+    g_w_sumsq[0] = sq
+
+
+cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
+                                 double a) noexcept nogil:
+    # w += a dW for the deferred dW of op_vjp_deferred(z, g), rounded as writing dW and then
+    # fc_axpy_exact(a, dW, w) would; returns the sum of squares of the new w
+    cdef Py_ssize_t din = op.d_in, dout = op.d_out
+    # out = W z + b: dW = g z^T, db = g
+    cdef double sq = fc_outer_axpy_sumsq(a, g, dout, z, din, w)
+    if op.flag:
+        sq = sq + fc_axpy_exact_sumsq(a, g, w + dout * din, dout)
+    return sq
 
 
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
