@@ -117,8 +117,7 @@ typedef struct {
                          const double*, double*);
     void (*matvec)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*matvec_t)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
-    double (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
-    double (*outer_sumsq)(const double*, ptrdiff_t, const double*, ptrdiff_t);
+    void (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
     double (*outer_axpy_sumsq)(double, const double*, ptrdiff_t, const double*, ptrdiff_t,
                                double*);
     int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA */
@@ -177,21 +176,11 @@ static void fc_matvec_t_scalar(const double* W, ptrdiff_t m, ptrdiff_t d, const 
     for (ptrdiff_t j = 0; j < d; j++) out[j] = 0.0;
     for (ptrdiff_t o = 0; o < m; o++) fc_axpy_scalar(g[o], W + o * d, out, d);
 }
-static double fc_outer_scalar(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
-                              double* y, int accumulate) {
+static void fc_outer_scalar(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
+                            double* y, int accumulate) {
     for (ptrdiff_t o = 0; o < m; o++)
         for (ptrdiff_t j = 0; j < d; j++)
             y[o * d + j] = accumulate ? y[o * d + j] + g[o] * z[j] : g[o] * z[j];
-    return fc_sumsq_scalar(y, m * d);
-}
-static double fc_outer_sumsq_scalar(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d) {
-    double acc = 0.0;
-    for (ptrdiff_t o = 0; o < m; o++)
-        for (ptrdiff_t j = 0; j < d; j++) {
-            double v = g[o] * z[j];
-            acc += v * v;
-        }
-    return acc;
 }
 static double fc_outer_axpy_sumsq_scalar(double a, const double* g, ptrdiff_t m, const double* z,
                                          ptrdiff_t d, double* y) {
@@ -235,7 +224,6 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.matvec = fc_matvec_avx2;
         fc_fm.matvec_t = fc_matvec_t_avx2;
         fc_fm.outer = fc_outer_avx2;
-        fc_fm.outer_sumsq = fc_outer_sumsq_avx2;
         fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_avx2;
         fc_fm.level = 2;
         return 2;
@@ -258,7 +246,6 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.matvec = fc_matvec_base;
     fc_fm.matvec_t = fc_matvec_t_base;
     fc_fm.outer = fc_outer_base;
-    fc_fm.outer_sumsq = fc_outer_sumsq_base;
     fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_base;
     fc_fm.level = 1;
     return 1;
@@ -280,7 +267,6 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.matvec = fc_matvec_scalar;
     fc_fm.matvec_t = fc_matvec_t_scalar;
     fc_fm.outer = fc_outer_scalar;
-    fc_fm.outer_sumsq = fc_outer_sumsq_scalar;
     fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_scalar;
     fc_fm.level = 0;
     return 0;
@@ -319,19 +305,13 @@ static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, co
 }
 /* Linear's products, W row-major m x d: out = W z (m entries, each in fc_dot's order),
  * out = W^T g (d entries, each summed over o in order), y = g z^T (m x d; y += g z^T when
- * accumulate; returns the sum of squares of the new y, in a fixed order) */
+ * accumulate) */
 static inline void fc_matvec(const double* W, ptrdiff_t m, ptrdiff_t d, const double* z,
                              double* out) { fc_fm.matvec(W, m, d, z, out); }
 static inline void fc_matvec_t(const double* W, ptrdiff_t m, ptrdiff_t d, const double* g,
                                double* out) { fc_fm.matvec_t(W, m, d, g, out); }
-static inline double fc_outer(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
-                              double* y, int accumulate) {
-    return fc_fm.outer(g, m, z, d, y, accumulate);
-}
-/* the sum of squares of g z^T as fc_outer returns it, without writing g z^T */
-static inline double fc_outer_sumsq(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d) {
-    return fc_fm.outer_sumsq(g, m, z, d);
-}
+static inline void fc_outer(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d, double* y,
+                            int accumulate) { fc_fm.outer(g, m, z, d, y, accumulate); }
 /* y += a (g z^T), rounded as fc_outer into a matrix u then fc_axpy_exact(a, u, y) would, without
  * u; returns the sum of squares of the new y (in a fixed order) */
 static inline double fc_outer_axpy_sumsq(double a, const double* g, ptrdiff_t m, const double* z,

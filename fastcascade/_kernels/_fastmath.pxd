@@ -27,16 +27,13 @@ cdef extern from "_fastmath.h" nogil:
     void fc_margin_wgrad(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
                          Py_ssize_t ldl, const double* g, double* y) noexcept
     # Linear's products, W row-major m x d: out = W z (each entry in fc_dot's order);
-    # out = W^T g (each entry summed over the rows in order); y = g z^T (y += g z^T if
-    # accumulate), returning the sum of squares of the new y
+    # out = W^T g (each entry summed over the rows in order); y = g z^T (y += g z^T if accumulate)
     void fc_matvec(const double* W, Py_ssize_t m, Py_ssize_t d, const double* z,
                    double* out) noexcept
     void fc_matvec_t(const double* W, Py_ssize_t m, Py_ssize_t d, const double* g,
                      double* out) noexcept
-    double fc_outer(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d, double* y,
+    void fc_outer(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d, double* y,
                   bint accumulate) noexcept
-    # the sum of squares of g z^T as fc_outer returns it (the same bits), without writing it
-    double fc_outer_sumsq(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d) noexcept
     # y += a (g z^T) with the roundings of fc_outer into u then fc_axpy_exact(a, u, y), without u;
     # returns the sum of squares of the new y
     double fc_outer_axpy_sumsq(double a, const double* g, Py_ssize_t m, const double* z,

@@ -603,76 +603,32 @@ static FC_TARGET_ATTR void FC_NAME(fc_matvec_t)(const double* W, ptrdiff_t m, pt
     }
 }
 
-/* what fc_outer does with y (defined once for both instantiations) */
-#ifndef FC_OUTER_WRITE
-#define FC_OUTER_WRITE 0
-#define FC_OUTER_ACCUMULATE 1
-#define FC_OUTER_NONE 2
-#endif
-
-/* one vector of g z^T at column j: written to row yo, added to it, or only summed (yo unused,
- * NULL); its squares into a */
-FC_INLINE void FC_NAME(outer4)(fc_v4d go, const double* z, double* yo, ptrdiff_t j, int mode,
-                               fc_v4d* a) {
-    fc_v4d v = go * FC_NAME(load4)(z + j);
-    if (mode == FC_OUTER_ACCUMULATE)
-        v = FC_NAME(load4)(yo + j) + v;
-    if (mode != FC_OUTER_NONE)
-        FC_NAME(store4)(yo + j, v);
-    *a = *a + v * v;
-}
-
-/* returns the sum of squares of the m x d entries of y after the call (of g z^T for
- * FC_OUTER_NONE, which leaves y alone), summed while they are in registers: row by row in
- * fc_sumsq's order (blocks of 16 into a0..a3, the remaining blocks of 4 into a0, a1, a2 in turn,
- * the last d % 4 columns into a scalar), the accumulators carried from row to row, then
- * hsum4((a0 + a1) + (a2 + a3)) + scalar */
-FC_INLINE double FC_NAME(outer_mode)(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
-                                     double* y, const int mode) {
-    FC_NAME(sumsq_acc) s;
+static FC_TARGET_ATTR void FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const double* z,
+                                            ptrdiff_t d, double* y, int accumulate) {
     ptrdiff_t o, j;
-    int k;
-    for (k = 0; k < 4; k++)
-        s.a[k] = FC_NAME(splat)(0.0);
-    s.tail = 0.0;
     for (o = 0; o < m; o++) {
-        double* yo = mode == FC_OUTER_NONE ? NULL : y + o * d;
+        double* yo = y + o * d;
         fc_v4d go = FC_NAME(splat)(g[o]);
-        for (j = 0; j + 16 <= d; j += 16)
-            for (k = 0; k < 4; k++)
-                FC_NAME(outer4)(go, z, yo, j + 4 * k, mode, &s.a[k]);
-        for (k = 0; k < 3 && j + 4 <= d; k++, j += 4)   /* unrolled: constant k */
-            FC_NAME(outer4)(go, z, yo, j, mode, &s.a[k]);
-        for (; j < d; j++) {
-            double v = g[o] * z[j];
-            if (mode == FC_OUTER_ACCUMULATE)
-                v = yo[j] + v;
-            if (mode != FC_OUTER_NONE)
-                yo[j] = v;
-            s.tail = s.tail + v * v;
+        j = 0;
+        if (accumulate) {
+            for (; j + 4 <= d; j += 4)
+                FC_NAME(store4)(yo + j, FC_NAME(load4)(yo + j) + go * FC_NAME(load4)(z + j));
+            for (; j < d; j++)
+                yo[j] = yo[j] + g[o] * z[j];
+        } else {
+            for (; j + 4 <= d; j += 4)
+                FC_NAME(store4)(yo + j, go * FC_NAME(load4)(z + j));
+            for (; j < d; j++)
+                yo[j] = g[o] * z[j];
         }
     }
-    return FC_NAME(sumsq_acc_total)(&s);
-}
-
-static FC_TARGET_ATTR double FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const double* z,
-                                              ptrdiff_t d, double* y, int accumulate) {
-    if (accumulate)
-        return FC_NAME(outer_mode)(g, m, z, d, y, FC_OUTER_ACCUMULATE);
-    return FC_NAME(outer_mode)(g, m, z, d, y, FC_OUTER_WRITE);
-}
-
-/* the sum of squares of g z^T as fc_outer(g, m, z, d, y, 0) returns it (the same bits), without
- * writing g z^T anywhere */
-static FC_TARGET_ATTR double FC_NAME(fc_outer_sumsq)(const double* g, ptrdiff_t m,
-                                                    const double* z, ptrdiff_t d) {
-    return FC_NAME(outer_mode)(g, m, z, d, NULL, FC_OUTER_NONE);
 }
 
 /* y += a (g z^T) with the roundings of fc_outer(g, m, z, d, u, 0) followed by
  * fc_axpy_exact(a, u, y, m d): p = g_o z_j rounded, a p rounded, added to y (no FMA), without the
- * m x d matrix u; returns the sum of squares of the new y, row by row in fc_sumsq's order (the
- * accumulators carried from row to row, as in fc_outer). The SGD step of a rank-1 gradient. */
+ * m x d matrix u; returns the sum of squares of the new y, row by row in fc_sumsq's order (blocks
+ * of 16 into a0..a3, the remaining blocks of 4 into a0, a1, a2 in turn, the last d % 4 columns
+ * into a scalar; the accumulators carried from row to row). The SGD step of a rank-1 gradient. */
 static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
 double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, const double* z,
                                     ptrdiff_t d, double* y) {

@@ -19,7 +19,7 @@ import numpy as np
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
     fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_sumsq, fc_dot, fc_rowdots, fc_margin_wgrad,
-    fc_matvec, fc_matvec_t, fc_outer, fc_outer_sumsq, fc_outer_axpy_sumsq, fc_axpy_exact_sumsq)
+    fc_matvec, fc_matvec_t, fc_outer, fc_outer_axpy_sumsq, fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -283,16 +283,24 @@ cdef void linear_forward(const OpDesc* op, const double* w, const double* p, con
                 out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
 
 
+cdef inline double linear_wgrad_sumsq_1(const OpDesc* op, const double* z,
+                                        const double* g) noexcept nogil:
+    # ||dW||^2 + ||db||^2 of one sample's gradient dW = g z^T, db = g, without forming dW:
+    # ||g z^T||_F^2 = ||g||^2 ||z||^2 (the same number up to rounding; a product that over- or
+    # underflows makes it non-finite or 0, where safe_norm's rescaled scan takes over)
+    cdef double gg = fc_sumsq(g, op.d_out)
+    return gg * fc_sumsq(z, op.d_in) + (gg if op.flag else 0.0)
+
+
 cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const double* z,
                      const double* g, Py_ssize_t B, double* g_in, double* g_w,
                      bint accumulate, double* g_w_sumsq) noexcept nogil:
     # g_in = J1^T g (when not NULL); g_w (+)= sum_s J2(z_s)^T g_s (LINEAR only, when not NULL):
     # accumulated into when `accumulate`, else overwritten; g_w_sumsq (when not NULL) = the sum
-    # of squares of the new g_w (0 without g_w)
+    # of squares of the new g_w (0 without g_w; at one sample, written over, the closed form)
     cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
     cdef const double* W = w if op.code == OP_LINEAR else p
     cdef double* gb
-    cdef double sq = 0.0
     if op.code != OP_LINEAR:
         g_w = NULL
     if use_blas(B, din, dout):
@@ -303,8 +311,6 @@ cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const d
         if g_w != NULL:
             blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0 if accumulate else 0.0,
                       g_w, din)
-            if g_w_sumsq != NULL:
-                sq = fc_sumsq(g_w, dout * din)
     else:
         for s in range(B):
             # out_s = W z_s + b: d/dz_s = W^T g_s
@@ -312,8 +318,7 @@ cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const d
                 fc_matvec_t(W, dout, din, g + s * dout, g_in + s * din)
             # out_s = W z_s + b: dW (+)= g_s z_s^T (the first sample sets it unless accumulating)
             if g_w != NULL:
-                # (the sum of squares of the last sample's call is that of the final dW)
-                sq = fc_outer(g + s * dout, dout, z + s * din, din, g_w, accumulate or s > 0)
+                fc_outer(g + s * dout, dout, z + s * din, din, g_w, accumulate or s > 0)
     # out_s = W z_s + b: db (+)= sum_s g_s
     if g_w != NULL and op.flag:
         gb = g_w + dout * din
@@ -323,10 +328,13 @@ cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const d
                     gb[o] = gb[o] + g[s * dout + o]
                 else:
                     gb[o] = g[o]
-        if g_w_sumsq != NULL:
-            sq = sq + fc_sumsq(gb, dout)
     if g_w_sumsq != NULL:
-        g_w_sumsq[0] = sq
+        if g_w == NULL:
+            g_w_sumsq[0] = 0.0
+        elif B == 1 and not accumulate:
+            g_w_sumsq[0] = linear_wgrad_sumsq_1(op, z, g)
+        else:
+            g_w_sumsq[0] = fc_sumsq(g_w, op.n_w)
 
 
 cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
@@ -354,15 +362,9 @@ cdef bint op_wgrad_deferrable(const OpDesc* op, Py_ssize_t B) noexcept nogil:
 cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, const double* z,
                           const double* g, double* g_in, double* g_w_sumsq) noexcept nogil:
     # op_vjp_set at one sample without writing g_w: g_in, and the sum of squares op_vjp_set
-    # would give for g_w (the same bits)
-    cdef Py_ssize_t din = op.d_in, dout = op.d_out
-    cdef double sq
+    # gives for g_w (the same bits)
     linear_vjp(op, w, p, z, g, 1, g_in, NULL, False, NULL)
-    # out = W z + b: dW = g z^T, db = g
-    sq = fc_outer_sumsq(g, dout, z, din)
-    if op.flag:
-        sq = sq + fc_sumsq(g, dout)
-    g_w_sumsq[0] = sq
+    g_w_sumsq[0] = linear_wgrad_sumsq_1(op, z, g)
 
 
 cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
