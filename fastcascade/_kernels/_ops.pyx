@@ -286,8 +286,10 @@ cdef void linear_forward(const OpDesc* op, const double* w, const double* p, con
 cdef inline double linear_wgrad_sumsq_1(const OpDesc* op, const double* z,
                                         const double* g) noexcept nogil:
     # ||dW||^2 + ||db||^2 of one sample's gradient dW = g z^T, db = g, without forming dW:
-    # ||g z^T||_F^2 = ||g||^2 ||z||^2 (the same number up to rounding; a product that over- or
-    # underflows makes it non-finite or 0, where safe_norm's rescaled scan takes over)
+    # ||g z^T||_F^2 = ||g||^2 ||z||^2, the same number up to rounding. Where ||g||^2 or ||z||^2
+    # alone leaves the double range (entries beyond about 1e+-154), the product is non-finite
+    # (then safe_norm's rescaled scan of the written gradient decides, as for an overflowing
+    # sum) or 0 instead of a tiny norm (harmless for the max_norm and clip_norm tests)
     cdef double gg = fc_sumsq(g, op.d_out)
     return gg * fc_sumsq(z, op.d_in) + (gg if op.flag else 0.0)
 
