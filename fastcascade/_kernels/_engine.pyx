@@ -600,7 +600,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Py_ssize_t B, n_w, N, i, j, s, row, rec, pos, n_rec
     cdef long long t, stop_iter = -1
     cdef int stop = STOP_NONE
-    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat, gsumsq, wsumsq
+    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
+    cdef double gsumsq = 0.0, wsumsq = 0.0   # set by the fused passes before they are read
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
     cdef bint fused_gnorm, fused_wnorm, defer
     cdef bitgen_t* bg_data = bitgen_of(data_gen)

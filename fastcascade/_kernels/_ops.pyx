@@ -11,7 +11,7 @@ and axpys go through its fixed-order vector reductions; Linear (and FixedLinear)
 (``blas_threshold``).
 """
 from libc.math cimport exp, log1p, fabs, tanh
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
 
 import numpy as np
@@ -45,12 +45,15 @@ fc_fastmath_init()
 # Linear / FixedLinear use BLAS dgemm when the batch has at least 2 samples and
 # B * d_in * d_out >= blas_threshold multiply-adds (below it, the call overhead and the per-call
 # packing of OpenBLAS cost more than the vector loops; benchmarks/bench_engine.py's "widths" case
-# measures the crossover). 0 forces BLAS for every batch of 2 or more, for tests.
+# measures the crossover). 0 forces BLAS for every batch of 2 or more, for tests (except where
+# d_in or d_out is 1: matrix-vector and rank-1 products always take the loops, see use_blas).
 cdef Py_ssize_t blas_threshold = 8192
 
 
 cdef inline bint use_blas(Py_ssize_t B, Py_ssize_t din, Py_ssize_t dout) noexcept nogil:
-    return B >= 2 and B * din * dout >= blas_threshold
+    # (not for a single input or output: those products are matrix-vector or rank-1, where dgemm
+    # only adds its packing and a zeroing pass over a B x d output)
+    return B >= 2 and din >= 2 and dout >= 2 and B * din * dout >= blas_threshold
 
 
 def set_blas_threshold(Py_ssize_t n):
@@ -272,11 +275,16 @@ cdef void linear_forward(const OpDesc* op, const double* w, const double* p, con
     cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
     cdef const double* W = w if op.code == OP_LINEAR else p
     if use_blas(B, din, dout):
-        # out^T (dout x B) = W Z^T, column-major: W is (din x dout)^T, Z^T is (din x B)
-        blas_gemm(b'T', b'N', dout, B, din, W, din, z, din, 0.0, out, dout)
-    else:
-        for s in range(B):
-            fc_matvec(W, dout, din, z + s * din, out + s * dout)
+        # out^T (dout x B) = W Z^T (+ out^T, holding b), column-major: W is (din x dout)^T, Z^T
+        # is (din x B). With a bias, out starts as b in every row and the gemm adds W z_s to it
+        # (beta = 1: no zeroing pass over out, no second pass to add b)
+        if op.flag:
+            for s in range(B):
+                memcpy(out + s * dout, w + dout * din, dout * sizeof(double))
+        blas_gemm(b'T', b'N', dout, B, din, W, din, z, din, 1.0 if op.flag else 0.0, out, dout)
+        return
+    for s in range(B):
+        fc_matvec(W, dout, din, z + s * din, out + s * dout)
     if op.flag:
         for s in range(B):
             for o in range(dout):
