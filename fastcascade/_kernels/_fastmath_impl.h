@@ -144,7 +144,7 @@ FC_INLINE fc_v4d FC_NAME(log1p4)(fc_v4d x) {
     return FC_NAME(logk4)(m - one, kd, c);
 }
 
-/* expm1(a) for 0 <= a <= 0.3: Taylor, degree 13 (truncation < 1e-19 relative) */
+/* expm1(a) for |a| <= 0.3466 (ln2 / 2): Taylor, degree 13 (truncation < 2e-17 relative) */
 FC_INLINE fc_v4d FC_NAME(expm1_small4)(fc_v4d a) {
     fc_v4d p = FC_NAME(splat)(1.0 / 6227020800.0);
     p = p * a + FC_NAME(splat)(1.0 / 479001600.0);
@@ -182,24 +182,33 @@ FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
     return num / d;
 }
 
-/* tanh: |x| < 0.3: m = expm1(|x|), tanh = m (m + 2) / (m (m + 2) + 2);
- *       else e = e^-2|x|, tanh = (1 - e) / (1 + e); the sign restored from x. NaN lanes: bad. */
+/* expm1(y) for -708 <= y <= 0: y = n ln2 + r, |r| <= ln2/2, expm1(y) = 2^n expm1(r) + (2^n - 1)
+ * (2^n expm1(r) is an exact scaling and 2^n - 1 is exact for n >= -53, so the one rounding of the
+ * sum keeps the accuracy of expm1(r) for every n: no cancellation near y = 0) */
+FC_INLINE fc_v4d FC_NAME(expm1_neg4)(fc_v4d y) {
+    const fc_v4d shift = FC_NAME(splat)(0x1.8p52);
+    fc_v4d t = y * FC_NAME(splat)(1.4426950408889634074) + shift;   /* round(y / ln2) + shift */
+    fc_v4d n = t - shift;
+    fc_v4d r = y - n * FC_NAME(splat)(6.93147180369123816490e-01);   /* exact, as in exp4 */
+    r = r - n * FC_NAME(splat)(1.90821492927058770002e-10);
+    /* expm1(r), |r| <= 0.3466: the Taylor polynomial of expm1_small4 (truncation < 2e-17) */
+    fc_v4d em = FC_NAME(expm1_small4)(r);
+    fc_v4i ni = (fc_v4i)t - (fc_v4i)shift;                            /* n >= -1022 */
+    fc_v4d scale = (fc_v4d)((ni + 1023) << 52);
+    return scale * em + (scale - FC_NAME(splat)(1.0));
+}
+
+/* tanh(x) = -m / (2 + m) for m = expm1(-2|x|) (in [-1, 0]: the denominator is in [1, 2], no
+ * cancellation), the sign restored from x; |x| > 354 is clamped (m = -1 there, tanh = +-1).
+ * NaN lanes: bad. */
 FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
-    const fc_v4d one = FC_NAME(splat)(1.0), two = FC_NAME(splat)(2.0);
     fc_v4d a = FC_NAME(fabs4)(x);
     *bad = (fc_v4i)(x != x);
-    fc_v4i small = (fc_v4i)(a < FC_NAME(splat)(0.3));
-    fc_v4d as = FC_NAME(select4)(small, a, FC_NAME(splat)(0.0));
-    fc_v4d m = FC_NAME(expm1_small4)(as);
-    fc_v4d E = m * (m + two);
     fc_v4d y = FC_NAME(splat)(-2.0) * a;
     y = FC_NAME(select4)((fc_v4i)(y >= FC_NAME(splat)(-708.0)), y, FC_NAME(splat)(-708.0));
-    fc_v4d e = FC_NAME(exp4)(y);
-    /* one division for both branches: E / (E + 2) or (1 - e) / (1 + e), lane by lane (the same
-     * operands, so the same bits as dividing in each branch and selecting) */
-    fc_v4d num = FC_NAME(select4)(small, E, one - e);
-    fc_v4d den = FC_NAME(select4)(small, E + two, one + e);
-    fc_v4d t = num / den;
+    fc_v4d m = FC_NAME(expm1_neg4)(y);
+    /* |m| rather than -m: +0 for x = +-0, whose sign comes from x below */
+    fc_v4d t = FC_NAME(fabs4)(m) / (FC_NAME(splat)(2.0) + m);
     const fc_v4u sign = {0x8000000000000000ULL, 0x8000000000000000ULL,
                          0x8000000000000000ULL, 0x8000000000000000ULL};
     return (fc_v4d)((fc_v4u)t | ((fc_v4u)x & sign));
