@@ -5,10 +5,14 @@ Every operator is a pair of ``noexcept nogil`` branches on raw pointers, dispatc
 operator code. Each adjoint line names the forward statement it differentiates.
 
 Speed (DESIGN.md section 4): the elementwise transcendental operators call the vectorised
-exp/log1p/sigmoid/tanh of ``_fastmath.h`` (about 1 ulp from libm, NaN and Inf kept); dot products
-and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) switch to BLAS
-``dgemm`` (``scipy.linalg.cython_blas``, nogil) once a batch is wide enough to pay for the call
-(``blas_threshold``).
+exp/log1p/sigmoid/tanh of ``_fastmath.h`` (a few ulp from libm, NaN and Inf kept); dot products
+and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) run per sample on
+its register-blocked W z, W^T g and g z^T kernels, and switch to BLAS ``dgemm``
+(``scipy.linalg.cython_blas``, nogil) once a batch is wide enough to pay for the call
+(``blas_threshold``). ``op_vjp_set`` writes an operator's weight gradient instead of adding to it
+(the engine's backward pass needs no zeroing pass), and at one sample the engine's plain SGD step
+can apply Linear's rank-1 weight gradient from its factors (``op_vjp_deferred``,
+``op_sgd_step_deferred``).
 """
 from libc.math cimport exp, log1p, fabs, tanh
 from libc.string cimport memcpy, memset
