@@ -265,6 +265,24 @@ def test_blas_and_loops_agree():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * np.max(np.abs(b)))
 
 
+# odd widths, so that every remainder loop of fc_matvec (rows per sweep, columns by 8, 4, 1),
+# fc_matvec_t (column blocks of 32, 16, 8, 4, 1) and fc_outer runs
+SMALL_LINEAR = [(1, 1), (3, 5), (5, 3), (1, 17), (17, 1), (17, 65), (65, 17), (64, 64), (7, 37)]
+
+
+@pytest.mark.parametrize("d_in,d_out", SMALL_LINEAR)
+@pytest.mark.parametrize("B", [1, 3])
+def test_linear_small_batch_kernels_at_odd_widths(d_in, d_out, B, simd):
+    """The per-sample Linear kernels (matrix-vector products and the rank-1 weight gradient)
+    against the NumPy reference: at B = 3 the weight gradient is written by the first sample and
+    accumulated by the others (64 x 64 x 3 is over the BLAS threshold: the BLAS path)."""
+    seed = 1000 * d_in + 10 * d_out + B
+    _check_op(fc.ops.Linear(d_in, d_out), d_in, B, seed)
+    _check_op(fc.ops.Linear(d_in, d_out, bias=False), d_in, B, seed + 1)
+    A = np.random.default_rng(seed).normal(size=(d_out, d_in))
+    _check_op(fc.ops.FixedLinear(A), d_in, B, seed + 2)
+
+
 @pytest.mark.parametrize("d", list(range(1, 21)) + [123])
 @pytest.mark.parametrize("B", [1, 5, 64])
 def test_margin_kernels_at_every_width(d, B, simd):
@@ -375,6 +393,73 @@ def test_results_identical_with_one_and_two_threads():
                            fc.run(problem, opt, n_jobs=2, **kw))
     finally:
         _ops.set_blas_threshold(old)
+
+
+# Per-sample SGD on a tanh MLP: the backward pass writes each operator's block of the gradient,
+# sums ||g||^2 while it goes (Linear: ||v||^2 ||z||^2 in closed form), and plain SGD applies
+# Linear's rank-1 weight gradient from its factors between recording steps (never written).
+
+MLP_B1_PERTS = [fc.Perturbation(op=2, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.05)),
+                fc.Perturbation(op=3, pass_="backward", noise=fc.noise.Gaussian(0.0, 0.05))]
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 17, 65])
+@pytest.mark.parametrize("opt", [
+    fc.SGD(0.05, batch=1),                                   # deferred rank-1 steps
+    fc.SGD(0.05, batch=1, clip_norm=0.3),                    # gradients written, clipped
+    fc.SGD(0.05, batch=1, momentum=0.5),                     # written, momentum update
+    fc.SGD(0.05, batch=1, grad_noise_std=1e-3),              # ||g|| summed after the noise
+    fc.Adam(0.01, batch=1),
+], ids=["sgd", "clipped", "momentum", "grad-noise", "adam"])
+def test_per_sample_mlp_matches_numpy_engine(width, opt, simd):
+    problem = mlp_like(width, M=40, seed=width)
+    kw = dict(n_iter=60, perturbations=MLP_B1_PERTS, seeds=[0, 1], init="random",
+              record_every=7)
+    a = fc.run(problem, opt, **kw)
+    b = fc.run(problem, opt, engine="numpy", **kw)
+    assert not a.diverged.any()
+    for name in ("objective", "grad_norm", "grad_error", "final_weights"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=0,
+                                   err_msg=name)
+
+
+def test_per_sample_deferred_steps_are_bit_identical_to_written_gradients(simd):
+    """The weights after deferred rank-1 steps are those of writing the gradient first (the same
+    roundings), so they do not depend on record_every (recording steps write the gradient), nor on
+    clip_norm when it never clips (a clip_norm writes every gradient), nor on n_jobs."""
+    problem = mlp_like(17, M=40)
+    kw = dict(n_iter=100, perturbations=MLP_B1_PERTS, seeds=[2, 3], init="random")
+    runs = [fc.run(problem, fc.SGD(0.05, batch=1), record_every=r, **kw) for r in (1, 10, 10 ** 6)]
+    runs.append(fc.run(problem, fc.SGD(0.05, batch=1, clip_norm=1e300), record_every=10, **kw))
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.final_weights, runs[0].final_weights)
+    np.testing.assert_array_equal(runs[1].grad_norm, runs[0].grad_norm[:, ::10])
+    np.testing.assert_array_equal(runs[3].grad_error, runs[1].grad_error)
+    two = fc.run(problem, fc.SGD(0.05, batch=1), record_every=10, n_jobs=2, **kw)
+    assert_same_result(two, runs[1])
+
+
+@pytest.mark.parametrize("max_norm", [1e6, 30.0], ids=["gradient-bound", "weight-bound"])
+def test_per_sample_divergence_stops_like_the_numpy_engine(max_norm):
+    """The fused norms keep the stop codes: a large step size drives the gradient (or, with a
+    low bound, the weights) over max_norm at the same iteration in both engines."""
+    problem = mlp_like(5, M=40)
+    kw = dict(n_iter=300, seeds=[0, 1], init="random", record_every=50, max_norm=max_norm)
+    a = fc.run(problem, fc.SGD(3.0, batch=1), **kw)
+    b = fc.run(problem, fc.SGD(3.0, batch=1), engine="numpy", **kw)
+    assert a.diverged.all()
+    assert list(a.stopped_at) == list(b.stopped_at) and a.stop_reason == b.stop_reason
+
+
+def test_engine_requires_weight_blocks_that_tile_the_weight_vector():
+    from fastcascade._kernels import _engine
+    problem = mlp_like(3, M=10)
+    table = problem.plan.op_table.copy()
+    table[2, 5] += 1    # the second Linear's weights would overlap the first one's
+    w = np.zeros(problem.cascade.n_weights)
+    with pytest.raises(ValueError, match="tile the weight vector"):
+        _engine.clean_objective_gradient(table, problem.plan.params, problem.data.X,
+                                         problem.data.y, w, 0, 0.0, np.zeros_like(w))
 
 
 def test_blas_is_pinned_to_one_thread_during_runs_and_restored():

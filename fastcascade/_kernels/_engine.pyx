@@ -29,8 +29,10 @@ from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
     OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
 from fastcascade._kernels._ops cimport (
-    op_forward, op_forward_with_derivative, op_vjp, opdesc_from_row)
-from fastcascade._kernels._fastmath cimport fc_fastmath_init, fc_sum, fc_sumsq, fc_axpy_exact
+    op_forward, op_forward_with_derivative, op_vjp_set, opdesc_from_row, op_wgrad_deferrable,
+    op_vjp_deferred, op_sgd_step_deferred)
+from fastcascade._kernels._fastmath cimport (
+    fc_fastmath_init, fc_sum, fc_sumsq, fc_axpy_exact, fc_axpy_exact_sumsq)
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
@@ -162,6 +164,10 @@ cdef int net_init(Net* net, const long long[:, ::1] table, const double[::1] par
     net.n_w = 0
     for i in range(N):
         net.ops[i] = opdesc_from_row(&table[i, 0])
+        if net.ops[i].w_off != net.n_w:
+            # backward_pass lets each operator write its own block of the gradient
+            net_free(net)
+            raise ValueError("op_table: the operators' weight blocks must tile the weight vector")
         net.n_w += net.ops[i].n_w
     net.dims[0] = net.ops[0].d_in
     net.max_width = net.dims[0]
@@ -298,21 +304,80 @@ cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double*
     # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5),
     # from v_N = 1 (set by pass_init). last_vjp_done: v[N - 1] already holds f_N's VJP
     # (clean_eval_shared computed it with f_N's value; f_N has no weights).
-    cdef Py_ssize_t i, k, B = ps.B, N = net.N
+    backward_pass_sumsq(net, w, ps, lab, ldl, sites, t, bg, scratch, gsum, NULL, False,
+                        last_vjp_done)
+
+
+cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const double* lab,
+                              Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
+                              double* scratch, double* gsum, double* gsumsq,
+                              bint defer, bint last_vjp_done) noexcept nogil:
+    # backward_pass; also, when gsumsq is not NULL, gsumsq[0] = sum_j gsum_j^2 (the operators'
+    # blocks summed in the order N..1, each computed by its kernel while it writes the block).
+    # The operators' weight blocks tile gsum (net_init checks it), so each operator writes its
+    # own block (op_vjp_set) and gsum needs no zeroing pass first.
+    # defer (with gsumsq): the blocks of deferrable operators (op_wgrad_deferrable) are left
+    # unwritten, for sgd_step(..., deferred=True) or write_deferred_blocks.
+    # last_vjp_done: as in backward_pass.
+    cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
     cdef const OpDesc* op
-    memset(gsum, 0, net.n_w * sizeof(double))
+    cdef double block_sumsq
+    if gsumsq != NULL:
+        gsumsq[0] = 0.0
     for i in range(N, 0, -1):
         op = &net.ops[i - 1]
-        if i < N or not last_vjp_done:
-            op_vjp(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i], lab,
-                   ldl, B, ps.v[i - 1] if i >= 2 else NULL,
-                   gsum + op.w_off if op.n_w > 0 else NULL)
+        if i == N and last_vjp_done:
+            block_sumsq = 0.0
+        elif defer and op_wgrad_deferrable(op, B):
+            op_vjp_deferred(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.v[i],
+                            ps.v[i - 1] if i >= 2 else NULL, &block_sumsq)
+        else:
+            op_vjp_set(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i],
+                       lab, ldl, B, ps.v[i - 1] if i >= 2 else NULL,
+                       gsum + op.w_off if op.n_w > 0 else NULL,
+                       &block_sumsq if gsumsq != NULL and op.n_w > 0 else NULL)
+        if gsumsq != NULL and op.n_w > 0:
+            gsumsq[0] = gsumsq[0] + block_sumsq
         if sites == NULL or i < 2:
             continue
         for k in range(sites.start[N + i], sites.end[N + i]):
             if perturbation_active(&sites.perts[k], t, bg):
                 perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch,
                                    t)
+
+
+cdef void write_deferred_blocks(const Net* net, const double* w, const Pass* ps,
+                               double* gsum) noexcept nogil:
+    # the gsum blocks backward_pass_sumsq(..., defer=True) left unwritten, from the pass's
+    # factors (the same bits as writing them there; no random draws)
+    cdef Py_ssize_t i
+    cdef const OpDesc* op
+    for i in range(1, net.N + 1):
+        op = &net.ops[i - 1]
+        if op_wgrad_deferrable(op, ps.B):
+            op_vjp_set(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], ps.v[i],
+                       NULL, 0, ps.B, NULL, gsum + op.w_off, NULL)
+
+
+cdef double sgd_step(const Net* net, const Pass* ps, double* w, const double* g, double a,
+                     bint deferred) noexcept nogil:
+    # w += a g with fc_axpy_exact's roundings; returns ||w||^2 of the new w. deferred: g's
+    # deferred blocks (backward_pass_sumsq(..., defer=True)) are applied from the pass's factors
+    # (op_sgd_step_deferred: the same bits for w), block by block (another summation order)
+    cdef Py_ssize_t i
+    cdef const OpDesc* op
+    cdef double acc = 0.0
+    if not deferred:
+        return fc_axpy_exact_sumsq(a, g, w, net.n_w)
+    for i in range(1, net.N + 1):
+        op = &net.ops[i - 1]
+        if op.n_w == 0:
+            continue
+        if op_wgrad_deferrable(op, ps.B):
+            acc = acc + op_sgd_step_deferred(op, w + op.w_off, ps.y[i - 1], ps.v[i], a)
+        else:
+            acc = acc + fc_axpy_exact_sumsq(a, g + op.w_off, w + op.w_off, op.n_w)
+    return acc
 
 
 cdef double reg_value(int code, double scale, const double* w, Py_ssize_t n) noexcept nogil:
@@ -413,7 +478,12 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
 cdef double safe_norm(const double* x, Py_ssize_t n) noexcept nogil:
     # ||x||, without overflow for finite entries up to DBL_MAX (the sum of squares overflows
     # from about 1.3e154): rescale by max |x_j| only when the plain sum is not finite.
-    cdef double acc = norm2(x, n), m = 0.0, r
+    return safe_norm_of(norm2(x, n), x, n)
+
+
+cdef double safe_norm_of(double acc, const double* x, Py_ssize_t n) noexcept nogil:
+    # safe_norm(x), given acc = sum_j x_j^2 (in any fixed order), e.g. from a fused pass
+    cdef double m = 0.0, r
     cdef Py_ssize_t j
     if isfinite(acc):
         return sqrt(acc)
@@ -541,12 +611,14 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef long long t, stop_iter = -1
     cdef int stop = STOP_NONE
     cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
+    cdef double gsumsq = 0.0, wsumsq = 0.0   # set by the fused passes before they are read
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
     cdef Stream st_data, st_fwd, st_bwd, st_grad
     cdef bitgen_t* bg_data
     cdef bitgen_t* bg_fwd
     cdef bitgen_t* bg_bwd
     cdef bitgen_t* bg_grad
+    cdef bint fused_gnorm, fused_wnorm, defer
     cdef double *wp
     cdef double *gsum
     cdef double *ubar
@@ -638,6 +710,13 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             fwd_net.N = N - 1
         # the batch mean by a multiplication where that is exact (B a power of 2)
         inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
+        # ||g||^2 summed by the backward pass while it writes gsum, when g is gsum unchanged
+        # (one sample, no regularizer, no gradient noise); ||w||^2 summed in the SGD update
+        fused_gnorm = B == 1 and cfg.reg_code == REG_NONE and not cfg.grad_noise_std > 0.0
+        fused_wnorm = cfg.optimizer == OPT_SGD and cfg.momentum == 0.0
+        # and then, with no clipping, the rank-1 weight gradients of one sample are applied from
+        # their factors in the update, never written (except at recording steps, which read g)
+        defer = False
         pos = M  # forces a shuffle before the first shuffled batch
 
         with nogil:
@@ -667,8 +746,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
-                backward_pass(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
-                              False)
+                defer = fused_gnorm and fused_wnorm and not cfg.clip_norm > 0.0 \
+                    and t % cfg.record_every != 0
+                backward_pass_sumsq(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
+                                    &gsumsq if fused_gnorm else NULL, defer, False)
                 if B == 1:
                     g = gsum                     # the mean of one sample: no copy
                 elif inv_B > 0.0:
@@ -719,7 +800,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     random_standard_normal_fill(bg_grad, n_w, gnoise)
                     for j in range(n_w):
                         g[j] = g[j] + cfg.grad_noise_std * gnoise[j]
-                gnorm = safe_norm(g, n_w)
+                if defer and not isfinite(gsumsq):
+                    # safe_norm_of scans g for the non-finite entry: write the deferred blocks
+                    write_deferred_blocks(&net, wp, &pert, gsum)
+                    defer = False
+                gnorm = safe_norm_of(gsumsq, g, n_w) if fused_gnorm else safe_norm(g, n_w)
                 if not isfinite(gnorm):
                     stop = STOP_NONFINITE_GRADIENT
                 elif gnorm > cfg.max_norm:
@@ -735,8 +820,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- the optimizer's update ----------------------------------------------
                 if cfg.optimizer == OPT_SGD:
                     if cfg.momentum == 0.0:
-                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g)
-                        fc_axpy_exact(-lr, g, wp, n_w)
+                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g);
+                        # and ||w||^2 of the new w in the same pass (as fc_sumsq would sum it)
+                        wsumsq = sgd_step(&net, &pert, wp, g, -lr, defer)
                     else:
                         # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                         for j in range(n_w):
@@ -755,7 +841,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         mhat = m1[j] / b1c
                         vhat = m2[j] / b2c
                         wp[j] = wp[j] - lr * mhat / (sqrt(vhat) + cfg.adam_eps)
-                wnorm = safe_norm(wp, n_w)
+                wnorm = safe_norm_of(wsumsq, wp, n_w) if fused_wnorm else safe_norm(wp, n_w)
                 if not isfinite(wnorm):
                     stop = STOP_NONFINITE_WEIGHTS
                 elif wnorm > cfg.max_norm:

@@ -67,9 +67,16 @@ typedef double fc_v4d __attribute__((vector_size(32)));
 typedef long long fc_v4i __attribute__((vector_size(32)));
 typedef unsigned long long fc_v4u __attribute__((vector_size(32)));
 
+/* Register blocking of the matrix-vector kernels: rows of W per sweep over z (fc_matvec, 2 vector
+ * accumulators per row) and vector accumulators per column block (fc_matvec_t); the baseline
+ * variant has 16 SSE registers of 2 doubles, the AVX2 one 16 of 4. */
 #define FC_TARGET_ATTR
 #define FC_NAME(name) name##_base
+#define FC_MATVEC_ROWS 2
+#define FC_MATVEC_T_VECS 4
 #include "_fastmath_impl.h"
+#undef FC_MATVEC_ROWS
+#undef FC_MATVEC_T_VECS
 #undef FC_TARGET_ATTR
 #undef FC_NAME
 
@@ -77,7 +84,13 @@ typedef unsigned long long fc_v4u __attribute__((vector_size(32)));
 #define FC_TARGET_ATTR __attribute__((target("avx2,fma")))
 #define FC_NAME(name) name##_avx2
 #define FC_ANY4_MOVMSK 1
+#define FC_FMA 1
+#define FC_MATVEC_ROWS 4
+#define FC_MATVEC_T_VECS 8
 #include "_fastmath_impl.h"
+#undef FC_MATVEC_ROWS
+#undef FC_MATVEC_T_VECS
+#undef FC_FMA
 #undef FC_ANY4_MOVMSK
 #undef FC_TARGET_ATTR
 #undef FC_NAME
@@ -99,9 +112,15 @@ typedef struct {
     fc_reduce2_fn dot;
     void (*axpy)(double, const double*, double*, ptrdiff_t);
     void (*axpy_exact)(double, const double*, double*, ptrdiff_t);
+    double (*axpy_exact_sumsq)(double, const double*, double*, ptrdiff_t);
     void (*rowdots)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*margin_wgrad)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
                          const double*, double*);
+    void (*matvec)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
+    void (*matvec_t)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
+    void (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
+    double (*outer_axpy_sumsq)(double, const double*, ptrdiff_t, const double*, ptrdiff_t,
+                               double*);
     int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA */
 } fc_fastmath_table;
 
@@ -157,6 +176,37 @@ static void fc_margin_wgrad_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, co
                                    ptrdiff_t ldl, const double* g, double* y) {
     for (ptrdiff_t s = 0; s < B; s++) fc_axpy_scalar(-lab[s * ldl] * g[s], z + s * d, y, d);
 }
+static double fc_axpy_sumsq_scalar(double a, const double* x, double* y, ptrdiff_t n) {
+    fc_axpy_scalar(a, x, y, n);
+    return fc_sumsq_scalar(y, n);
+}
+static void fc_matvec_scalar(const double* W, ptrdiff_t m, ptrdiff_t d, const double* z,
+                             double* out) {
+    for (ptrdiff_t o = 0; o < m; o++) out[o] = fc_dot_scalar(W + o * d, z, d);
+}
+static void fc_matvec_t_scalar(const double* W, ptrdiff_t m, ptrdiff_t d, const double* g,
+                               double* out) {
+    for (ptrdiff_t j = 0; j < d; j++) out[j] = 0.0;
+    for (ptrdiff_t o = 0; o < m; o++) fc_axpy_scalar(g[o], W + o * d, out, d);
+}
+static void fc_outer_scalar(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d,
+                            double* y, int accumulate) {
+    for (ptrdiff_t o = 0; o < m; o++)
+        for (ptrdiff_t j = 0; j < d; j++)
+            y[o * d + j] = accumulate ? y[o * d + j] + g[o] * z[j] : g[o] * z[j];
+}
+static double fc_outer_axpy_sumsq_scalar(double a, const double* g, ptrdiff_t m, const double* z,
+                                         ptrdiff_t d, double* y) {
+    double acc = 0.0;
+    for (ptrdiff_t o = 0; o < m; o++)
+        for (ptrdiff_t j = 0; j < d; j++) {
+            double p = g[o] * z[j];
+            double t = a * p;
+            y[o * d + j] = y[o * d + j] + t;
+            acc += y[o * d + j] * y[o * d + j];
+        }
+    return acc;
+}
 #endif
 
 static fc_fastmath_table fc_fm;
@@ -183,8 +233,13 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.dot = fc_dot_avx2;
         fc_fm.axpy = fc_axpy_avx2;
         fc_fm.axpy_exact = fc_axpy_exact_avx2;
+        fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_avx2;
         fc_fm.rowdots = fc_rowdots_avx2;
         fc_fm.margin_wgrad = fc_margin_wgrad_avx2;
+        fc_fm.matvec = fc_matvec_avx2;
+        fc_fm.matvec_t = fc_matvec_t_avx2;
+        fc_fm.outer = fc_outer_avx2;
+        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_avx2;
         fc_fm.level = 2;
         return 2;
     }
@@ -202,8 +257,13 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.dot = fc_dot_base;
     fc_fm.axpy = fc_axpy_base;
     fc_fm.axpy_exact = fc_axpy_exact_base;
+    fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_base;
     fc_fm.rowdots = fc_rowdots_base;
     fc_fm.margin_wgrad = fc_margin_wgrad_base;
+    fc_fm.matvec = fc_matvec_base;
+    fc_fm.matvec_t = fc_matvec_t_base;
+    fc_fm.outer = fc_outer_base;
+    fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_base;
     fc_fm.level = 1;
     return 1;
 #else
@@ -220,8 +280,13 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.dot = fc_dot_scalar;
     fc_fm.axpy = fc_axpy_scalar;
     fc_fm.axpy_exact = fc_axpy_scalar;
+    fc_fm.axpy_exact_sumsq = fc_axpy_sumsq_scalar;
     fc_fm.rowdots = fc_rowdots_scalar;
     fc_fm.margin_wgrad = fc_margin_wgrad_scalar;
+    fc_fm.matvec = fc_matvec_scalar;
+    fc_fm.matvec_t = fc_matvec_t_scalar;
+    fc_fm.outer = fc_outer_scalar;
+    fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_scalar;
     fc_fm.level = 0;
     return 0;
 #endif
@@ -250,8 +315,10 @@ static inline void fc_softplus_sigmoid(const double* x, double* o, double* sg, p
 }
 /* sum x_i */
 static inline double fc_sum(const double* x, ptrdiff_t n) { return fc_fm.sum(x, n); }
-/* sum x_i, sum x_i^2 and sum x_i y_i, in a fixed order (8 partial sums, then a fixed tree): the same
- * input always gives the same bits on a given machine. */
+/* sum x_i, in a fixed order (8 partial sums, then a fixed tree): the same input always gives
+ * the same bits on a given machine. */
+/* sum x_i^2 and sum x_i y_i, in a fixed order (16 and 8 partial sums, then a fixed tree; see
+ * _fastmath_impl.h): the same input always gives the same bits on a given machine. */
 static inline double fc_sumsq(const double* x, ptrdiff_t n) { return fc_fm.sumsq(x, n); }
 static inline double fc_dot(const double* x, const double* y, ptrdiff_t n) { return fc_fm.dot(x, y, n); }
 /* y += a x */
@@ -264,9 +331,28 @@ static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, co
                                    ptrdiff_t ldl, const double* g, double* y) {
     fc_fm.margin_wgrad(z, B, d, lab, ldl, g, y);
 }
+/* Linear's products, W row-major m x d: out = W z (m entries, each in fc_dot's order),
+ * out = W^T g (d entries, each summed over o in order), y = g z^T (m x d; y += g z^T when
+ * accumulate) */
+static inline void fc_matvec(const double* W, ptrdiff_t m, ptrdiff_t d, const double* z,
+                             double* out) { fc_fm.matvec(W, m, d, z, out); }
+static inline void fc_matvec_t(const double* W, ptrdiff_t m, ptrdiff_t d, const double* g,
+                               double* out) { fc_fm.matvec_t(W, m, d, g, out); }
+static inline void fc_outer(const double* g, ptrdiff_t m, const double* z, ptrdiff_t d, double* y,
+                            int accumulate) { fc_fm.outer(g, m, z, d, y, accumulate); }
+/* y += a (g z^T), rounded as fc_outer into a matrix u then fc_axpy_exact(a, u, y) would, without
+ * u; returns the sum of squares of the new y (in a fixed order) */
+static inline double fc_outer_axpy_sumsq(double a, const double* g, ptrdiff_t m, const double* z,
+                                         ptrdiff_t d, double* y) {
+    return fc_fm.outer_axpy_sumsq(a, g, m, z, d, y);
+}
 /* y += a x, each term rounded twice as in the plain C loop (no FMA): bit-identical to it */
 static inline void fc_axpy_exact(double a, const double* x, double* y, ptrdiff_t n) {
     fc_fm.axpy_exact(a, x, y, n);
+}
+/* fc_axpy_exact(a, x, y, n), then returns fc_sumsq(y, n) (bit-identical), in one pass */
+static inline double fc_axpy_exact_sumsq(double a, const double* x, double* y, ptrdiff_t n) {
+    return fc_fm.axpy_exact_sumsq(a, x, y, n);
 }
 static inline int fc_fastmath_level(void) { return fc_fm.level; }
 

@@ -21,9 +21,23 @@ cdef extern from "_fastmath.h" nogil:
     void fc_axpy(double a, const double* x, double* y, Py_ssize_t n) noexcept
     # y += a x with two roundings per term (no FMA): bit-identical to the plain C loop
     void fc_axpy_exact(double a, const double* x, double* y, Py_ssize_t n) noexcept
+    # fc_axpy_exact, then returns fc_sumsq(y) (bit-identical to the two calls), in one pass
+    double fc_axpy_exact_sumsq(double a, const double* x, double* y, Py_ssize_t n) noexcept
     # out[s] = <z_s, w> for the rows of the row-major B x d matrix z
     void fc_rowdots(const double* z, Py_ssize_t B, Py_ssize_t d, const double* w,
                     double* out) noexcept
     # y += sum_s (-lab[s ldl] g[s]) z_s  (Margin's weight gradient)
     void fc_margin_wgrad(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
                          Py_ssize_t ldl, const double* g, double* y) noexcept
+    # Linear's products, W row-major m x d: out = W z (each entry in fc_dot's order);
+    # out = W^T g (each entry summed over the rows in order); y = g z^T (y += g z^T if accumulate)
+    void fc_matvec(const double* W, Py_ssize_t m, Py_ssize_t d, const double* z,
+                   double* out) noexcept
+    void fc_matvec_t(const double* W, Py_ssize_t m, Py_ssize_t d, const double* g,
+                     double* out) noexcept
+    void fc_outer(const double* g, Py_ssize_t m, const double* z, Py_ssize_t d, double* y,
+                  bint accumulate) noexcept
+    # y += a (g z^T) with the roundings of fc_outer into u then fc_axpy_exact(a, u, y), without u;
+    # returns the sum of squares of the new y
+    double fc_outer_axpy_sumsq(double a, const double* g, Py_ssize_t m, const double* z,
+                               Py_ssize_t d, double* y) noexcept

@@ -13,6 +13,19 @@ FC_INLINE fc_v4d FC_NAME(load4)(const double* p) { fc_v4d v; memcpy(&v, p, sizeo
 
 FC_INLINE void FC_NAME(store4)(double* p, fc_v4d v) { memcpy(p, &v, sizeof v); }
 
+/* c + a b with the rounding(s) of the variant's contracted `c + a * b`: one (FMA) in the AVX2
+ * variant, two in the baseline one; for code compiled with fp-contract=off that must still round
+ * like the variant's contracted code elsewhere */
+#ifdef FC_FMA
+FC_INLINE fc_v4d FC_NAME(muladd4)(fc_v4d a, fc_v4d b, fc_v4d c) {
+    return __builtin_ia32_vfmaddpd256(a, b, c);
+}
+FC_INLINE double FC_NAME(muladd1)(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
+FC_INLINE fc_v4d FC_NAME(muladd4)(fc_v4d a, fc_v4d b, fc_v4d c) { return c + a * b; }
+FC_INLINE double FC_NAME(muladd1)(double a, double b, double c) { return c + a * b; }
+#endif
+
 /* the first n (< 4) elements of p, padded with 0.0 */
 FC_INLINE fc_v4d FC_NAME(load_part)(const double* p, ptrdiff_t n) {
     double buf[4] = {0.0, 0.0, 0.0, 0.0};
@@ -131,7 +144,7 @@ FC_INLINE fc_v4d FC_NAME(log1p4)(fc_v4d x) {
     return FC_NAME(logk4)(m - one, kd, c);
 }
 
-/* expm1(a) for 0 <= a <= 0.3: Taylor, degree 13 (truncation < 1e-19 relative) */
+/* expm1(a) for |a| <= 0.3466 (ln2 / 2): Taylor, degree 13 (truncation < 2e-17 relative) */
 FC_INLINE fc_v4d FC_NAME(expm1_small4)(fc_v4d a) {
     fc_v4d p = FC_NAME(splat)(1.0 / 6227020800.0);
     p = p * a + FC_NAME(splat)(1.0 / 479001600.0);
@@ -182,22 +195,33 @@ FC_INLINE fc_v4d FC_NAME(softplus_sigmoid4)(fc_v4d z, fc_v4i* bad, fc_v4d* sig) 
     return zp + FC_NAME(log1p01)(e);
 }
 
-/* tanh: |x| < 0.3: m = expm1(|x|), tanh = m (m + 2) / (m (m + 2) + 2);
- *       else e = e^-2|x|, tanh = (1 - e) / (1 + e); the sign restored from x. NaN lanes: bad. */
+/* expm1(y) for -708 <= y <= 0: y = n ln2 + r, |r| <= ln2/2, expm1(y) = 2^n expm1(r) + (2^n - 1)
+ * (2^n expm1(r) is an exact scaling and 2^n - 1 is exact for n >= -53, so the one rounding of the
+ * sum keeps the accuracy of expm1(r) for every n: no cancellation near y = 0) */
+FC_INLINE fc_v4d FC_NAME(expm1_neg4)(fc_v4d y) {
+    const fc_v4d shift = FC_NAME(splat)(0x1.8p52);
+    fc_v4d t = y * FC_NAME(splat)(1.4426950408889634074) + shift;   /* round(y / ln2) + shift */
+    fc_v4d n = t - shift;
+    fc_v4d r = y - n * FC_NAME(splat)(6.93147180369123816490e-01);   /* exact, as in exp4 */
+    r = r - n * FC_NAME(splat)(1.90821492927058770002e-10);
+    /* expm1(r), |r| <= 0.3466: the Taylor polynomial of expm1_small4 (truncation < 2e-17) */
+    fc_v4d em = FC_NAME(expm1_small4)(r);
+    fc_v4i ni = (fc_v4i)t - (fc_v4i)shift;                            /* n >= -1022 */
+    fc_v4d scale = (fc_v4d)((ni + 1023) << 52);
+    return scale * em + (scale - FC_NAME(splat)(1.0));
+}
+
+/* tanh(x) = -m / (2 + m) for m = expm1(-2|x|) (in [-1, 0]: the denominator is in [1, 2], no
+ * cancellation), the sign restored from x; |x| > 354 is clamped (m = -1 there, tanh = +-1).
+ * NaN lanes: bad. */
 FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
-    const fc_v4d one = FC_NAME(splat)(1.0), two = FC_NAME(splat)(2.0);
     fc_v4d a = FC_NAME(fabs4)(x);
     *bad = (fc_v4i)(x != x);
-    fc_v4i small = (fc_v4i)(a < FC_NAME(splat)(0.3));
-    fc_v4d as = FC_NAME(select4)(small, a, FC_NAME(splat)(0.0));
-    fc_v4d m = FC_NAME(expm1_small4)(as);
-    fc_v4d E = m * (m + two);
-    fc_v4d ts = E / (E + two);
     fc_v4d y = FC_NAME(splat)(-2.0) * a;
     y = FC_NAME(select4)((fc_v4i)(y >= FC_NAME(splat)(-708.0)), y, FC_NAME(splat)(-708.0));
-    fc_v4d e = FC_NAME(exp4)(y);
-    fc_v4d tl = (one - e) / (one + e);
-    fc_v4d t = FC_NAME(select4)(small, ts, tl);
+    fc_v4d m = FC_NAME(expm1_neg4)(y);
+    /* |m| rather than -m: +0 for x = +-0, whose sign comes from x below */
+    fc_v4d t = FC_NAME(fabs4)(m) / (FC_NAME(splat)(2.0) + m);
     const fc_v4u sign = {0x8000000000000000ULL, 0x8000000000000000ULL,
                          0x8000000000000000ULL, 0x8000000000000000ULL};
     return (fc_v4d)((fc_v4u)t | ((fc_v4u)x & sign));
@@ -315,9 +339,14 @@ static FC_TARGET_ATTR void FC_NAME(fc_tanh_array)(const double* x, double* o, pt
     }
 }
 
-/* ---- reductions in a fixed order: two 4-lane accumulators over blocks of 8, one more block of
- * 4 into the first, the last n % 4 terms into a scalar, then
- * ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1 lane-wise ---------------------------------------- */
+/* ---- reductions in a fixed order --------------------------------------------------------------
+ * fc_dot and fc_sum: two 4-lane accumulators over blocks of 8, one more block of 4 into the first,
+ * the last n % 4 terms into a scalar, then ((l0 + l2) + (l1 + l3)) + scalar, l = a0 + a1
+ * lane-wise.
+ * fc_sumsq (and the norm fused into fc_axpy_exact_sumsq): four accumulators over blocks of 16
+ * (four FMA latency chains: the long vectors of the engine's norms are not latency-bound), the
+ * remaining blocks of 4 into a0, a1, a2 in turn, the last n % 4 terms into a scalar, then
+ * hsum4((a0 + a1) + (a2 + a3)) + scalar. */
 
 FC_INLINE double FC_NAME(hsum4)(fc_v4d a) { return (a[0] + a[2]) + (a[1] + a[3]); }
 
@@ -338,24 +367,32 @@ static FC_TARGET_ATTR double FC_NAME(fc_sum)(const double* x, ptrdiff_t n) {
     return FC_NAME(hsum4)(a0 + a1) + tail;
 }
 
+/* the accumulators of a 4-chain sum of squares, in the order described above */
+typedef struct { fc_v4d a[4]; double tail; } FC_NAME(sumsq_acc);
+
+FC_INLINE double FC_NAME(sumsq_acc_total)(const FC_NAME(sumsq_acc)* s) {
+    return FC_NAME(hsum4)((s->a[0] + s->a[1]) + (s->a[2] + s->a[3])) + s->tail;
+}
+
 static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
-    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = FC_NAME(splat)(0.0), v, w;
-    double tail = 0.0;
+    FC_NAME(sumsq_acc) s;
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v = FC_NAME(load4)(x + i);
-        w = FC_NAME(load4)(x + i + 4);
-        a0 = a0 + v * v;
-        a1 = a1 + w * w;
-    }
-    if (i + 4 <= n) {
-        v = FC_NAME(load4)(x + i);
-        a0 = a0 + v * v;
-        i += 4;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (; i + 16 <= n; i += 16)
+        for (k = 0; k < 4; k++) {
+            fc_v4d v = FC_NAME(load4)(x + i + 4 * k);
+            s.a[k] = s.a[k] + v * v;
+        }
+    for (k = 0; k < 3 && i + 4 <= n; k++, i += 4) {   /* unrolled: constant k */
+        fc_v4d v = FC_NAME(load4)(x + i);
+        s.a[k] = s.a[k] + v * v;
     }
     for (; i < n; i++)
-        tail = tail + x[i] * x[i];
-    return FC_NAME(hsum4)(a0 + a1) + tail;
+        s.tail = s.tail + x[i] * x[i];
+    return FC_NAME(sumsq_acc_total)(&s);
 }
 
 static FC_TARGET_ATTR double FC_NAME(fc_dot)(const double* x, const double* y, ptrdiff_t n) {
@@ -399,6 +436,38 @@ void FC_NAME(fc_axpy_exact)(double a, const double* x, double* y, ptrdiff_t n) {
         double t = a * x[i];
         y[i] = y[i] + t;
     }
+}
+
+/* y += a x as fc_axpy_exact (bit-identical), returning fc_sumsq of the new y (bit-identical too):
+ * the engine's SGD update and its weight norm in one pass over the weights */
+static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
+double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdiff_t n) {
+    FC_NAME(sumsq_acc) s;
+    fc_v4d av = FC_NAME(splat)(a);
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (; i + 16 <= n; i += 16)
+        for (k = 0; k < 4; k++) {
+            fc_v4d t = av * FC_NAME(load4)(x + i + 4 * k);
+            fc_v4d v = FC_NAME(load4)(y + i + 4 * k) + t;
+            FC_NAME(store4)(y + i + 4 * k, v);
+            s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
+        }
+    for (k = 0; k < 3 && i + 4 <= n; k++, i += 4) {   /* unrolled: constant k */
+        fc_v4d t = av * FC_NAME(load4)(x + i);
+        fc_v4d v = FC_NAME(load4)(y + i) + t;
+        FC_NAME(store4)(y + i, v);
+        s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
+    }
+    for (; i < n; i++) {
+        double t = a * x[i];
+        y[i] = y[i] + t;
+        s.tail = FC_NAME(muladd1)(y[i], y[i], s.tail);
+    }
+    return FC_NAME(sumsq_acc_total)(&s);
 }
 
 /* Margin's two kernels for narrow rows (d <= 16) are instantiated for each width (the switches
@@ -518,6 +587,157 @@ static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B
 }
 #undef FC_WGRAD_LOOP
 #undef FC_WGRAD_ROW
+
+/* ---- Linear at small batches (per sample): W z, W^T g and the rank-1 weight gradient g z^T --
+ * W is row-major m x d (m = d_out rows of d = d_in). Every output element is summed in a fixed
+ * order that does not depend on its position, so that results are the same for any m and d:
+ *   fc_matvec:   out[o] = <W_o, z> in fc_dot's order (bit-identical to fc_dot per row);
+ *   fc_matvec_t: out[j] = sum_o g[o] W[o][j], sequentially over o (as m axpys into zero);
+ *   fc_outer:    y[o][j] = g[o] z[j]  (or y[o][j] += g[o] z[j] when accumulate). */
+
+/* R rows of W at once against z: 2 R accumulators in flight (one FMA latency chain of fc_dot's
+ * two per row would leave the FMA units idle) */
+FC_INLINE void FC_NAME(matvec_rows)(const double* W, ptrdiff_t d, const double* z, double* out,
+                                    const int R) {
+    fc_v4d a0[4], a1[4];
+    double t[4];
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < R; k++) {
+        a0[k] = a1[k] = FC_NAME(splat)(0.0);
+        t[k] = 0.0;
+    }
+    for (; i + 8 <= d; i += 8) {
+        fc_v4d z0 = FC_NAME(load4)(z + i), z1 = FC_NAME(load4)(z + i + 4);
+        for (k = 0; k < R; k++) {
+            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
+            a1[k] = a1[k] + FC_NAME(load4)(W + k * d + i + 4) * z1;
+        }
+    }
+    if (i + 4 <= d) {
+        fc_v4d z0 = FC_NAME(load4)(z + i);
+        for (k = 0; k < R; k++)
+            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
+        i += 4;
+    }
+    for (; i < d; i++)
+        for (k = 0; k < R; k++)
+            t[k] = t[k] + W[k * d + i] * z[i];
+    for (k = 0; k < R; k++)
+        out[k] = FC_NAME(hsum4)(a0[k] + a1[k]) + t[k];
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_matvec)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                             const double* z, double* out) {
+    ptrdiff_t o = 0;
+    for (; o + FC_MATVEC_ROWS <= m; o += FC_MATVEC_ROWS)
+        FC_NAME(matvec_rows)(W + o * d, d, z, out + o, FC_MATVEC_ROWS);
+    for (; o < m; o++)
+        FC_NAME(matvec_rows)(W + o * d, d, z, out + o, 1);
+}
+
+/* columns [0, 4 V) of W^T g (W advanced to the block's first column): V accumulators */
+FC_INLINE void FC_NAME(matvec_t_cols)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                      const double* g, double* out, const int V) {
+    fc_v4d a[8];
+    ptrdiff_t o;
+    int k;
+    for (k = 0; k < V; k++)
+        a[k] = FC_NAME(splat)(0.0);
+    for (o = 0; o < m; o++) {
+        fc_v4d go = FC_NAME(splat)(g[o]);
+        for (k = 0; k < V; k++)
+            a[k] = a[k] + go * FC_NAME(load4)(W + o * d + 4 * k);
+    }
+    for (k = 0; k < V; k++)
+        FC_NAME(store4)(out + 4 * k, a[k]);
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_matvec_t)(const double* W, ptrdiff_t m, ptrdiff_t d,
+                                               const double* g, double* out) {
+    ptrdiff_t j = 0, o;
+    for (; j + 4 * FC_MATVEC_T_VECS <= d; j += 4 * FC_MATVEC_T_VECS)
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, FC_MATVEC_T_VECS);
+    if (FC_MATVEC_T_VECS > 4 && j + 16 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 4);
+        j += 16;
+    }
+    if (j + 8 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 2);
+        j += 8;
+    }
+    if (j + 4 <= d) {
+        FC_NAME(matvec_t_cols)(W + j, m, d, g, out + j, 1);
+        j += 4;
+    }
+    for (; j < d; j++) {
+        double acc = 0.0;
+        for (o = 0; o < m; o++)
+            acc = acc + g[o] * W[o * d + j];
+        out[j] = acc;
+    }
+}
+
+static FC_TARGET_ATTR void FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const double* z,
+                                            ptrdiff_t d, double* y, int accumulate) {
+    ptrdiff_t o, j;
+    for (o = 0; o < m; o++) {
+        double* yo = y + o * d;
+        fc_v4d go = FC_NAME(splat)(g[o]);
+        j = 0;
+        if (accumulate) {
+            for (; j + 4 <= d; j += 4)
+                FC_NAME(store4)(yo + j, FC_NAME(load4)(yo + j) + go * FC_NAME(load4)(z + j));
+            for (; j < d; j++)
+                yo[j] = yo[j] + g[o] * z[j];
+        } else {
+            for (; j + 4 <= d; j += 4)
+                FC_NAME(store4)(yo + j, go * FC_NAME(load4)(z + j));
+            for (; j < d; j++)
+                yo[j] = g[o] * z[j];
+        }
+    }
+}
+
+/* y += a (g z^T) with the roundings of fc_outer(g, m, z, d, u, 0) followed by
+ * fc_axpy_exact(a, u, y, m d): p = g_o z_j rounded, a p rounded, added to y (no FMA), without the
+ * m x d matrix u; returns the sum of squares of the new y, row by row in fc_sumsq's order (blocks
+ * of 16 into a0..a3, the remaining blocks of 4 into a0, a1, a2 in turn, the last d % 4 columns
+ * into a scalar; the accumulators carried from row to row). The SGD step of a rank-1 gradient. */
+static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
+double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, const double* z,
+                                    ptrdiff_t d, double* y) {
+    FC_NAME(sumsq_acc) s;
+    fc_v4d av = FC_NAME(splat)(a);
+    ptrdiff_t o, j;
+    int k;
+    for (k = 0; k < 4; k++)
+        s.a[k] = FC_NAME(splat)(0.0);
+    s.tail = 0.0;
+    for (o = 0; o < m; o++) {
+        double* yo = y + o * d;
+        fc_v4d go = FC_NAME(splat)(g[o]);
+#define FC_OUTER_AXPY4(J, K)                                                                 \
+        {                                                                                   \
+            fc_v4d t = av * (go * FC_NAME(load4)(z + (J)));                                 \
+            fc_v4d v = FC_NAME(load4)(yo + (J)) + t;                                        \
+            FC_NAME(store4)(yo + (J), v);                                                   \
+            s.a[K] = FC_NAME(muladd4)(v, v, s.a[K]);                                        \
+        }
+        for (j = 0; j + 16 <= d; j += 16)
+            for (k = 0; k < 4; k++)
+                FC_OUTER_AXPY4(j + 4 * k, k)
+        for (k = 0; k < 3 && j + 4 <= d; k++, j += 4)   /* unrolled: constant k */
+            FC_OUTER_AXPY4(j, k)
+#undef FC_OUTER_AXPY4
+        for (; j < d; j++) {
+            double t = a * (g[o] * z[j]);
+            yo[j] = yo[j] + t;
+            s.tail = FC_NAME(muladd1)(yo[j], yo[j], s.tail);
+        }
+    }
+    return FC_NAME(sumsq_acc_total)(&s);
+}
 
 #undef FC_INLINE
 #pragma GCC diagnostic pop

@@ -20,4 +20,21 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
 cdef bint op_forward_with_derivative(const OpDesc* op, const double* z, double* out,
                                      double* deriv, Py_ssize_t B) noexcept nogil
 
+# op_vjp with g_w (when not NULL) overwritten by sum_s J2(z_s)^T g_s instead of accumulated into;
+# when g_w_sumsq is not NULL, also g_w_sumsq[0] = sum of squares of g_w (in a fixed order)
+cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
+                     const double* z, const double* out, const double* g,
+                     const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                     double* g_in, double* g_w, double* g_w_sumsq) noexcept nogil
+
+# Deferred weight gradients (the engine's plain SGD step at one sample): for an operator with
+# op_wgrad_deferrable(op, B), op_vjp_deferred computes what op_vjp_set would at one sample except
+# g_w itself (g_in, and g_w's sum of squares, the same bits); op_sgd_step_deferred(op, w, z, g, a)
+# then does w += a g_w, rounded as writing g_w and fc_axpy_exact would, and returns ||w||^2.
+cdef bint op_wgrad_deferrable(const OpDesc* op, Py_ssize_t B) noexcept nogil
+cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, const double* z,
+                          const double* g, double* g_in, double* g_w_sumsq) noexcept nogil
+cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
+                                 double a) noexcept nogil
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil

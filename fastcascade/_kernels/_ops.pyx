@@ -5,21 +5,26 @@ Every operator is a pair of ``noexcept nogil`` branches on raw pointers, dispatc
 operator code. Each adjoint line names the forward statement it differentiates.
 
 Speed (DESIGN.md section 4): the elementwise transcendental operators call the vectorised
-exp/log1p/sigmoid/tanh of ``_fastmath.h`` (about 1 ulp from libm, NaN and Inf kept); dot products
-and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) switch to BLAS
-``dgemm`` (``scipy.linalg.cython_blas``, nogil) once a batch is wide enough to pay for the call
-(``blas_threshold``).
+exp/log1p/sigmoid/tanh of ``_fastmath.h`` (a few ulp from libm, NaN and Inf kept); dot products
+and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) run per sample on
+its register-blocked W z, W^T g and g z^T kernels, and switch to BLAS ``dgemm``
+(``scipy.linalg.cython_blas``, nogil) once a batch is wide enough to pay for the call
+(``blas_threshold``). ``op_vjp_set`` writes an operator's weight gradient instead of adding to it
+(the engine's backward pass needs no zeroing pass), and at one sample the engine's plain SGD step
+can apply Linear's rank-1 weight gradient from its factors (``op_vjp_deferred``,
+``op_sgd_step_deferred``).
 """
 from libc.math cimport exp, log1p, fabs, tanh
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
 
 import numpy as np
 
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
-    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot, fc_axpy,
-    fc_rowdots, fc_margin_wgrad)
+    fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot,
+    fc_rowdots, fc_margin_wgrad, fc_matvec, fc_matvec_t, fc_outer, fc_outer_axpy_sumsq,
+    fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -45,12 +50,15 @@ fc_fastmath_init()
 # Linear / FixedLinear use BLAS dgemm when the batch has at least 2 samples and
 # B * d_in * d_out >= blas_threshold multiply-adds (below it, the call overhead and the per-call
 # packing of OpenBLAS cost more than the vector loops; benchmarks/bench_engine.py's "widths" case
-# measures the crossover). 0 forces BLAS for every batch of 2 or more, for tests.
+# measures the crossover). 0 forces BLAS for every batch of 2 or more, for tests (except where
+# d_in or d_out is 1: matrix-vector and rank-1 products always take the loops, see use_blas).
 cdef Py_ssize_t blas_threshold = 8192
 
 
 cdef inline bint use_blas(Py_ssize_t B, Py_ssize_t din, Py_ssize_t dout) noexcept nogil:
-    return B >= 2 and B * din * dout >= blas_threshold
+    # (not for a single input or output: those products are matrix-vector or rank-1, where dgemm
+    # only adds its packing and a zeroing pass over a B x d output)
+    return B >= 2 and din >= 2 and dout >= 2 and B * din * dout >= blas_threshold
 
 
 def set_blas_threshold(Py_ssize_t n):
@@ -276,6 +284,128 @@ cdef void lq_terminal(const OpDesc* op, const double* Qf, const double* z, doubl
             g_in[s * (n + 1) + n] = g[s]
 
 
+# -- Linear and FixedLinear: out_s = W z_s (+ b), W d_out x d_in row-major (the weights for
+# LINEAR, followed by b when flag; the fixed parameters for FIXED_LINEAR) -----------------------
+
+cdef void linear_forward(const OpDesc* op, const double* w, const double* p, const double* z,
+                         double* out, Py_ssize_t B) noexcept nogil:
+    cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
+    cdef const double* W = w if op.code == OP_LINEAR else p
+    if use_blas(B, din, dout):
+        # out^T (dout x B) = W Z^T (+ out^T, holding b), column-major: W is (din x dout)^T, Z^T
+        # is (din x B). With a bias, out starts as b in every row and the gemm adds W z_s to it
+        # (beta = 1: no zeroing pass over out, no second pass to add b)
+        if op.flag:
+            for s in range(B):
+                memcpy(out + s * dout, w + dout * din, dout * sizeof(double))
+        blas_gemm(b'T', b'N', dout, B, din, W, din, z, din, 1.0 if op.flag else 0.0, out, dout)
+        return
+    for s in range(B):
+        fc_matvec(W, dout, din, z + s * din, out + s * dout)
+    if op.flag:
+        for s in range(B):
+            for o in range(dout):
+                out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
+
+
+cdef inline double linear_wgrad_sumsq_1(const OpDesc* op, const double* z,
+                                        const double* g) noexcept nogil:
+    # ||dW||^2 + ||db||^2 of one sample's gradient dW = g z^T, db = g, without forming dW:
+    # ||g z^T||_F^2 = ||g||^2 ||z||^2, the same number up to rounding. Where ||g||^2 or ||z||^2
+    # alone leaves the double range (entries beyond about 1e+-154), the product is non-finite
+    # (then safe_norm's rescaled scan of the written gradient decides, as for an overflowing
+    # sum) or 0 instead of a tiny norm (harmless for the max_norm and clip_norm tests)
+    cdef double gg = fc_sumsq(g, op.d_out)
+    return gg * fc_sumsq(z, op.d_in) + (gg if op.flag else 0.0)
+
+
+cdef void linear_vjp(const OpDesc* op, const double* w, const double* p, const double* z,
+                     const double* g, Py_ssize_t B, double* g_in, double* g_w,
+                     bint accumulate, double* g_w_sumsq) noexcept nogil:
+    # g_in = J1^T g (when not NULL); g_w (+)= sum_s J2(z_s)^T g_s (LINEAR only, when not NULL):
+    # accumulated into when `accumulate`, else overwritten; g_w_sumsq (when not NULL) = the sum
+    # of squares of the new g_w (0 without g_w; at one sample, written over, the closed form)
+    cdef Py_ssize_t s, o, din = op.d_in, dout = op.d_out
+    cdef const double* W = w if op.code == OP_LINEAR else p
+    cdef double* gb
+    if op.code != OP_LINEAR:
+        g_w = NULL
+    if use_blas(B, din, dout):
+        # out_s = W z_s + b: d/dz_s = W^T g_s; all samples: G_in^T (din x B) = W^T G^T
+        if g_in != NULL:
+            blas_gemm(b'N', b'N', din, B, dout, W, din, g, dout, 0.0, g_in, din)
+        # out_s = W z_s + b: dW (+)= sum_s g_s z_s^T, i.e. dW^T (din x dout) (+)= Z^T G
+        if g_w != NULL:
+            blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0 if accumulate else 0.0,
+                      g_w, din)
+    else:
+        for s in range(B):
+            # out_s = W z_s + b: d/dz_s = W^T g_s
+            if g_in != NULL:
+                fc_matvec_t(W, dout, din, g + s * dout, g_in + s * din)
+            # out_s = W z_s + b: dW (+)= g_s z_s^T (the first sample sets it unless accumulating)
+            if g_w != NULL:
+                fc_outer(g + s * dout, dout, z + s * din, din, g_w, accumulate or s > 0)
+    # out_s = W z_s + b: db (+)= sum_s g_s
+    if g_w != NULL and op.flag:
+        gb = g_w + dout * din
+        for s in range(B):
+            for o in range(dout):
+                if accumulate or s > 0:
+                    gb[o] = gb[o] + g[s * dout + o]
+                else:
+                    gb[o] = g[o]
+    if g_w_sumsq != NULL:
+        if g_w == NULL:
+            g_w_sumsq[0] = 0.0
+        elif B == 1 and not accumulate:
+            g_w_sumsq[0] = linear_wgrad_sumsq_1(op, z, g)
+        else:
+            g_w_sumsq[0] = fc_sumsq(g_w, op.n_w)
+
+
+cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
+                     const double* z, const double* out, const double* g,
+                     const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                     double* g_in, double* g_w, double* g_w_sumsq) noexcept nogil:
+    # op_vjp with g_w overwritten (no zeroing pass where the operator can write it directly)
+    if op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
+        linear_vjp(op, w, p, z, g, B, g_in, g_w, False, g_w_sumsq)
+        return
+    if g_w != NULL:
+        memset(g_w, 0, op.n_w * sizeof(double))
+    op_vjp(op, w, p, z, out, g, lab, ldl, B, g_in, g_w)
+    if g_w_sumsq != NULL:
+        g_w_sumsq[0] = fc_sumsq(g_w, op.n_w) if g_w != NULL else 0.0
+
+
+# -- deferred weight gradients: at one sample, Linear's dW is the rank-1 g z^T (and db = g); the
+# engine's plain SGD step can apply it from g and z without writing the d_out x d_in matrix -----
+
+cdef bint op_wgrad_deferrable(const OpDesc* op, Py_ssize_t B) noexcept nogil:
+    return op.code == OP_LINEAR and B == 1
+
+
+cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, const double* z,
+                          const double* g, double* g_in, double* g_w_sumsq) noexcept nogil:
+    # op_vjp_set at one sample without writing g_w: g_in, and the sum of squares op_vjp_set
+    # gives for g_w (the same bits)
+    linear_vjp(op, w, p, z, g, 1, g_in, NULL, False, NULL)
+    g_w_sumsq[0] = linear_wgrad_sumsq_1(op, z, g)
+
+
+cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
+                                 double a) noexcept nogil:
+    # w += a dW for the deferred dW of op_vjp_deferred(z, g), rounded as writing dW and then
+    # fc_axpy_exact(a, dW, w) would; returns the sum of squares of the new w
+    cdef Py_ssize_t din = op.d_in, dout = op.d_out
+    # out = W z + b: dW = g z^T, db = g
+    cdef double sq = fc_outer_axpy_sumsq(a, g, dout, z, din, w)
+    if op.flag:
+        sq = sq + fc_axpy_exact_sumsq(a, g, w + dout * din, dout)
+    return sq
+
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
     cdef OpDesc op
     op.code = <int>row[0]
@@ -296,7 +426,6 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
     cdef Py_ssize_t n = B * din
     cdef double acc, m, t
     cdef const double* zs
-    cdef const double* row
     cdef int c
 
     if op.code == OP_IDENTITY:
@@ -317,23 +446,7 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
         for s in range(B):
             out[s] = -lab[s * ldl] * out[s]
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
-        # out_s = W z_s (+ b); W is d_out x d_in row-major (weights for LINEAR, params for FIXED)
-        row = w if op.code == OP_LINEAR else p
-        if use_blas(B, din, dout):
-            # out^T (dout x B) = W Z^T, column-major: W is (din x dout)^T, Z^T is (din x B)
-            blas_gemm(b'T', b'N', dout, B, din, row, din, z, din, 0.0, out, dout)
-            if op.flag:
-                for s in range(B):
-                    for o in range(dout):
-                        out[s * dout + o] = out[s * dout + o] + w[dout * din + o]
-        else:
-            for s in range(B):
-                zs = z + s * din
-                for o in range(dout):
-                    acc = fc_dot(row + o * din, zs, din)
-                    if op.flag:
-                        acc = acc + w[dout * din + o]
-                    out[s * dout + o] = acc
+        linear_forward(op, w, p, z, out, B)
     elif op.code == OP_DIAG_LINEAR:
         # out_s = A (z_s * w), A = p (d_out x d_in)
         for s in range(B):
@@ -405,7 +518,6 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
     cdef Py_ssize_t n = B * din
     cdef double acc, m, t, gs, ys
     cdef const double* zs
-    cdef const double* row
     cdef double* gi
     cdef int c
 
@@ -445,36 +557,7 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
         if g_w != NULL:
             fc_margin_wgrad(z, B, din, lab, ldl, g, g_w)
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
-        row = w if op.code == OP_LINEAR else p
-        if use_blas(B, din, dout):
-            # out_s = W z_s + b: d/dz_s = W^T g_s; all samples: G_in^T (din x B) = W^T G^T
-            if g_in != NULL:
-                blas_gemm(b'N', b'N', din, B, dout, row, din, g, dout, 0.0, g_in, din)
-            # out_s = W z_s + b: dW += sum_s g_s z_s^T, i.e. dW^T (din x dout) += Z^T G
-            if g_w != NULL and op.code == OP_LINEAR:
-                blas_gemm(b'N', b'T', din, dout, B, z, din, g, dout, 1.0, g_w, din)
-                # out_s = W z_s + b: db += g_s
-                if op.flag:
-                    for s in range(B):
-                        for o in range(dout):
-                            g_w[dout * din + o] = g_w[dout * din + o] + g[s * dout + o]
-            return
-        for s in range(B):
-            zs = z + s * din
-            # out_s = W z_s + b: d/dz_s = W^T g_s
-            if g_in != NULL:
-                gi = g_in + s * din
-                for j in range(din):
-                    gi[j] = 0.0
-                for o in range(dout):
-                    fc_axpy(g[s * dout + o], row + o * din, gi, din)
-            # out_s = W z_s + b: dW += g_s z_s^T, db += g_s
-            if g_w != NULL and op.code == OP_LINEAR:
-                for o in range(dout):
-                    gs = g[s * dout + o]
-                    fc_axpy(gs, zs, g_w + o * din, din)
-                    if op.flag:
-                        g_w[dout * din + o] = g_w[dout * din + o] + gs
+        linear_vjp(op, w, p, z, g, B, g_in, g_w, True, NULL)
     elif op.code == OP_DIAG_LINEAR:
         for s in range(B):
             zs = z + s * din
