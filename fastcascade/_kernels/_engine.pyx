@@ -265,10 +265,25 @@ cdef void sites_free(Sites* sites) noexcept:
 
 
 def _check_distinct(*generators):
-    # each stream is copied into the run and written back at the end: one generator passed
-    # twice would hand out the same draws twice
-    if len({id(g) for g in generators}) != len(generators):
-        raise ValueError("the random streams must be distinct Generator objects")
+    # each stream is copied into the run and written back at the end: one bit generator passed
+    # twice (or behind two Generators) would hand out the same draws twice
+    if len({id(g.bit_generator) for g in generators}) != len(generators):
+        raise ValueError("the random streams must be distinct generators (distinct bit "
+                         "generators)")
+
+
+cdef int close_streams(Stream** streams, generators) except -1:
+    # stream_close on each (all of them, even when one fails; the first error is raised)
+    cdef Py_ssize_t k
+    error = None
+    for k in range(len(generators)):
+        try:
+            stream_close(streams[k], generators[k])
+        except BaseException as e:
+            error = e if error is None else error
+    if error is not None:
+        raise error
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,6 +629,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef double gsumsq = 0.0, wsumsq = 0.0   # set by the fused passes before they are read
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
     cdef Stream st_data, st_fwd, st_bwd, st_grad
+    cdef Stream* streams[4]
     cdef bitgen_t* bg_data
     cdef bitgen_t* bg_fwd
     cdef bitgen_t* bg_bwd
@@ -853,11 +869,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         if w_loaded and n_w > 0:
             memcpy(&w[0], w_run, n_w * sizeof(double))
         free(w_run)
-        # the generators continue where the run stopped (as numpy's own draws would leave them)
-        stream_close(&st_data, data_gen)
-        stream_close(&st_fwd, forward_gen)
-        stream_close(&st_bwd, backward_gen)
-        stream_close(&st_grad, grad_gen)
         pass_free(&pert)
         pass_free(&full)
         if not full_batch:
@@ -867,6 +878,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         free(idx)
         sites_free(&sites)
         net_free(&net)
+        # the generators continue where the run stopped (as numpy's own draws would leave them)
+        streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
+        close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
     return stop_iter, stop
 
 
@@ -883,6 +897,7 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
     cdef Py_ssize_t j, B = X.shape[0], ldl = Y.shape[1]
     cdef const double* lab = &Y[0, 0] if ldl > 0 else NULL
     cdef Stream st_fwd, st_bwd
+    cdef Stream* streams[2]
     cdef bitgen_t* bg_fwd
     cdef bitgen_t* bg_bwd
     cdef const double* wp
@@ -918,10 +933,10 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
                 g_perturbed[j] = g_perturbed[j] / B
                 g_clean[j] = g_clean[j] / B
     finally:
-        stream_close(&st_fwd, forward_gen)
-        stream_close(&st_bwd, backward_gen)
         free(scratch)
         pass_free(&pert)
         pass_free(&clean)
         sites_free(&sites)
         net_free(&net)
+        streams[0], streams[1] = &st_fwd, &st_bwd
+        close_streams(streams, (forward_gen, backward_gen))

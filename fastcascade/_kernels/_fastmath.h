@@ -313,10 +313,9 @@ static inline void fc_sigmoid_mul(const double* x, const double* g, double* out,
 static inline void fc_softplus_sigmoid(const double* x, double* o, double* sg, ptrdiff_t n) {
     fc_fm.softplus_sigmoid(x, o, sg, n);
 }
-/* sum x_i */
-static inline double fc_sum(const double* x, ptrdiff_t n) { return fc_fm.sum(x, n); }
 /* sum x_i, in a fixed order (8 partial sums, then a fixed tree): the same input always gives
  * the same bits on a given machine. */
+static inline double fc_sum(const double* x, ptrdiff_t n) { return fc_fm.sum(x, n); }
 /* sum x_i^2 and sum x_i y_i, in a fixed order (16 and 8 partial sums, then a fixed tree; see
  * _fastmath_impl.h): the same input always gives the same bits on a given machine. */
 static inline double fc_sumsq(const double* x, ptrdiff_t n) { return fc_fm.sumsq(x, n); }

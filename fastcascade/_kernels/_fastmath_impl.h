@@ -384,14 +384,15 @@ static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
     for (; i + 16 <= n; i += 16)
         for (k = 0; k < 4; k++) {
             fc_v4d v = FC_NAME(load4)(x + i + 4 * k);
-            s.a[k] = s.a[k] + v * v;
+            s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
         }
+    /* (muladd: the fused norms round the same way at every optimisation level) */
     for (k = 0; k < 3 && i + 4 <= n; k++, i += 4) {   /* unrolled: constant k */
         fc_v4d v = FC_NAME(load4)(x + i);
-        s.a[k] = s.a[k] + v * v;
+        s.a[k] = FC_NAME(muladd4)(v, v, s.a[k]);
     }
     for (; i < n; i++)
-        s.tail = s.tail + x[i] * x[i];
+        s.tail = FC_NAME(muladd1)(x[i], x[i], s.tail);
     return FC_NAME(sumsq_acc_total)(&s);
 }
 

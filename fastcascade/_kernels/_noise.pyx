@@ -54,8 +54,8 @@ cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 
 cdef bitgen_t* stream_open(Stream* st, generator) except NULL:
     bit_generator = generator.bit_generator
-    st.fast = type(bit_generator) is np.random.PCG64
-    if not st.fast:
+    st.fast = False   # until the state is copied: stream_close writes back only then
+    if type(bit_generator) is not np.random.PCG64:
         st.bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
         return st.bitgen
     state = bit_generator.state
@@ -65,6 +65,7 @@ cdef bitgen_t* stream_open(Stream* st, generator) except NULL:
                  1 if state["has_uint32"] else 0, <uint32_t>state["uinteger"])
     fc_pcg64_bitgen(&st.own, &st.pcg)
     st.bitgen = &st.own
+    st.fast = True
     return st.bitgen
 
 
