@@ -351,6 +351,19 @@ def test_clean_pass_with_the_fused_last_operator_matches_the_plain_vjp():
     np.testing.assert_array_equal(problem.gradient(w), g.clean)
 
 
+@pytest.mark.parametrize("sampling", ["shuffle", "replacement"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sampled_rows_read_in_place_or_copied_match_numpy_engine(sampling, batch):
+    """Batch 1 reads its row where it lies in X, larger batches copy theirs (and shuffled epochs
+    prefetch the next rows): the same trajectory as the NumPy engine, over several epochs."""
+    problem, perts = paper_like(M=37)
+    opt = fc.SGD(0.05, batch=batch, sampling=sampling)
+    kw = dict(n_iter=100, perturbations=perts, seeds=[4], record_every=7)
+    fast, numpy = fc.run(problem, opt, **kw), fc.run(problem, opt, engine="numpy", **kw)
+    for name in ("objective", "grad_norm", "grad_error", "final_weights"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(numpy, name), rtol=1e-9, atol=0)
+
+
 def test_forward_noise_on_the_last_operator_and_none_at_all():
     problem, perts = paper_like()
     opt = fc.SGD(0.05, grad_noise_std=1e-3)
