@@ -370,6 +370,12 @@ static FC_TARGET_ATTR double FC_NAME(fc_sum)(const double* x, ptrdiff_t n) {
 /* the accumulators of a 4-chain sum of squares, in the order described above */
 typedef struct { fc_v4d a[4]; double tail; } FC_NAME(sumsq_acc);
 
+FC_INLINE void FC_NAME(sumsq_acc_zero)(FC_NAME(sumsq_acc)* s) {
+    for (int k = 0; k < 4; k++)
+        s->a[k] = FC_NAME(splat)(0.0);
+    s->tail = 0.0;
+}
+
 FC_INLINE double FC_NAME(sumsq_acc_total)(const FC_NAME(sumsq_acc)* s) {
     return FC_NAME(hsum4)((s->a[0] + s->a[1]) + (s->a[2] + s->a[3])) + s->tail;
 }
@@ -378,9 +384,7 @@ static FC_TARGET_ATTR double FC_NAME(fc_sumsq)(const double* x, ptrdiff_t n) {
     FC_NAME(sumsq_acc) s;
     ptrdiff_t i = 0;
     int k;
-    for (k = 0; k < 4; k++)
-        s.a[k] = FC_NAME(splat)(0.0);
-    s.tail = 0.0;
+    FC_NAME(sumsq_acc_zero)(&s);
     for (; i + 16 <= n; i += 16)
         for (k = 0; k < 4; k++) {
             fc_v4d v = FC_NAME(load4)(x + i + 4 * k);
@@ -447,9 +451,7 @@ double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdif
     fc_v4d av = FC_NAME(splat)(a);
     ptrdiff_t i = 0;
     int k;
-    for (k = 0; k < 4; k++)
-        s.a[k] = FC_NAME(splat)(0.0);
-    s.tail = 0.0;
+    FC_NAME(sumsq_acc_zero)(&s);
     for (; i + 16 <= n; i += 16)
         for (k = 0; k < 4; k++) {
             fc_v4d t = av * FC_NAME(load4)(x + i + 4 * k);
@@ -712,9 +714,7 @@ double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, cons
     fc_v4d av = FC_NAME(splat)(a);
     ptrdiff_t o, j;
     int k;
-    for (k = 0; k < 4; k++)
-        s.a[k] = FC_NAME(splat)(0.0);
-    s.tail = 0.0;
+    FC_NAME(sumsq_acc_zero)(&s);
     for (o = 0; o < m; o++) {
         double* yo = y + o * d;
         fc_v4d go = FC_NAME(splat)(g[o]);
