@@ -213,6 +213,32 @@ static fc_fastmath_table fc_fm;
 
 /* Choose the variant for this CPU; call once, with the GIL, at module import. Returns the
  * level chosen. level_cap: 2 = best available, 1 = baseline vectors at most. */
+#if FC_HAVE_VECTOR
+/* the table for one vector variant (V: avx2 or base, the suffix _fastmath_impl.h gave it) */
+#define FC_FILL_TABLE(V)                                                                       \
+    do {                                                                                     \
+        fc_fm.exp_ = fc_exp_array_##V;                                                       \
+        fc_fm.log1p_ = fc_log1p_array_##V;                                                   \
+        fc_fm.softplus = fc_softplus_array_##V;                                              \
+        fc_fm.sigmoid = fc_sigmoid_array_##V;                                                \
+        fc_fm.tanh_ = fc_tanh_array_##V;                                                     \
+        fc_fm.sigmoid_mul = fc_sigmoid_mul_array_##V;                                        \
+        fc_fm.softplus_sigmoid = fc_softplus_sigmoid_array_##V;                              \
+        fc_fm.sum = fc_sum_##V;                                                              \
+        fc_fm.sumsq = fc_sumsq_##V;                                                          \
+        fc_fm.dot = fc_dot_##V;                                                              \
+        fc_fm.axpy = fc_axpy_##V;                                                            \
+        fc_fm.axpy_exact = fc_axpy_exact_##V;                                                \
+        fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_##V;                                    \
+        fc_fm.rowdots = fc_rowdots_##V;                                                      \
+        fc_fm.margin_wgrad = fc_margin_wgrad_##V;                                            \
+        fc_fm.matvec = fc_matvec_##V;                                                        \
+        fc_fm.matvec_t = fc_matvec_t_##V;                                                    \
+        fc_fm.outer = fc_outer_##V;                                                          \
+        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_##V;                                    \
+    } while (0)
+#endif
+
 static int fc_fastmath_select(int level_cap) {
 #if FC_HAVE_VECTOR
     int level = 1;
@@ -221,49 +247,13 @@ static int fc_fastmath_select(int level_cap) {
     if (level_cap >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         level = 2;
     if (level == 2) {
-        fc_fm.exp_ = fc_exp_array_avx2;
-        fc_fm.log1p_ = fc_log1p_array_avx2;
-        fc_fm.softplus = fc_softplus_array_avx2;
-        fc_fm.sigmoid = fc_sigmoid_array_avx2;
-        fc_fm.tanh_ = fc_tanh_array_avx2;
-        fc_fm.sigmoid_mul = fc_sigmoid_mul_array_avx2;
-        fc_fm.softplus_sigmoid = fc_softplus_sigmoid_array_avx2;
-        fc_fm.sum = fc_sum_avx2;
-        fc_fm.sumsq = fc_sumsq_avx2;
-        fc_fm.dot = fc_dot_avx2;
-        fc_fm.axpy = fc_axpy_avx2;
-        fc_fm.axpy_exact = fc_axpy_exact_avx2;
-        fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_avx2;
-        fc_fm.rowdots = fc_rowdots_avx2;
-        fc_fm.margin_wgrad = fc_margin_wgrad_avx2;
-        fc_fm.matvec = fc_matvec_avx2;
-        fc_fm.matvec_t = fc_matvec_t_avx2;
-        fc_fm.outer = fc_outer_avx2;
-        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_avx2;
+        FC_FILL_TABLE(avx2);
         fc_fm.level = 2;
         return 2;
     }
 #endif
     (void)level;
-    fc_fm.exp_ = fc_exp_array_base;
-    fc_fm.log1p_ = fc_log1p_array_base;
-    fc_fm.softplus = fc_softplus_array_base;
-    fc_fm.sigmoid = fc_sigmoid_array_base;
-    fc_fm.tanh_ = fc_tanh_array_base;
-    fc_fm.sigmoid_mul = fc_sigmoid_mul_array_base;
-    fc_fm.softplus_sigmoid = fc_softplus_sigmoid_array_base;
-    fc_fm.sum = fc_sum_base;
-    fc_fm.sumsq = fc_sumsq_base;
-    fc_fm.dot = fc_dot_base;
-    fc_fm.axpy = fc_axpy_base;
-    fc_fm.axpy_exact = fc_axpy_exact_base;
-    fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_base;
-    fc_fm.rowdots = fc_rowdots_base;
-    fc_fm.margin_wgrad = fc_margin_wgrad_base;
-    fc_fm.matvec = fc_matvec_base;
-    fc_fm.matvec_t = fc_matvec_t_base;
-    fc_fm.outer = fc_outer_base;
-    fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_base;
+    FC_FILL_TABLE(base);
     fc_fm.level = 1;
     return 1;
 #else

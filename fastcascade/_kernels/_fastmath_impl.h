@@ -229,58 +229,47 @@ FC_INLINE fc_v4d FC_NAME(tanh4)(fc_v4d x, fc_v4i* bad) {
 
 /* ---- array functions ------------------------------------------------------------------------- */
 
-static FC_TARGET_ATTR void FC_NAME(fc_exp_array)(const double* x, double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
-    for (; i < n; i += 4) {
-        ptrdiff_t len = n - i < 4 ? n - i : 4;
-        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
-        fc_v4i bad = ~(fc_v4i)(FC_NAME(fabs4)(v) <= FC_NAME(splat)(708.0));
-        fc_v4d r = FC_NAME(exp4)(FC_NAME(select4)(bad, FC_NAME(splat)(0.0), v));
-        if (FC_NAME(any4)(bad))
-            for (k = 0; k < 4; k++) if (bad[k]) r[k] = exp(v[k]);
-        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
+/* exp and log1p with the lanes outside their vector path flagged (as softplus4 and friends do) */
+FC_INLINE fc_v4d FC_NAME(exp4_checked)(fc_v4d v, fc_v4i* bad) {
+    *bad = ~(fc_v4i)(FC_NAME(fabs4)(v) <= FC_NAME(splat)(708.0));
+    return FC_NAME(exp4)(FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), v));
+}
+
+FC_INLINE fc_v4d FC_NAME(log1p4_checked)(fc_v4d v, fc_v4i* bad) {
+    /* domain: -1 < x < Inf (NaN fails both) */
+    *bad = ~((fc_v4i)(v > FC_NAME(splat)(-1.0)) &
+             (fc_v4i)(v < FC_NAME(splat)(__builtin_inf())));
+    return FC_NAME(log1p4)(FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), v));
+}
+
+/* the body of an array function o[i] = f(x[i]): vectors of 4 (the last n % 4 elements padded),
+ * F4(v, &bad) giving f on a vector and the lanes to redo with the scalar LIBM */
+#define FC_MAP_ARRAY(F4, LIBM)                                                                 \
+    ptrdiff_t i = 0, k;                                                                        \
+    fc_v4i bad;                                                                                \
+    for (; i < n; i += 4) {                                                                    \
+        ptrdiff_t len = n - i < 4 ? n - i : 4;                                                 \
+        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);          \
+        fc_v4d r = FC_NAME(F4)(v, &bad);                                                       \
+        if (FC_NAME(any4)(bad))                                                                \
+            for (k = 0; k < 4; k++) if (bad[k]) r[k] = LIBM(v[k]);                             \
+        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);      \
     }
+
+static FC_TARGET_ATTR void FC_NAME(fc_exp_array)(const double* x, double* o, ptrdiff_t n) {
+    FC_MAP_ARRAY(exp4_checked, exp)
 }
 
 static FC_TARGET_ATTR void FC_NAME(fc_log1p_array)(const double* x, double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
-    for (; i < n; i += 4) {
-        ptrdiff_t len = n - i < 4 ? n - i : 4;
-        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
-        /* domain: -1 < x < Inf (NaN fails both) */
-        fc_v4i bad = ~((fc_v4i)(v > FC_NAME(splat)(-1.0)) &
-                       (fc_v4i)(v < FC_NAME(splat)(__builtin_inf())));
-        fc_v4d r = FC_NAME(log1p4)(FC_NAME(select4)(bad, FC_NAME(splat)(0.0), v));
-        if (FC_NAME(any4)(bad))
-            for (k = 0; k < 4; k++) if (bad[k]) r[k] = log1p(v[k]);
-        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
-    }
+    FC_MAP_ARRAY(log1p4_checked, log1p)
 }
 
 static FC_TARGET_ATTR void FC_NAME(fc_softplus_array)(const double* x, double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
-    fc_v4i bad;
-    for (; i < n; i += 4) {
-        ptrdiff_t len = n - i < 4 ? n - i : 4;
-        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
-        fc_v4d r = FC_NAME(softplus4)(v, &bad);
-        if (FC_NAME(any4)(bad))
-            for (k = 0; k < 4; k++) if (bad[k]) r[k] = fc_softplus1(v[k]);
-        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
-    }
+    FC_MAP_ARRAY(softplus4, fc_softplus1)
 }
 
 static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_array)(const double* x, double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
-    fc_v4i bad;
-    for (; i < n; i += 4) {
-        ptrdiff_t len = n - i < 4 ? n - i : 4;
-        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
-        fc_v4d r = FC_NAME(sigmoid4)(v, &bad);
-        if (FC_NAME(any4)(bad))
-            for (k = 0; k < 4; k++) if (bad[k]) r[k] = fc_sigmoid1(v[k]);
-        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
-    }
+    FC_MAP_ARRAY(sigmoid4, fc_sigmoid1)
 }
 
 /* o = softplus(x), sg = sigmoid(x) (Softplus's value and derivative in one pass) */
@@ -327,17 +316,9 @@ static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_mul_array)(const double* x, const 
 }
 
 static FC_TARGET_ATTR void FC_NAME(fc_tanh_array)(const double* x, double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
-    fc_v4i bad;
-    for (; i < n; i += 4) {
-        ptrdiff_t len = n - i < 4 ? n - i : 4;
-        fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
-        fc_v4d r = FC_NAME(tanh4)(v, &bad);
-        if (FC_NAME(any4)(bad))
-            for (k = 0; k < 4; k++) if (bad[k]) r[k] = tanh(v[k]);
-        if (len == 4) FC_NAME(store4)(o + i, r); else FC_NAME(store_part)(o + i, r, len);
-    }
+    FC_MAP_ARRAY(tanh4, tanh)
 }
+#undef FC_MAP_ARRAY
 
 /* ---- reductions in a fixed order --------------------------------------------------------------
  * fc_dot and fc_sum: two 4-lane accumulators over blocks of 8, one more block of 4 into the first,
