@@ -74,9 +74,7 @@ def _best_pair(fa, fb, repeats):
 
 def paper_problem(record_every=1):
     import fastcascade as fc
-    data = fc.datasets.synthetic_logistic(2000, 10, seed=0)
-    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
-                         regularizer=fc.reg.NonConvex(1e-3))
+    problem = fc.problems.paper_logistic(n_samples=2000, n_features=10, seed=0)
     half = 2.0 / np.sqrt(10)
     perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-half, half)),
              fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-half, half))]

@@ -28,9 +28,7 @@ def close_figures():
 
 @pytest.fixture(scope="module")
 def problem():
-    data = fc.datasets.synthetic_logistic(300, 5, seed=0)
-    return fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
-                      regularizer=fc.reg.NonConvex(1e-3))
+    return fc.problems.paper_logistic(n_samples=300, n_features=5, seed=0)
 
 
 def forward_noise(sigma_f=0.0, dt_f=1):

@@ -11,6 +11,7 @@ import pytest
 import fastcascade as fc
 from fastcascade import reference as ref
 from fastcascade._kernels import _ops
+from fastcascade.bench import mlp_problem
 
 LEVELS = ["avx2+fma", "baseline"]
 
@@ -303,21 +304,14 @@ def test_margin_kernels_propagate_nan():
 # The engine's shortcuts leave results unchanged
 
 def paper_like(M=300, d=10, seed=0):
-    data = fc.datasets.synthetic_logistic(M, d, seed=seed)
-    problem = fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
-                         regularizer=fc.reg.NonConvex(1e-3))
+    problem = fc.problems.paper_logistic(n_samples=M, n_features=d, seed=seed)
     perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-0.6, 0.6)),
              fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-0.6, 0.6))]
     return problem, perts
 
 
 def mlp_like(width=40, M=120, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((M, width))
-    y = np.tanh(X[:, :1])
-    ops = [fc.ops.Linear(width, width), fc.ops.Tanh(), fc.ops.Linear(width, width),
-           fc.ops.Tanh(), fc.ops.Linear(width, 1), fc.ops.SquaredError()]
-    return fc.Problem(fc.Cascade(ops), (X, y))
+    return mlp_problem(width, n_samples=M, seed=seed)[0]
 
 
 def assert_same_result(a, b):

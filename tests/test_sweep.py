@@ -35,9 +35,7 @@ HISTORY = ("objective", "grad_norm", "grad_error", "step_size", "final_weights",
 
 @pytest.fixture(scope="module")
 def problem():
-    data = fc.datasets.synthetic_logistic(300, 5, seed=4)
-    return fc.Problem(fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()]), data,
-                      regularizer=fc.reg.NonConvex(1e-3))
+    return fc.problems.paper_logistic(n_samples=300, n_features=5, seed=4)
 
 
 def forward_noise(sigma_f=0.0, period=1):
