@@ -50,15 +50,17 @@ if sysconfig.get_platform().startswith("win"):
 else:
     if DEBUG:
         compile_args = ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
-        link_args = ["-fsanitize=address"]
+        link_args = ["-fsanitize=address", "-pthread"]
     else:
         compile_args = ["-O3"]
+        link_args = ["-pthread"]
         if NATIVE:
             compile_args.append("-march=native")
     # _fastmath.h passes 4-double vectors between inline functions of its baseline (SSE2)
     # variant; GCC notes that such a function's ABI would differ with AVX. They are static and
     # always inlined, so there is no ABI to keep: silence the note.
     compile_args.append("-Wno-psabi")
+    compile_args.append("-pthread")  # _worker.h: a run's recording thread
 
 # Written into the extension so that `fastcascade info` can say what is installed.
 build_macros = [
@@ -70,7 +72,7 @@ build_macros = [
 
 # The C headers (vector kernels, inlined PCG64) the extensions include: a change must rebuild them.
 C_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h",
-             "fastcascade/_kernels/_pcg64.h"]
+             "fastcascade/_kernels/_pcg64.h", "fastcascade/_kernels/_worker.h"]
 
 
 def kernel(name):

@@ -89,11 +89,14 @@ def _initial_weights(problem, init, seeds):
     return np.array(w0, dtype=np.float64, order="C")
 
 
-def _n_workers(n_jobs, n_runs):
+def _threads(n_jobs):
     if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
-    n_jobs = check_positive_int(n_jobs, "n_jobs")
-    return max(1, min(n_jobs, n_runs))
+        return os.cpu_count() or 1
+    return check_positive_int(n_jobs, "n_jobs")
+
+
+def _n_workers(n_jobs, n_runs):
+    return max(1, min(_threads(n_jobs), n_runs))
 
 
 def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
@@ -113,7 +116,10 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         backward noise, gradient noise) are spawned from ``SeedSequence(seed)``. Runs with the
         same seed see the same data order and gradient noise whatever their perturbations.
     n_jobs : int
-        Threads running the runs (-1: one per core). Results do not depend on it, to the bit.
+        Threads running the runs (-1: one per core). With two threads or more per run (say one
+        seed and ``n_jobs=2``), each run also evaluates its records (the clean pass over the
+        data) on a helper thread, concurrently with its next steps. Results do not depend on
+        it, to the bit.
     record_every : int
         Record the histories every this many iterations (recording costs one clean pass over
         the full data per record, plus one over the batch for minibatches).
@@ -157,7 +163,8 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
                   record_weights=int(record_weights),
                   reg_code=problem.regularizer.kernel_code,
-                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm)
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
+                  record_thread=int(_threads(n_jobs) >= 2 * len(seeds)))
 
     n_runs, n_rec = len(seeds), math.ceil(n_iter / record_every)
     weights = _initial_weights(problem, init, seeds)

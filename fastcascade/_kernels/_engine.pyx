@@ -36,7 +36,7 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
-    stream_close)
+    stream_close, fc_pcg64_t)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -90,6 +90,15 @@ cdef extern from *:
     }
     """
     void fc_prefetch(const double* x, Py_ssize_t n) noexcept nogil
+
+cdef extern from "_worker.h":
+    ctypedef void (*fc_job_fn)(void*) noexcept nogil
+    ctypedef struct fc_worker:
+        pass
+    fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) noexcept nogil
+    void fc_worker_post(fc_worker* w) noexcept nogil
+    void fc_worker_wait(fc_worker* w) noexcept nogil
+    void fc_worker_stop(fc_worker* w) noexcept nogil
 
 # How this extension was built (setup.py's switches), for `fastcascade info`.
 BUILD_FLAGS = {"debug": bool(FASTCASCADE_BUILD_DEBUG), "native": bool(FASTCASCADE_BUILD_NATIVE)}
@@ -151,6 +160,7 @@ ctypedef struct Config:
     long long record_every
     int record_profile
     int record_weights
+    int record_thread         # record on a helper thread, concurrently with the steps
     double max_norm
 
 
@@ -159,6 +169,41 @@ ctypedef struct Sites:
     Perturbation* perts
     Py_ssize_t* start
     Py_ssize_t* end
+
+
+ctypedef struct Recorder:
+    # One record of the histories at w_t, before the update (record_step): what it reads, where
+    # it writes. Run by the run's own thread, or by its helper thread concurrently with the next
+    # steps (then w, g, pert and the samples are the helper's until the job is done).
+    const Net* net
+    Py_ssize_t n_fwd             # the operators the perturbed forward pass ran
+    const Config* cfg
+    bint full_batch
+    Pass* full                   # the clean pass over all samples
+    Pass* cleanb                 # the clean pass over the step's samples (minibatches)
+    const double* X
+    const double* Y
+    Py_ssize_t ldl
+    double* fullgrad
+    double* ubar
+    double* h_objective          # the histories: one entry (or row) per record
+    double* h_grad_norm
+    double* h_grad_error
+    double* h_step_size
+    double* h_forward_error      # n_rec x N, when cfg.record_profile
+    double* h_backward_error
+    double* h_weights            # n_rec x n_w, when cfg.record_weights
+    # the step to record
+    long long t
+    Py_ssize_t rec
+    double lr
+    const double* w              # w_t
+    const double* g              # the step's perturbed data gradient (batch mean)
+    const Pass* pert             # the step's perturbed pass
+    const double* xin            # the step's samples
+    const double* labin
+    # the outcome: the clean objective was not finite (the run stops at t)
+    bint stop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,6 +582,44 @@ cdef inline double dist2(const double* x, const double* y, Py_ssize_t n) noexcep
     return acc
 
 
+cdef void record_step(Recorder* r) noexcept nogil:
+    # The histories' entries at r.rec: the clean objective and gradient norm at w_t, the step
+    # size, the gradient error, and (optionally) the error profile and the weights.
+    cdef const Net* net = r.net
+    cdef const Config* cfg = r.cfg
+    cdef Py_ssize_t i, n_w = net.n_w, N = net.N, B = r.pert.B, rec = r.rec
+    cdef Pass* clean = r.full if r.full_batch else r.cleanb
+    cdef double obj
+    if r.full_batch:
+        obj = clean_eval_shared(net, r.n_fwd, r.w, r.full, r.pert, r.X, r.Y, r.ldl, r.fullgrad)
+        # the clean gradient on the step's samples is the full-data one
+        memcpy(r.ubar, r.fullgrad, n_w * sizeof(double))
+    else:
+        obj = clean_data_eval(net, r.w, r.full, r.X, r.Y, r.ldl, r.fullgrad)
+    obj = obj + reg_value(cfg.reg_code, cfg.reg_scale, r.w, n_w)
+    reg_grad_add(cfg.reg_code, cfg.reg_scale, r.w, r.fullgrad, n_w)
+    r.h_objective[rec] = obj
+    r.h_grad_norm[rec] = safe_norm(r.fullgrad, n_w)
+    r.h_step_size[rec] = r.lr
+    if not r.full_batch:
+        clean_eval_shared(net, r.n_fwd, r.w, r.cleanb, r.pert, r.xin, r.labin, r.ldl, r.ubar)
+    r.h_grad_error[rec] = dist2(r.g, r.ubar, n_w)
+    if cfg.record_profile:
+        for i in range(1, N + 1):
+            r.h_forward_error[rec * N + i - 1] = \
+                dist2(r.pert.y[i], clean.y[i], B * net.dims[i]) / B
+            r.h_backward_error[rec * N + i - 1] = \
+                dist2(r.pert.v[i], clean.v[i], B * net.dims[i]) / B
+    if cfg.record_weights and n_w > 0:
+        memcpy(r.h_weights + rec * n_w, r.w, n_w * sizeof(double))
+    r.stop = not isfinite(obj)
+
+
+cdef void record_job(void* ctx) noexcept nogil:
+    # the helper thread's job (fc_worker)
+    record_step(<Recorder*>ctx)
+
+
 cdef double step_size_at(const Config* cfg, long long t) noexcept nogil:
     if cfg.schedule == SCHED_INVERSE_POWER:
         return cfg.step_size / pow(1.0 + t, cfg.power)
@@ -614,6 +697,7 @@ cdef Config config_from(dict c) except *:
     cfg.record_every = c["record_every"]
     cfg.record_profile = c["record_profile"]
     cfg.record_weights = c.get("record_weights", 0)
+    cfg.record_thread = c.get("record_thread", 0)
     cfg.max_norm = c["max_norm"]
     return cfg
 
@@ -628,12 +712,21 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     """Run one perturbed SGD trajectory in place on ``w``; fill the history arrays.
 
     The history arrays must be preallocated (filled with NaN) with one entry per record
-    (iterations 0, r, 2r, ... below n_iter). Returns (stop_iteration or -1, stop_code).
-    Releases the GIL for the whole loop.
+    (iterations 0, r, 2r, ... below n_iter). Releases the GIL for the whole loop.
+
+    With config["record_thread"], the records are evaluated on a helper thread while the run
+    goes on: the same results, to the bit, and the generators left in the same states. This
+    needs PCG64 streams (a stop at a record goes back to that step's stream states); with other
+    bit generators, or when no thread can be started, the run records serially.
+
+    Returns (stop_iteration or -1, stop_code, whether a helper thread recorded).
     """
     cdef Config cfg = config_from(config)
     cdef Net net
-    cdef Pass pert, cleanb, full
+    cdef Pass passes[2]          # the perturbed pass; two when the helper records one of them
+    cdef Pass* ps
+    cdef int cur = 0
+    cdef Pass cleanb, full
     cdef Sites sites
     cdef Py_ssize_t M = X.shape[0], ldl = Y.shape[1], d0 = X.shape[1]
     cdef Py_ssize_t B, n_w, N, i, j, s, row, rec, pos, n_rec
@@ -668,6 +761,14 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Pass* clean
     cdef Net fwd_net
     cdef double inv_B
+    cdef Recorder recorder
+    cdef fc_worker* helper = NULL
+    cdef bint concurrent = False
+    cdef fc_pcg64_t stream_snap[4]   # the streams at the record the helper is working on
+    cdef double* w_snap = NULL        # ... and w_t, the step's gradient and samples
+    cdef double* g_snap = NULL
+    cdef double* x_snap = NULL
+    cdef double* l_snap = NULL
 
     _check_distinct(data_gen, forward_gen, backward_gen, grad_gen)
     st_data.fast = st_fwd.fast = st_bwd.fast = st_grad.fast = False
@@ -700,11 +801,14 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef bint w_loaded = False
     perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
     idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
-    pert.block = cleanb.block = full.block = NULL
-    pert.a = cleanb.a = full.a = NULL
-    pert.y = cleanb.y = full.y = NULL
-    pert.ybuf = cleanb.ybuf = full.ybuf = NULL
-    pert.v = cleanb.v = full.v = NULL
+    for i in range(2):
+        passes[i].block = NULL
+        passes[i].a = passes[i].y = passes[i].ybuf = passes[i].v = NULL
+    cleanb.block = full.block = NULL
+    cleanb.a = full.a = NULL
+    cleanb.y = full.y = NULL
+    cleanb.ybuf = full.ybuf = NULL
+    cleanb.v = full.v = NULL
     try:
         if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL:
             raise MemoryError()
@@ -715,7 +819,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         bg_fwd = stream_open(&st_fwd, forward_gen)
         bg_bwd = stream_open(&st_bwd, backward_gen)
         bg_grad = stream_open(&st_grad, grad_gen)
-        pass_init(&pert, &net, B)
+        pass_init(&passes[0], &net, B)
+        ps = &passes[0]
         pass_init(&full, &net, M)
         if not full_batch:
             pass_init(&cleanb, &net, B)
@@ -748,6 +853,44 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # their factors in the update, never written (except at recording steps, which read g)
         defer = False
         pos = M  # forces a shuffle before the first shuffled batch
+
+        # -- recording: what a record reads and where it writes (record_step) --
+        recorder.net = &net
+        recorder.n_fwd = fwd_net.N
+        recorder.cfg = &cfg
+        recorder.full_batch = full_batch
+        recorder.full = &full
+        recorder.cleanb = &cleanb
+        recorder.X = &X[0, 0]
+        recorder.Y = Yp
+        recorder.ldl = ldl
+        recorder.fullgrad = fullgrad
+        recorder.ubar = ubar
+        recorder.h_objective = &h_objective[0]
+        recorder.h_grad_norm = &h_grad_norm[0]
+        recorder.h_grad_error = &h_grad_error[0]
+        recorder.h_step_size = &h_step_size[0]
+        recorder.h_forward_error = &h_forward_error[0, 0] if cfg.record_profile else NULL
+        recorder.h_backward_error = &h_backward_error[0, 0] if cfg.record_profile else NULL
+        recorder.h_weights = &h_weights[0, 0] if cfg.record_weights and n_w > 0 else NULL
+        recorder.stop = False
+        # ... on a helper thread: the run's steps go on while it records (a second perturbed
+        # pass alternates with the one being recorded). Stopping at a record then means going
+        # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
+        stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
+        stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
+        concurrent = cfg.record_thread and st_data.fast and st_fwd.fast and st_bwd.fast \
+            and st_grad.fast
+        if concurrent:
+            pass_init(&passes[1], &net, B)
+            w_snap = <double*>malloc((n_w + 1) * sizeof(double))
+            g_snap = <double*>malloc((n_w + 1) * sizeof(double))
+            x_snap = <double*>malloc((B * d0 + 1) * sizeof(double))
+            l_snap = <double*>malloc((B * ldl + 1) * sizeof(double))
+            if w_snap == NULL or g_snap == NULL or x_snap == NULL or l_snap == NULL:
+                raise MemoryError()
+            helper = fc_worker_start(record_job, &recorder)
+            concurrent = helper != NULL   # no thread to be had: record serially
 
         with nogil:
             for t in range(cfg.n_iter):
@@ -786,10 +929,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
-                forward_pass(&fwd_net, wp, &pert, xin, labin, ldl, &sites, t, bg_fwd, scratch)
+                forward_pass(&fwd_net, wp, ps, xin, labin, ldl, &sites, t, bg_fwd, scratch)
                 defer = fused_gnorm and fused_wnorm and not cfg.clip_norm > 0.0 \
                     and t % cfg.record_every != 0
-                backward_pass_sumsq(&net, wp, &pert, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
+                backward_pass_sumsq(&net, wp, ps, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
                                     &gsumsq if fused_gnorm else NULL, defer, False)
                 if B == 1:
                     g = gsum                     # the mean of one sample: no copy
@@ -803,37 +946,36 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
                 # -- recording, at w_t before the update ---------------------------------
                 recording = t % cfg.record_every == 0
-                if recording:
-                    rec = t // cfg.record_every
-                    if full_batch:
-                        obj = clean_eval_shared(&net, fwd_net.N, wp, &full, &pert, &X[0, 0], Yp,
-                                                ldl, fullgrad)
-                    else:
-                        obj = clean_data_eval(&net, wp, &full, &X[0, 0], Yp, ldl, fullgrad)
-                    if full_batch:
-                        # the clean gradient on the step's samples is the full-data one
-                        memcpy(ubar, fullgrad, n_w * sizeof(double))
-                    obj = obj + reg_value(cfg.reg_code, cfg.reg_scale, wp, n_w)
-                    reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, fullgrad, n_w)
-                    h_objective[rec] = obj
-                    h_grad_norm[rec] = safe_norm(fullgrad, n_w)
-                    h_step_size[rec] = lr
-                    if not full_batch:
-                        clean_eval_shared(&net, fwd_net.N, wp, &cleanb, &pert, xin, labin, ldl,
-                                          ubar)
-                    h_grad_error[rec] = dist2(g, ubar, n_w)
-                    if cfg.record_profile:
-                        for i in range(1, N + 1):
-                            h_forward_error[rec, i - 1] = \
-                                dist2(pert.y[i], clean.y[i], B * net.dims[i]) / B
-                            h_backward_error[rec, i - 1] = \
-                                dist2(pert.v[i], clean.v[i], B * net.dims[i]) / B
-                    if cfg.record_weights and n_w > 0:
-                        memcpy(&h_weights[rec, 0], wp, n_w * sizeof(double))
-                    if not isfinite(obj):
+                if recording and not concurrent:
+                    recorder.t, recorder.rec, recorder.lr = t, t // cfg.record_every, lr
+                    recorder.w, recorder.g, recorder.pert = wp, g, ps
+                    recorder.xin, recorder.labin = xin, labin
+                    record_step(&recorder)
+                    if recorder.stop:
                         stop = STOP_NONFINITE_OBJECTIVE
                         stop_iter = t
                         break
+                elif recording:
+                    fc_worker_wait(helper)   # the previous record is done, its buffers free
+                    if recorder.stop:
+                        break                # it stopped the run (resolved after the loop)
+                    if n_w > 0:
+                        memcpy(w_snap, wp, n_w * sizeof(double))
+                        memcpy(g_snap, g, n_w * sizeof(double))
+                    if xin == xb:            # the copied samples of a minibatch
+                        memcpy(x_snap, xb, B * d0 * sizeof(double))
+                        if ldl > 0:
+                            memcpy(l_snap, lb, B * ldl * sizeof(double))
+                        xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
+                    stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
+                    stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
+                    recorder.t, recorder.rec, recorder.lr = t, t // cfg.record_every, lr
+                    recorder.w, recorder.g, recorder.pert = w_snap, g_snap, ps
+                    recorder.xin, recorder.labin = xin, labin
+                    fc_worker_post(helper)
+                    # this pass is the helper's until the job is done: go on with the other
+                    cur = 1 - cur
+                    ps = &passes[cur]
 
                 # -- the step's gradient: ~u + grad R(w) + sigma_n xi ---------------------
                 reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, g, n_w)
@@ -843,7 +985,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         g[j] = g[j] + cfg.grad_noise_std * gnoise[j]
                 if defer and not isfinite(gsumsq):
                     # safe_norm_of scans g for the non-finite entry: write the deferred blocks
-                    write_deferred_blocks(&net, wp, &pert, gsum)
+                    write_deferred_blocks(&net, wp, ps, gsum)
                     defer = False
                 gnorm = safe_norm_of(gsumsq, g, n_w) if fused_gnorm else safe_norm(g, n_w)
                 if not isfinite(gnorm):
@@ -863,7 +1005,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     if cfg.momentum == 0.0:
                         # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g);
                         # and ||w||^2 of the new w in the same pass (as fc_sumsq would sum it)
-                        wsumsq = sgd_step(&net, &pert, wp, g, -lr, defer)
+                        wsumsq = sgd_step(&net, ps, wp, g, -lr, defer)
                     else:
                         # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                         for j in range(n_w):
@@ -890,11 +1032,28 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 if stop != STOP_NONE:
                     stop_iter = t
                     break
+            if concurrent:
+                # the last record is done; when a record stopped the run, the run ends at its
+                # step, as it does serially: with w_t, and the streams as they were there
+                fc_worker_wait(helper)
+                if recorder.stop:
+                    stop = STOP_NONFINITE_OBJECTIVE
+                    stop_iter = recorder.t
+                    if n_w > 0:
+                        memcpy(wp, w_snap, n_w * sizeof(double))
+                    st_data.pcg, st_fwd.pcg = stream_snap[0], stream_snap[1]
+                    st_bwd.pcg, st_grad.pcg = stream_snap[2], stream_snap[3]
     finally:
+        fc_worker_stop(helper)   # before the buffers it uses go
         if w_loaded and n_w > 0:
             memcpy(&w[0], w_run, n_w * sizeof(double))
         free(w_run)
-        pass_free(&pert)
+        free(w_snap)
+        free(g_snap)
+        free(x_snap)
+        free(l_snap)
+        pass_free(&passes[0])
+        pass_free(&passes[1])
         pass_free(&full)
         if not full_batch:
             pass_free(&cleanb)
@@ -906,7 +1065,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # the generators continue where the run stopped (as numpy's own draws would leave them)
         streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
         close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
-    return stop_iter, stop
+    return stop_iter, stop, bool(concurrent)
 
 
 def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,

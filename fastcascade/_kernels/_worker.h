@@ -1,0 +1,141 @@
+/* One helper thread that runs a job function on request: a run's concurrent recording.
+
+   fc_worker_start(fn, ctx)  starts the thread (NULL when it cannot: the caller runs serially)
+   fc_worker_post(w)         runs fn(ctx) once on the helper; the previous job must be done
+   fc_worker_wait(w)         returns when the posted job is done (its writes are then visible)
+   fc_worker_stop(w)         waits, ends the thread and frees w (w may be NULL)
+
+   One job at a time. Waiting spins first (a run's records can be microseconds apart), then
+   sleeps on a condition variable (they can also be milliseconds apart). The job counters are
+   C11 atomics: a post publishes the caller's writes to the job (release), and the end of a job
+   publishes the helper's writes (histories, its stop flag) back (release/acquire). */
+#ifndef FC_WORKER_H
+#define FC_WORKER_H
+
+#include <stdlib.h>
+
+typedef void (*fc_job_fn)(void*);
+
+#if defined(_WIN32) || defined(__STDC_NO_ATOMICS__)
+/* no helper thread on this platform: runs record serially */
+typedef struct fc_worker { int unused; } fc_worker;
+static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) { (void)fn; (void)ctx; return NULL; }
+static inline void fc_worker_post(fc_worker* w) { (void)w; }
+static inline void fc_worker_wait(fc_worker* w) { (void)w; }
+static inline void fc_worker_stop(fc_worker* w) { (void)w; }
+#else
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* spins (each a CPU pause hint) before a waiter goes to sleep: some tens of microseconds */
+#define FC_WORKER_SPINS 20000
+
+typedef struct fc_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_long posted;      /* jobs posted so far */
+    atomic_long done;        /* jobs finished so far */
+    atomic_int quit;
+    fc_job_fn fn;
+    void* ctx;
+} fc_worker;
+
+static inline void fc_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* wake every sleeper after a counter changed (the mutex orders it with their check) */
+static inline void fc_worker_wake(fc_worker* w) {
+    pthread_mutex_lock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static inline int fc_worker_has_job(fc_worker* w) {
+    return atomic_load_explicit(&w->posted, memory_order_acquire)
+           != atomic_load_explicit(&w->done, memory_order_relaxed)
+        || atomic_load_explicit(&w->quit, memory_order_acquire);
+}
+
+static inline int fc_worker_is_idle(fc_worker* w) {
+    return atomic_load_explicit(&w->done, memory_order_acquire)
+           == atomic_load_explicit(&w->posted, memory_order_relaxed);
+}
+
+/* spin, then sleep, until pred(w) holds */
+static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*)) {
+    for (int k = 0; k < FC_WORKER_SPINS; k++) {
+        if (pred(w)) return;
+        fc_cpu_relax();
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!pred(w)) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void* fc_worker_main(void* arg) {
+    fc_worker* w = (fc_worker*)arg;
+    for (;;) {
+        fc_worker_await(w, fc_worker_has_job);
+        if (atomic_load_explicit(&w->posted, memory_order_acquire)
+                != atomic_load_explicit(&w->done, memory_order_relaxed)) {
+            w->fn(w->ctx);
+            atomic_fetch_add_explicit(&w->done, 1, memory_order_release);
+            fc_worker_wake(w);
+        } else {
+            return NULL;   /* quit, and nothing left to do */
+        }
+    }
+}
+
+static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) {
+    fc_worker* w = (fc_worker*)calloc(1, sizeof(fc_worker));
+    if (w == NULL) return NULL;
+    w->fn = fn;
+    w->ctx = ctx;
+    atomic_init(&w->posted, 0);
+    atomic_init(&w->done, 0);
+    atomic_init(&w->quit, 0);
+    if (pthread_mutex_init(&w->mu, NULL) != 0) { free(w); return NULL; }
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    if (pthread_create(&w->thread, NULL, fc_worker_main, w) != 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static inline void fc_worker_post(fc_worker* w) {
+    atomic_fetch_add_explicit(&w->posted, 1, memory_order_release);
+    fc_worker_wake(w);
+}
+
+static inline void fc_worker_wait(fc_worker* w) {
+    fc_worker_await(w, fc_worker_is_idle);
+}
+
+static inline void fc_worker_stop(fc_worker* w) {
+    if (w == NULL) return;
+    fc_worker_wait(w);
+    atomic_store_explicit(&w->quit, 1, memory_order_release);
+    fc_worker_wake(w);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+#endif
+#endif

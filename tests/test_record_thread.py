@@ -1,0 +1,168 @@
+"""Records evaluated on a helper thread (fc.run with two threads or more per run): the same
+results as recording serially, to the bit, including where a record stops the run.
+
+The helper evaluates record k (the clean pass at w_t) while the run goes on with the next steps,
+on a second perturbed pass, so each case below runs past several records before the helper is
+done with one. A record that finds a non-finite objective stops the run at its step: the engine
+then goes back to that step's weights and stream states, which the generators' final states show.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import fastcascade as fc
+from fastcascade.run import run_streams
+from fastcascade._kernels import _engine
+from fastcascade.bench import mlp_problem
+from fastcascade.perturbation import check_perturbations, sort_by_site, perturbation_tables
+
+HISTORIES = ("objective", "grad_norm", "grad_error", "step_size")
+
+
+def paper_like(M=300, seed=0):
+    problem = fc.problems.paper_logistic(n_samples=M, n_features=10, seed=seed)
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-0.6, 0.6)),
+             fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-0.6, 0.6))]
+    return problem, perts
+
+
+def diverging_regression(M=50, d=4, seed=0):
+    """Least squares whose step size makes |w| grow by about 30x a step: the objective
+    (squares of the residuals) overflows to inf while the gradient (linear in them) and the
+    weights are still finite, so the run stops at a record, on a non-finite objective."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((M, d))
+    y = X @ rng.standard_normal((d, 1))
+    problem = fc.Problem(fc.Cascade([fc.ops.Linear(d, 1), fc.ops.SquaredError()]), (X, y))
+    return problem, fc.SGD(8.0)
+
+
+def direct_run(problem, opt, n_iter, perts, seed, record_every, record_thread, max_norm=1e10,
+               generators=None, record_profile=False, record_weights=False):
+    """One run through _engine.run_one as fc.run makes it, with the helper thread asked for or
+    not; returns the histories, the final weights, the outcome and the generators."""
+    N = problem.cascade.n_ops
+    perts = sort_by_site(check_perturbations(perts, N), N)
+    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
+    config = opt.engine_config()
+    config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
+                  record_weights=int(record_weights), reg_code=problem.regularizer.kernel_code,
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
+                  record_thread=int(record_thread))
+    n_rec, n_w = math.ceil(n_iter / record_every), problem.n_weights
+    hist = {name: np.full(n_rec, np.nan) for name in HISTORIES}
+    prof = (n_rec if record_profile else 0, N)
+    hist["forward_error"], hist["backward_error"] = np.full(prof, np.nan), np.full(prof, np.nan)
+    hist["weights"] = np.full((n_rec if record_weights else 0, n_w), np.nan)
+    gens = generators if generators is not None else run_streams(seed)
+    w = problem.init_weights(seed=seed) if n_w else np.zeros(0)
+    stop_iter, stop, concurrent = _engine.run_one(
+        problem.plan.op_table, problem.plan.params, problem.data.X, problem.data.y, w, config,
+        pint, preal, ptimes, *gens, hist["objective"], hist["grad_norm"], hist["grad_error"],
+        hist["step_size"], hist["forward_error"], hist["backward_error"], hist["weights"])
+    return dict(hist=hist, w=w, stop=(stop_iter, stop), concurrent=concurrent,
+                states=[repr(g.bit_generator.state) for g in gens])
+
+
+def assert_same(a, b):
+    for name, h in a["hist"].items():
+        np.testing.assert_array_equal(h, b["hist"][name], err_msg=name)
+    np.testing.assert_array_equal(a["w"], b["w"])
+    assert a["stop"] == b["stop"]
+    assert a["states"] == b["states"]
+
+
+CASES = {
+    "paper, full batch, every step": (lambda: paper_like(), fc.SGD(0.05, grad_noise_std=1e-3), 1),
+    "paper, full batch, every 3": (lambda: paper_like(), fc.SGD(0.05), 3),
+    "minibatch 16 shuffled, every 5": (lambda: paper_like(M=100),
+                                       fc.SGD(0.05, batch=16, sampling="shuffle"), 5),
+    "one sample, every 7": (lambda: paper_like(M=100), fc.SGD(0.05, batch=1), 7),
+    "mlp, one sample, Adam, every 4": (
+        lambda: (mlp_problem(9, n_samples=60)[0],
+                 [fc.Perturbation(op=2, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.05))]),
+        fc.Adam(0.01, batch=1), 4),
+    "mlp, minibatch 8, momentum, every 2": (
+        lambda: (mlp_problem(9, n_samples=60)[0],
+                 [fc.Perturbation(op=3, pass_="backward", noise=fc.noise.Gaussian(0.0, 0.05))]),
+        fc.SGD(0.01, batch=8, momentum=0.9), 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("extras", [False, True], ids=["plain", "profile+weights"])
+def test_records_on_a_helper_thread_are_bit_identical(case, extras):
+    make, opt, every = CASES[case]
+    problem, perts = make()
+    kw = dict(n_iter=61, perts=perts, seed=3, record_every=every, record_profile=extras,
+              record_weights=extras)
+    serial = direct_run(problem, opt, record_thread=False, **kw)
+    helper = direct_run(problem, opt, record_thread=True, **kw)
+    assert not serial["concurrent"] and helper["concurrent"]
+    assert not np.isnan(helper["hist"]["objective"]).any()
+    assert_same(serial, helper)
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_a_record_that_stops_the_run_goes_back_to_its_step(every):
+    """The objective overflows at a record while the steps go on: the run ends at that record's
+    step with w_t and the streams as they were there (not where the run had got to)."""
+    problem, opt = diverging_regression()
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.1))]
+    opt = fc.SGD(8.0, grad_noise_std=1e-3)
+    kw = dict(n_iter=400, perts=perts, seed=1, record_every=every, max_norm=math.inf)
+    serial = direct_run(problem, opt, record_thread=False, **kw)
+    helper = direct_run(problem, opt, record_thread=True, **kw)
+    stop_iter, code = serial["stop"]
+    assert _engine.STOP_REASONS[code] == "non-finite objective"
+    assert 0 < stop_iter < 400 and stop_iter % every == 0
+    assert helper["concurrent"]
+    assert_same(serial, helper)
+    # the same stop as the NumPy engine's
+    with np.errstate(over="ignore", invalid="ignore"):   # the NumPy engine's overflow
+        res = fc.run(problem, opt, 400, perts, seeds=1, record_every=every, max_norm=math.inf,
+                     init="random", engine="numpy")
+    assert res.stopped_at[0] == stop_iter and res.stop_reason[0] == "non-finite objective"
+
+
+def test_a_step_that_stops_the_run_waits_for_the_last_record():
+    """A run that stops on its gradient (max_norm) while the helper still records: the records
+    up to the stop are all there, as serially."""
+    problem, opt = diverging_regression()
+    kw = dict(n_iter=400, perts=[], seed=2, record_every=1, max_norm=1e30)
+    serial = direct_run(problem, opt, record_thread=False, **kw)
+    helper = direct_run(problem, opt, record_thread=True, **kw)
+    assert _engine.STOP_REASONS[serial["stop"][1]] in ("gradient norm above max_norm",
+                                                       "weight norm above max_norm")
+    assert helper["concurrent"]
+    assert_same(serial, helper)
+
+
+def test_other_bit_generators_record_serially():
+    """The helper needs streams whose states the run can copy (PCG64); with others the run
+    records on its own thread, with the same results."""
+    problem, perts = paper_like(M=80)
+    gens = lambda: [np.random.Generator(np.random.Philox(s)) for s in (1, 2, 3, 4)]  # noqa: E731
+    kw = dict(n_iter=30, perts=perts, seed=0, record_every=2)
+    serial = direct_run(problem, fc.SGD(0.05), record_thread=False, generators=gens(), **kw)
+    helper = direct_run(problem, fc.SGD(0.05), record_thread=True, generators=gens(), **kw)
+    assert not helper["concurrent"]
+    assert_same(serial, helper)
+
+
+def test_fc_run_uses_the_helper_with_two_threads_per_run(monkeypatch):
+    """fc.run asks for the helper when n_jobs leaves two threads or more per run."""
+    asked = []
+    real = _engine.run_one
+
+    def spy(*args, **kwargs):
+        asked.append(args[5]["record_thread"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_engine, "run_one", spy)
+    problem, perts = paper_like(M=50)
+    for n_jobs, seeds in ((1, [0]), (2, [0]), (2, [0, 1]), (4, [0, 1])):
+        asked.clear()
+        fc.run(problem, fc.SGD(0.05), 10, perts, seeds=seeds, n_jobs=n_jobs)
+        assert set(asked) == {int(n_jobs >= 2 * len(seeds))}, (n_jobs, seeds)
