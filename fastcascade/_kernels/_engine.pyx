@@ -761,12 +761,12 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Pass* clean
     cdef Net fwd_net
     cdef double inv_B
-    cdef Recorder recorder
+    cdef Recorder* rc
     cdef fc_worker* helper = NULL
     cdef bint concurrent = False
     cdef fc_pcg64_t stream_snap[4]   # the streams at the record the helper is working on
-    cdef double* w_snap = NULL        # ... and w_t, the step's gradient and samples
-    cdef double* g_snap = NULL
+    cdef double* w_snap              # ... and w_t, the step's gradient and samples
+    cdef double* g_snap
     cdef double* x_snap = NULL
     cdef double* l_snap = NULL
 
@@ -793,8 +793,12 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     sites_init(&sites, N, pert_int, pert_real, pert_times)
 
     # One allocation for the vectors, none in the loop.
-    cdef Py_ssize_t nvec = 7 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
+    cdef Py_ssize_t nvec = 5 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
     cdef double* vecs = <double*>calloc(nvec + 1, sizeof(double))
+    # what a record writes, apart from the step's vectors: with a helper thread recording, the
+    # two threads then write no cache line in common (GUARD doubles = 64 bytes on each side)
+    cdef Py_ssize_t GUARD = 8
+    cdef char* rec_block = <char*>calloc(1, sizeof(Recorder) + (4 * n_w + 4 * GUARD) * sizeof(double))
     # the weights live in this thread's own memory during the run (copied back at the end): rows
     # of the caller's weight array share cache lines between runs on different threads
     cdef double* w_run = <double*>malloc((n_w + 1) * sizeof(double))
@@ -810,7 +814,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cleanb.ybuf = full.ybuf = NULL
     cleanb.v = full.v = NULL
     try:
-        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL:
+        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL:
             raise MemoryError()
         if n_w > 0:
             memcpy(w_run, &w[0], n_w * sizeof(double))
@@ -826,12 +830,15 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             pass_init(&cleanb, &net, B)
         clean = &full if full_batch else &cleanb
         gsum = vecs
-        ubar = gsum + n_w
-        g = ubar + n_w
+        g = gsum + n_w
         m1 = g + n_w
         m2 = m1 + n_w
-        fullgrad = m2 + n_w
-        gnoise = fullgrad + n_w
+        gnoise = m2 + n_w
+        rc = <Recorder*>(rec_block + GUARD * sizeof(double))
+        ubar = <double*>(rec_block + sizeof(Recorder)) + 2 * GUARD
+        fullgrad = ubar + n_w
+        w_snap = fullgrad + n_w
+        g_snap = w_snap + n_w
         scratch = gnoise + n_w
         xb = scratch + 2 * net.max_width * B   # perturbation kernels use up to 2 B d
         lb = xb + B * d0
@@ -855,25 +862,25 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         pos = M  # forces a shuffle before the first shuffled batch
 
         # -- recording: what a record reads and where it writes (record_step) --
-        recorder.net = &net
-        recorder.n_fwd = fwd_net.N
-        recorder.cfg = &cfg
-        recorder.full_batch = full_batch
-        recorder.full = &full
-        recorder.cleanb = &cleanb
-        recorder.X = &X[0, 0]
-        recorder.Y = Yp
-        recorder.ldl = ldl
-        recorder.fullgrad = fullgrad
-        recorder.ubar = ubar
-        recorder.h_objective = &h_objective[0]
-        recorder.h_grad_norm = &h_grad_norm[0]
-        recorder.h_grad_error = &h_grad_error[0]
-        recorder.h_step_size = &h_step_size[0]
-        recorder.h_forward_error = &h_forward_error[0, 0] if cfg.record_profile else NULL
-        recorder.h_backward_error = &h_backward_error[0, 0] if cfg.record_profile else NULL
-        recorder.h_weights = &h_weights[0, 0] if cfg.record_weights and n_w > 0 else NULL
-        recorder.stop = False
+        rc.net = &net
+        rc.n_fwd = fwd_net.N
+        rc.cfg = &cfg
+        rc.full_batch = full_batch
+        rc.full = &full
+        rc.cleanb = &cleanb
+        rc.X = &X[0, 0]
+        rc.Y = Yp
+        rc.ldl = ldl
+        rc.fullgrad = fullgrad
+        rc.ubar = ubar
+        rc.h_objective = &h_objective[0]
+        rc.h_grad_norm = &h_grad_norm[0]
+        rc.h_grad_error = &h_grad_error[0]
+        rc.h_step_size = &h_step_size[0]
+        rc.h_forward_error = &h_forward_error[0, 0] if cfg.record_profile else NULL
+        rc.h_backward_error = &h_backward_error[0, 0] if cfg.record_profile else NULL
+        rc.h_weights = &h_weights[0, 0] if cfg.record_weights and n_w > 0 else NULL
+        rc.stop = False
         # ... on a helper thread: the run's steps go on while it records (a second perturbed
         # pass alternates with the one being recorded). Stopping at a record then means going
         # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
@@ -883,13 +890,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             and st_grad.fast
         if concurrent:
             pass_init(&passes[1], &net, B)
-            w_snap = <double*>malloc((n_w + 1) * sizeof(double))
-            g_snap = <double*>malloc((n_w + 1) * sizeof(double))
             x_snap = <double*>malloc((B * d0 + 1) * sizeof(double))
             l_snap = <double*>malloc((B * ldl + 1) * sizeof(double))
-            if w_snap == NULL or g_snap == NULL or x_snap == NULL or l_snap == NULL:
+            if x_snap == NULL or l_snap == NULL:
                 raise MemoryError()
-            helper = fc_worker_start(record_job, &recorder)
+            helper = fc_worker_start(record_job, rc)
             concurrent = helper != NULL   # no thread to be had: record serially
 
         with nogil:
@@ -947,17 +952,17 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # -- recording, at w_t before the update ---------------------------------
                 recording = t % cfg.record_every == 0
                 if recording and not concurrent:
-                    recorder.t, recorder.rec, recorder.lr = t, t // cfg.record_every, lr
-                    recorder.w, recorder.g, recorder.pert = wp, g, ps
-                    recorder.xin, recorder.labin = xin, labin
-                    record_step(&recorder)
-                    if recorder.stop:
+                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
+                    rc.w, rc.g, rc.pert = wp, g, ps
+                    rc.xin, rc.labin = xin, labin
+                    record_step(rc)
+                    if rc.stop:
                         stop = STOP_NONFINITE_OBJECTIVE
                         stop_iter = t
                         break
                 elif recording:
                     fc_worker_wait(helper)   # the previous record is done, its buffers free
-                    if recorder.stop:
+                    if rc.stop:
                         break                # it stopped the run (resolved after the loop)
                     if n_w > 0:
                         memcpy(w_snap, wp, n_w * sizeof(double))
@@ -969,9 +974,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
                     stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
                     stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
-                    recorder.t, recorder.rec, recorder.lr = t, t // cfg.record_every, lr
-                    recorder.w, recorder.g, recorder.pert = w_snap, g_snap, ps
-                    recorder.xin, recorder.labin = xin, labin
+                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
+                    rc.w, rc.g, rc.pert = w_snap, g_snap, ps
+                    rc.xin, rc.labin = xin, labin
                     fc_worker_post(helper)
                     # this pass is the helper's until the job is done: go on with the other
                     cur = 1 - cur
@@ -1036,9 +1041,9 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # the last record is done; when a record stopped the run, the run ends at its
                 # step, as it does serially: with w_t, and the streams as they were there
                 fc_worker_wait(helper)
-                if recorder.stop:
+                if rc.stop:
                     stop = STOP_NONFINITE_OBJECTIVE
-                    stop_iter = recorder.t
+                    stop_iter = rc.t
                     if n_w > 0:
                         memcpy(wp, w_snap, n_w * sizeof(double))
                     st_data.pcg, st_fwd.pcg = stream_snap[0], stream_snap[1]
@@ -1048,8 +1053,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         if w_loaded and n_w > 0:
             memcpy(&w[0], w_run, n_w * sizeof(double))
         free(w_run)
-        free(w_snap)
-        free(g_snap)
+        free(rec_block)
         free(x_snap)
         free(l_snap)
         pass_free(&passes[0])

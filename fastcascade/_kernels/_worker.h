@@ -7,12 +7,16 @@
 
    One job at a time. Waiting spins first (a run's records can be microseconds apart), then
    sleeps on a condition variable (they can also be milliseconds apart). The job counters are
-   C11 atomics: a post publishes the caller's writes to the job (release), and the end of a job
-   publishes the helper's writes (histories, its stop flag) back (release/acquire). */
+   C11 atomics: a post publishes the caller's writes to the job, and the end of a job publishes
+   the helper's writes (histories, its stop flag) back. Each counter has a cache line of its own
+   (the other thread spins on it), and a waker takes the mutex only when somebody sleeps: the
+   counter's update and the sleepers count are sequentially consistent, so either the waker sees
+   the sleeper or the sleeper sees the new count before it waits. */
 #ifndef FC_WORKER_H
 #define FC_WORKER_H
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef void (*fc_job_fn)(void*);
 
@@ -31,13 +35,16 @@ static inline void fc_worker_stop(fc_worker* w) { (void)w; }
 /* spins (each a CPU pause hint) before a waiter goes to sleep: some tens of microseconds */
 #define FC_WORKER_SPINS 20000
 
+#define FC_CACHE_LINE 64
+
 typedef struct fc_worker {
-    pthread_t thread;
+    _Alignas(FC_CACHE_LINE) atomic_long posted;   /* jobs posted so far (the caller writes) */
+    _Alignas(FC_CACHE_LINE) atomic_long done;     /* jobs finished so far (the helper writes) */
+    _Alignas(FC_CACHE_LINE) atomic_int quit;
+    atomic_int sleepers;                          /* threads asleep on cv, or about to be */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_long posted;      /* jobs posted so far */
-    atomic_long done;        /* jobs finished so far */
-    atomic_int quit;
+    pthread_t thread;
     fc_job_fn fn;
     void* ctx;
 } fc_worker;
@@ -50,22 +57,21 @@ static inline void fc_cpu_relax(void) {
 #endif
 }
 
-/* wake every sleeper after a counter changed (the mutex orders it with their check) */
+/* after a counter changed (seq_cst): wake the sleepers, if any */
 static inline void fc_worker_wake(fc_worker* w) {
+    if (atomic_load(&w->sleepers) == 0) return;
     pthread_mutex_lock(&w->mu);
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
 static inline int fc_worker_has_job(fc_worker* w) {
-    return atomic_load_explicit(&w->posted, memory_order_acquire)
-           != atomic_load_explicit(&w->done, memory_order_relaxed)
-        || atomic_load_explicit(&w->quit, memory_order_acquire);
+    return atomic_load(&w->posted) != atomic_load_explicit(&w->done, memory_order_relaxed)
+        || atomic_load(&w->quit);
 }
 
 static inline int fc_worker_is_idle(fc_worker* w) {
-    return atomic_load_explicit(&w->done, memory_order_acquire)
-           == atomic_load_explicit(&w->posted, memory_order_relaxed);
+    return atomic_load(&w->done) == atomic_load_explicit(&w->posted, memory_order_relaxed);
 }
 
 /* spin, then sleep, until pred(w) holds */
@@ -75,7 +81,9 @@ static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*)) {
         fc_cpu_relax();
     }
     pthread_mutex_lock(&w->mu);
+    atomic_fetch_add(&w->sleepers, 1);
     while (!pred(w)) pthread_cond_wait(&w->cv, &w->mu);
+    atomic_fetch_sub(&w->sleepers, 1);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -83,10 +91,9 @@ static void* fc_worker_main(void* arg) {
     fc_worker* w = (fc_worker*)arg;
     for (;;) {
         fc_worker_await(w, fc_worker_has_job);
-        if (atomic_load_explicit(&w->posted, memory_order_acquire)
-                != atomic_load_explicit(&w->done, memory_order_relaxed)) {
+        if (atomic_load(&w->posted) != atomic_load_explicit(&w->done, memory_order_relaxed)) {
             w->fn(w->ctx);
-            atomic_fetch_add_explicit(&w->done, 1, memory_order_release);
+            atomic_fetch_add(&w->done, 1);
             fc_worker_wake(w);
         } else {
             return NULL;   /* quit, and nothing left to do */
@@ -95,13 +102,17 @@ static void* fc_worker_main(void* arg) {
 }
 
 static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) {
-    fc_worker* w = (fc_worker*)calloc(1, sizeof(fc_worker));
+    /* aligned as its counters' cache lines (a size that is a multiple of the alignment) */
+    size_t size = (sizeof(fc_worker) + FC_CACHE_LINE - 1) / FC_CACHE_LINE * FC_CACHE_LINE;
+    fc_worker* w = (fc_worker*)aligned_alloc(FC_CACHE_LINE, size);
     if (w == NULL) return NULL;
+    memset(w, 0, size);
     w->fn = fn;
     w->ctx = ctx;
     atomic_init(&w->posted, 0);
     atomic_init(&w->done, 0);
     atomic_init(&w->quit, 0);
+    atomic_init(&w->sleepers, 0);
     if (pthread_mutex_init(&w->mu, NULL) != 0) { free(w); return NULL; }
     if (pthread_cond_init(&w->cv, NULL) != 0) {
         pthread_mutex_destroy(&w->mu);
@@ -118,7 +129,7 @@ static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) {
 }
 
 static inline void fc_worker_post(fc_worker* w) {
-    atomic_fetch_add_explicit(&w->posted, 1, memory_order_release);
+    atomic_fetch_add(&w->posted, 1);
     fc_worker_wake(w);
 }
 
@@ -129,7 +140,7 @@ static inline void fc_worker_wait(fc_worker* w) {
 static inline void fc_worker_stop(fc_worker* w) {
     if (w == NULL) return;
     fc_worker_wait(w);
-    atomic_store_explicit(&w->quit, 1, memory_order_release);
+    atomic_store(&w->quit, 1);
     fc_worker_wake(w);
     pthread_join(w->thread, NULL);
     pthread_cond_destroy(&w->cv);
