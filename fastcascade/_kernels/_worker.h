@@ -4,6 +4,8 @@
    fc_worker_post(w)         runs fn(ctx) once on the helper; the previous job must be done
    fc_worker_wait(w)         returns when the posted job is done (its writes are then visible)
    fc_worker_stop(w)         waits, ends the thread and frees w (w may be NULL)
+   fc_worker_progress(w)     (in a job) counts one result ready before the job's end
+   fc_worker_wait_progress(w, n)  returns when n results are ready in all (their writes visible)
 
    One job at a time. Waiting spins first (a run's records can be microseconds apart), then
    sleeps on a condition variable (they can also be milliseconds apart). The job counters are
@@ -27,6 +29,8 @@ static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) { (void)fn; (v
 static inline void fc_worker_post(fc_worker* w) { (void)w; }
 static inline void fc_worker_wait(fc_worker* w) { (void)w; }
 static inline void fc_worker_stop(fc_worker* w) { (void)w; }
+static inline void fc_worker_progress(fc_worker* w) { (void)w; }
+static inline void fc_worker_wait_progress(fc_worker* w, long n) { (void)w; (void)n; }
 #else
 
 #include <pthread.h>
@@ -40,6 +44,8 @@ static inline void fc_worker_stop(fc_worker* w) { (void)w; }
 typedef struct fc_worker {
     _Alignas(FC_CACHE_LINE) atomic_long posted;   /* jobs posted so far (the caller writes) */
     _Alignas(FC_CACHE_LINE) atomic_long done;     /* jobs finished so far (the helper writes) */
+    _Alignas(FC_CACHE_LINE) atomic_long progress; /* results ready so far (the helper writes) */
+    long progress_target;                         /* what the caller waits for */
     _Alignas(FC_CACHE_LINE) atomic_int quit;
     atomic_int sleepers;                          /* threads asleep on cv, or about to be */
     pthread_mutex_t mu;
@@ -112,6 +118,7 @@ static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) {
     atomic_init(&w->posted, 0);
     atomic_init(&w->done, 0);
     atomic_init(&w->quit, 0);
+    atomic_init(&w->progress, 0);
     atomic_init(&w->sleepers, 0);
     if (pthread_mutex_init(&w->mu, NULL) != 0) { free(w); return NULL; }
     if (pthread_cond_init(&w->cv, NULL) != 0) {
@@ -135,6 +142,20 @@ static inline void fc_worker_post(fc_worker* w) {
 
 static inline void fc_worker_wait(fc_worker* w) {
     fc_worker_await(w, fc_worker_is_idle);
+}
+
+static inline void fc_worker_progress(fc_worker* w) {
+    atomic_fetch_add(&w->progress, 1);
+    fc_worker_wake(w);
+}
+
+static inline int fc_worker_reached(fc_worker* w) {
+    return atomic_load(&w->progress) >= w->progress_target;
+}
+
+static inline void fc_worker_wait_progress(fc_worker* w, long n) {
+    w->progress_target = n;   /* only the caller's thread reads it */
+    fc_worker_await(w, fc_worker_reached);
 }
 
 static inline void fc_worker_stop(fc_worker* w) {
