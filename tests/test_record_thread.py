@@ -93,6 +93,9 @@ CASES = {
     "minibatch 16 shuffled, every 5": (lambda: paper_like(M=100),
                                        fc.SGD(0.05, batch=16, sampling="shuffle"), 5, "records"),
     "one sample, every 7": (lambda: paper_like(M=100), fc.SGD(0.05, batch=1), 7, "records"),
+    # 300 draws a step, but a record (1000 samples) costs several steps: not drawn ahead
+    "minibatch 300 of 1000, every 3": (lambda: paper_like(M=1000), fc.SGD(0.05, batch=300), 3,
+                                       "records"),
     "mlp, one sample, Adam, every 4": (
         lambda: (mlp_problem(9, n_samples=60)[0], [noise(2, "forward", fc.noise.Gaussian(0, .05))]),
         fc.Adam(0.01, batch=1), 4, "records"),

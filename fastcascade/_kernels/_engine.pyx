@@ -99,8 +99,25 @@ cdef extern from "_worker.h":
     void fc_worker_post(fc_worker* w) noexcept nogil
     void fc_worker_wait(fc_worker* w) noexcept nogil
     void fc_worker_stop(fc_worker* w) noexcept nogil
-    void fc_worker_progress(fc_worker* w) noexcept nogil
-    void fc_worker_wait_progress(fc_worker* w, long n) noexcept nogil
+
+cdef extern from "_pcg64.h":
+    void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) noexcept nogil
+
+cdef extern from *:
+    """
+    #include <float.h>
+    /* Whether a*b + c is rounded twice here, as the source says: no FMA contraction (no FMA in
+       the target's baseline) and no wider intermediates. Drawing noise ahead relies on it:
+       perturbation_apply computes z + m * (a + b u) in one expression, the helper m * (a + b u)
+       first and the run adds it later. */
+    #if defined(__FMA__) || defined(__FMA4__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
+        || defined(__powerpc__) || defined(__s390x__) || !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+    #define FC_ROUNDS_AS_WRITTEN 0
+    #else
+    #define FC_ROUNDS_AS_WRITTEN 1
+    #endif
+    """
+    int FC_ROUNDS_AS_WRITTEN
 
 # How this extension was built (setup.py's switches), for `fastcascade info`.
 BUILD_FLAGS = {"debug": bool(FASTCASCADE_BUILD_DEBUG), "native": bool(FASTCASCADE_BUILD_NATIVE)}
@@ -181,16 +198,18 @@ ctypedef struct Sites:
 
 
 ctypedef struct Ahead:
+    # (in a block of its own, apart from the run thread's data: the helper writes snap_*, pcg)
     # The noise of one random stream (the forward or the backward noise), drawn two steps ahead
     # by the helper thread: its job at step t draws step t + 2's (so that it is ready well
     # before step t + 2 starts), in the order the passes would (sites in pass order,
     # perturbations in order, each its activity then its block). All of the stream's
     # perturbations must be perturbation_is_noise_ahead; the stream is then the helper's alone.
     const Net* net
-    const Sites* sites
+    Sites sites              # a copy (the run thread writes its own ahead_* fields each step)
     bint backward
-    Stream* stream
-    bitgen_t* bg
+    Stream* stream           # the run's stream, handed back at the end ...
+    fc_pcg64_t pcg           # ... and the copy the helper draws from
+    bitgen_t bg
     Py_ssize_t B
     long long n_iter
     Py_ssize_t* off          # per perturbation: its block's offset in noise[.], -1: not drawn
@@ -235,7 +254,6 @@ ctypedef struct Recorder:
     bint stop
     # the helper thread's job (record_job): draw step t + 2's noise (ahead, when not NULL),
     # then record step t (when recording)
-    fc_worker* worker
     Ahead* ahead
     bint recording
 
@@ -366,16 +384,12 @@ AHEAD_MIN_DRAWS = 256
 
 
 cdef bint ahead_init(Ahead* ah, const Net* net, const Sites* sites, Py_ssize_t B,
-                     long long n_iter, Stream* st_fwd, bitgen_t* bg_fwd, Stream* st_bwd,
-                     bitgen_t* bg_bwd) except -1:
-    # Set ah up for the backward noise stream if it can be drawn ahead (every perturbation on it
-    # perturbation_is_noise_ahead, AHEAD_MIN_DRAWS draws a step or more), else for the forward
-    # one; False when neither can.
+                     long long n_iter, Stream* st_fwd, Stream* st_bwd) except -1:
+    # Set ah (zeroed) up for the backward noise stream if it can be drawn ahead (every
+    # perturbation on it perturbation_is_noise_ahead, AHEAD_MIN_DRAWS draws a step or more),
+    # else for the forward one; False when neither can.
     cdef Py_ssize_t i, k, site, width, n, P, N = net.N
     cdef bint backward
-    ah.off = NULL
-    ah.active[0] = ah.active[1] = NULL
-    ah.noise[0] = ah.noise[1] = NULL
     for backward in (True, False):
         n = 0
         for i in range(2 if backward else 1, N + 1):
@@ -392,16 +406,16 @@ cdef bint ahead_init(Ahead* ah, const Net* net, const Sites* sites, Py_ssize_t B
             break
     else:
         return False
+    # the two parities' buffers 64 bytes apart or more (one is written while the other is read)
     P = sites.n_perts if sites.n_perts > 0 else 1
     ah.off = <Py_ssize_t*>malloc(P * sizeof(Py_ssize_t))
-    ah.active[0] = <bint*>calloc(P, sizeof(bint))
-    ah.active[1] = <bint*>calloc(P, sizeof(bint))
-    ah.noise[0] = <double*>malloc(n * sizeof(double))
-    ah.noise[1] = <double*>malloc(n * sizeof(double))
-    if ah.off == NULL or ah.active[0] == NULL or ah.active[1] == NULL or ah.noise[0] == NULL \
-            or ah.noise[1] == NULL:
+    ah.active[0] = <bint*>calloc(2 * P + 16, sizeof(bint))
+    ah.noise[0] = <double*>malloc((2 * n + 8) * sizeof(double))
+    if ah.off == NULL or ah.active[0] == NULL or ah.noise[0] == NULL:
         ahead_free(ah)
         raise MemoryError()
+    ah.active[1] = ah.active[0] + P + 16
+    ah.noise[1] = ah.noise[0] + n + 8
     for k in range(P):
         ah.off[k] = -1
     n = 0
@@ -412,22 +426,22 @@ cdef bint ahead_init(Ahead* ah, const Net* net, const Sites* sites, Py_ssize_t B
             ah.off[k] = n
             n += B * width
     ah.net = net
-    ah.sites = sites
+    ah.sites = sites[0]
+    ah.sites.ahead_off = NULL
     ah.backward = backward
     ah.stream = st_bwd if backward else st_fwd
-    ah.bg = bg_bwd if backward else bg_fwd
+    ah.pcg = ah.stream.pcg
+    fc_pcg64_bitgen(&ah.bg, &ah.pcg)
     ah.B = B
     ah.n_iter = n_iter
-    ah.snap_last = ah.snap_prev = ah.stream.pcg
+    ah.snap_last = ah.snap_prev = ah.pcg
     return True
 
 
 cdef void ahead_free(Ahead* ah) noexcept:
     free(ah.off)
     free(ah.active[0])
-    free(ah.active[1])
     free(ah.noise[0])
-    free(ah.noise[1])
     ah.off = NULL
     ah.active[0] = ah.active[1] = NULL
     ah.noise[0] = ah.noise[1] = NULL
@@ -483,13 +497,13 @@ cdef void draw_ahead(Ahead* ah, long long t) noexcept nogil:
 
 cdef void draw_ahead_site(Ahead* ah, Py_ssize_t site, Py_ssize_t width,
                           long long t) noexcept nogil:
-    cdef const Sites* sites = ah.sites
+    cdef const Sites* sites = &ah.sites
     cdef Py_ssize_t k
     cdef int par = t & 1
     for k in range(sites.start[site], sites.end[site]):
-        ah.active[par][k] = perturbation_active(&sites.perts[k], t, ah.bg)
+        ah.active[par][k] = perturbation_active(&sites.perts[k], t, &ah.bg)
         if ah.active[par][k]:
-            perturbation_draw_noise(&sites.perts[k], ah.bg, ah.noise[par] + ah.off[k],
+            perturbation_draw_noise(&sites.perts[k], &ah.bg, ah.noise[par] + ah.off[k],
                                     ah.B * width, t)
 
 
@@ -776,10 +790,9 @@ cdef void record_job(void* ctx) noexcept nogil:
     cdef Recorder* r = <Recorder*>ctx
     if r.ahead != NULL:
         r.ahead.snap_prev = r.ahead.snap_last
-        r.ahead.snap_last = r.ahead.stream.pcg
+        r.ahead.snap_last = r.ahead.pcg
         if r.t + 2 < r.ahead.n_iter:
             draw_ahead(r.ahead, r.t + 2)
-            fc_worker_progress(r.worker)
     if r.recording:
         record_step(r)
 
@@ -932,8 +945,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Recorder* rc
     cdef fc_worker* helper = NULL
     cdef bint concurrent = False
-    cdef Ahead ahead                 # one noise stream drawn ahead by the helper
-    cdef bint drawing_ahead = False
+    cdef Ahead* ah = NULL            # one noise stream drawn ahead by the helper
+    cdef bint drawing_ahead = False, ahead_backward = False
     cdef Stream* owned[4]            # the streams this thread draws from
     cdef int n_owned = 0
     cdef fc_pcg64_t stream_snap[4]   # ... as they were at the record the helper is working on
@@ -981,15 +994,15 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         passes[i].block = NULL
         passes[i].a = passes[i].y = passes[i].ybuf = passes[i].v = NULL
     cleanb.block = full.block = NULL
-    ahead.off = NULL
-    ahead.active[0] = ahead.active[1] = NULL
-    ahead.noise[0] = ahead.noise[1] = NULL
+    # (a block of its own: GUARD doubles, 64 bytes, on each side; zeroed: no buffers yet)
+    cdef char* ahead_block = <char*>calloc(1, sizeof(Ahead) + 2 * GUARD * sizeof(double))
     cleanb.a = full.a = NULL
     cleanb.y = full.y = NULL
     cleanb.ybuf = full.ybuf = NULL
     cleanb.v = full.v = NULL
     try:
-        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL:
+        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL \
+                or ahead_block == NULL:
             raise MemoryError()
         if n_w > 0:
             memcpy(w_run, &w[0], n_w * sizeof(double))
@@ -1010,6 +1023,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         m2 = m1 + n_w
         gnoise = m2 + n_w
         rc = <Recorder*>(rec_block + GUARD * sizeof(double))
+        ah = <Ahead*>(ahead_block + GUARD * sizeof(double))
         ubar = <double*>(rec_block + sizeof(Recorder)) + 2 * GUARD
         fullgrad = ubar + n_w
         w_snap = fullgrad + n_w
@@ -1069,17 +1083,16 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 raise MemoryError()
             helper = fc_worker_start(record_job, rc)
             concurrent = helper != NULL   # no thread to be had: record serially
-        # ... and then, between records, it draws a noise stream a step ahead where it can. (Not
-        # in a native build: -march=native may contract the one-pass z + m * (a + b u) of
-        # perturbation_apply into an FMA, which z + noise cannot be.)
-        if concurrent and not FASTCASCADE_BUILD_NATIVE:
-            drawing_ahead = ahead_init(&ahead, &net, &sites, B, cfg.n_iter, &st_fwd, bg_fwd,
-                                       &st_bwd, bg_bwd)
-        rc.worker = helper
-        rc.ahead = &ahead if drawing_ahead else NULL
+        # ... and, for full batches, it draws a noise stream two steps ahead where it can (there
+        # a record costs about a step; with minibatches it costs many, which the steps would then
+        # wait for at every step). Only where a * b + c rounds as written (FC_ROUNDS_AS_WRITTEN).
+        if concurrent and full_batch and FC_ROUNDS_AS_WRITTEN:
+            drawing_ahead = ahead_init(ah, &net, &sites, B, cfg.n_iter, &st_fwd, &st_bwd)
+            ahead_backward = drawing_ahead and ah.backward
+        rc.ahead = ah if drawing_ahead else NULL
         streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
         for i in range(4):
-            if not (drawing_ahead and streams[i] == ahead.stream):
+            if not (drawing_ahead and streams[i] == ah.stream):
                 owned[n_owned] = streams[i]
                 stream_snap[n_owned] = streams[i].pcg
                 n_owned += 1
@@ -1128,10 +1141,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
                 if drawing_ahead:
-                    fc_worker_wait_progress(helper, t + 1)   # this step's noise
-                    sites.ahead_off = ahead.off
-                    sites.ahead_active = ahead.active[t & 1]
-                    sites.ahead_noise = ahead.noise[t & 1]
+                    # this step's noise: drawn by the job of step t - 2 (done, since the post of
+                    # step t - 1 waited for it; the first two before the loop)
+                    sites.ahead_off = ah.off
+                    sites.ahead_active = ah.active[t & 1]
+                    sites.ahead_noise = ah.noise[t & 1]
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, ps, xin, labin, ldl, &sites, t, bg_fwd, scratch)
                 defer = fused_gnorm and fused_wnorm and not cfg.clip_norm > 0.0 \
@@ -1182,6 +1196,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     fc_worker_post(helper)
                     if recording:
                         # this pass is the helper's until the job is done: go on with the other
+                        # (the rest of this step reads no pass: defer is off at recording steps)
                         cur = 1 - cur
                         ps = &passes[cur]
 
@@ -1254,10 +1269,12 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 # the stream drawn ahead goes back to where the last step that ran left it:
                 # before the noise of the step after it, which the job before the last drew
                 if drawing_ahead:
-                    ahead.stream.pcg = ahead.snap_prev
+                    ah.stream.pcg = ah.snap_prev
     finally:
         fc_worker_stop(helper)   # before the buffers it uses go
-        ahead_free(&ahead)
+        if ah != NULL:
+            ahead_free(ah)
+        free(ahead_block)
         if w_loaded and n_w > 0:
             memcpy(&w[0], w_run, n_w * sizeof(double))
         free(w_run)
@@ -1278,7 +1295,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
         close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
     helper_did = "" if not concurrent else "records" if not drawing_ahead else \
-        "records, backward noise" if ahead.backward else "records, forward noise"
+        "records, backward noise" if ahead_backward else "records, forward noise"
     return stop_iter, stop, helper_did
 
 
