@@ -1083,10 +1083,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 raise MemoryError()
             helper = fc_worker_start(record_job, rc)
             concurrent = helper != NULL   # no thread to be had: record serially
-        # ... and, for full batches, it draws a noise stream two steps ahead where it can (there
-        # a record costs about a step; with minibatches it costs many, which the steps would then
-        # wait for at every step). Only where a * b + c rounds as written (FC_ROUNDS_AS_WRITTEN).
-        if concurrent and full_batch and FC_ROUNDS_AS_WRITTEN:
+        # ... and it draws a noise stream two steps ahead where it can, when it has the time: for
+        # full batches recorded every 2 steps or more (a full-batch record costs about two thirds
+        # of a step; a minibatch record costs many steps, which every step would then wait for).
+        # Only where a * b + c rounds as written (FC_ROUNDS_AS_WRITTEN).
+        if concurrent and full_batch and cfg.record_every >= 2 and FC_ROUNDS_AS_WRITTEN:
             drawing_ahead = ahead_init(ah, &net, &sites, B, cfg.n_iter, &st_fwd, &st_bwd)
             ahead_backward = drawing_ahead and ah.backward
         rc.ahead = ah if drawing_ahead else NULL
