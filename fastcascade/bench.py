@@ -134,15 +134,19 @@ def _run(problem, opt, n, perts, record_every, engine="cython", seeds=(0,), n_jo
                       record_every=record_every, engine=engine, n_jobs=n_jobs, init=init)
 
 
-def _engines(problem, opt, perts, record_every, n_fast, n_ref, repeats, init=None):
+def _engines(problem, opt, perts, record_every, n_fast, n_ref, repeats, init=None,
+             extra=None):
     """us/it of the compiled engine on one thread, on two (records on the second), and of the
-    NumPy engine, timed in turn."""
-    one, two, ref = _best_each(
-        [lambda: _run(problem, opt, n_fast, perts, record_every, init=init),
-         lambda: _run(problem, opt, n_fast, perts, record_every, init=init, n_jobs=2),
-         lambda: _run(problem, opt, n_ref, perts, record_every, "numpy", init=init)],
-        repeats)
-    return one / n_fast * 1e6, two / n_fast * 1e6, ref / n_ref * 1e6
+    NumPy engine, timed in turn; extra = (fn, n_iter): one more contender in the same turns,
+    its us/it appended."""
+    fns = [lambda: _run(problem, opt, n_fast, perts, record_every, init=init),
+           lambda: _run(problem, opt, n_fast, perts, record_every, init=init, n_jobs=2),
+           lambda: _run(problem, opt, n_ref, perts, record_every, "numpy", init=init)]
+    iters = [n_fast, n_fast, n_ref]
+    if extra is not None:
+        fns.append(extra[0])
+        iters.append(extra[1])
+    return tuple(t / n * 1e6 for t, n in zip(_best_each(fns, repeats), iters))
 
 
 def _engine_rows(case, label, one, two, ref):
@@ -201,21 +205,20 @@ def _jax_paper(n_iter):
 def case_paper(quick):
     import fastcascade as fc
     rows = []
+    n = 1000 if quick else 5000
+    jx = _jax_paper(n)   # timed in the same turns as the recorded-every-step runs
     for name, rec in (("paper", 1), ("paper_r10", 10)):
         problem, opt, perts, _ = paper_problem(rec)
-        rows += _engine_rows(name, "(a) NumPy engine / fastcascade",
-                             *_engines(problem, opt, perts, rec, 1000 if quick else 5000,
-                                       40 if quick else 200, 3 if quick else 7))
-    n = 1000 if quick else 5000
-    jx = _jax_paper(n)
-    if jx is not None:
-        t = _best(jx, 3 if quick else 7) / n * 1e6
-        for row in rows[:2]:   # paper, paper_2t
-            case = "paper_jax" + row["case"][len("paper"):]
-            label = "(a) JAX jit+scan (float64) / fastcascade" + row["label"][len(
-                "(a) NumPy engine / fastcascade"):]
-            rows.append(dict(case=case, label=label, fast_us=row["fast_us"], base_us=t,
-                             ratio=t / row["fast_us"]))
+        times = _engines(problem, opt, perts, rec, n, 40 if quick else 200, 3 if quick else 7,
+                         extra=(jx, n) if jx is not None and rec == 1 else None)
+        rows += _engine_rows(name, "(a) NumPy engine / fastcascade", *times[:3])
+        if len(times) == 4:
+            for row in rows[-2:]:   # paper, paper_2t
+                rows.append(dict(case="paper_jax" + row["case"][len("paper"):],
+                                 label="(a) JAX jit+scan (float64) / fastcascade"
+                                       + row["label"][len("(a) NumPy engine / fastcascade"):],
+                                 fast_us=row["fast_us"], base_us=times[3],
+                                 ratio=times[3] / row["fast_us"]))
     del fc
     return rows
 
