@@ -36,7 +36,7 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
-    stream_close, fc_pcg64_t, perturbation_is_noise_ahead, perturbation_draw_noise)
+    stream_close, fc_pcg64_t)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -99,25 +99,6 @@ cdef extern from "_worker.h":
     void fc_worker_post(fc_worker* w) noexcept nogil
     void fc_worker_wait(fc_worker* w) noexcept nogil
     void fc_worker_stop(fc_worker* w) noexcept nogil
-
-cdef extern from "_pcg64.h":
-    void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) noexcept nogil
-
-cdef extern from *:
-    """
-    #include <float.h>
-    /* Whether a*b + c is rounded twice here, as the source says: no FMA contraction (no FMA in
-       the target's baseline) and no wider intermediates. Drawing noise ahead relies on it:
-       perturbation_apply computes z + m * (a + b u) in one expression, the helper m * (a + b u)
-       first and the run adds it later. */
-    #if defined(__FMA__) || defined(__FMA4__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA) \
-        || defined(__powerpc__) || defined(__s390x__) || !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-    #define FC_ROUNDS_AS_WRITTEN 0
-    #else
-    #define FC_ROUNDS_AS_WRITTEN 1
-    #endif
-    """
-    int FC_ROUNDS_AS_WRITTEN
 
 # How this extension was built (setup.py's switches), for `fastcascade info`.
 BUILD_FLAGS = {"debug": bool(FASTCASCADE_BUILD_DEBUG), "native": bool(FASTCASCADE_BUILD_NATIVE)}
@@ -186,37 +167,8 @@ ctypedef struct Config:
 ctypedef struct Sites:
     # Perturbations sorted by site; site k = i (forward at op i) or N + i (backward at op i).
     Perturbation* perts
-    Py_ssize_t n_perts
     Py_ssize_t* start
     Py_ssize_t* end
-    # This step's noise of the perturbations drawn ahead (Ahead), or ahead_off NULL: for
-    # perturbation k with ahead_off[k] >= 0, whether it is active and its block, at
-    # ahead_noise + ahead_off[k] (the passes add it instead of drawing).
-    const Py_ssize_t* ahead_off
-    const bint* ahead_active
-    const double* ahead_noise
-
-
-ctypedef struct Ahead:
-    # (in a block of its own, apart from the run thread's data: the helper writes snap_*, pcg)
-    # The noise of one random stream (the forward or the backward noise), drawn two steps ahead
-    # by the helper thread: its job at step t draws step t + 2's (so that it is ready well
-    # before step t + 2 starts), in the order the passes would (sites in pass order,
-    # perturbations in order, each its activity then its block). All of the stream's
-    # perturbations must be perturbation_is_noise_ahead; the stream is then the helper's alone.
-    const Net* net
-    Sites sites              # a copy (the run thread writes its own ahead_* fields each step)
-    bint backward
-    Stream* stream           # the run's stream, handed back at the end ...
-    fc_pcg64_t pcg           # ... and the copy the helper draws from
-    bitgen_t bg
-    Py_ssize_t B
-    long long n_iter
-    Py_ssize_t* off          # per perturbation: its block's offset in noise[.], -1: not drawn
-    bint* active[2]          # by step parity
-    double* noise[2]
-    fc_pcg64_t snap_last     # the stream before the last job's draws
-    fc_pcg64_t snap_prev     # ... and before the job's before (after the last step's draws)
 
 
 ctypedef struct Recorder:
@@ -252,10 +204,6 @@ ctypedef struct Recorder:
     const double* labin
     # the outcome: the clean objective was not finite (the run stops at t)
     bint stop
-    # the helper thread's job (record_job): draw step t + 2's noise (ahead, when not NULL),
-    # then record step t (when recording)
-    Ahead* ahead
-    bint recording
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,10 +288,6 @@ cdef int sites_init(Sites* sites, Py_ssize_t N, const long long[:, ::1] pint,
     if pint.shape[1] != PERT_INT_FIELDS or preal.shape[1] != PERT_REAL_FIELDS \
             or preal.shape[0] != P:
         raise ValueError("perturbation tables have the wrong shape")
-    sites.n_perts = P
-    sites.ahead_off = NULL
-    sites.ahead_active = NULL
-    sites.ahead_noise = NULL
     sites.perts = <Perturbation*>malloc((P if P > 0 else 1) * sizeof(Perturbation))
     sites.start = <Py_ssize_t*>calloc(n_sites, sizeof(Py_ssize_t))
     sites.end = <Py_ssize_t*>calloc(n_sites, sizeof(Py_ssize_t))
@@ -379,74 +323,6 @@ cdef void sites_free(Sites* sites) noexcept:
     sites.start = sites.end = NULL
 
 
-# Below this many draws a step, drawing ahead costs more in hand-overs than it saves.
-AHEAD_MIN_DRAWS = 256
-
-
-cdef bint ahead_init(Ahead* ah, const Net* net, const Sites* sites, Py_ssize_t B,
-                     long long n_iter, Stream* st_fwd, Stream* st_bwd) except -1:
-    # Set ah (zeroed) up for the backward noise stream if it can be drawn ahead (every
-    # perturbation on it perturbation_is_noise_ahead, AHEAD_MIN_DRAWS draws a step or more),
-    # else for the forward one; False when neither can.
-    cdef Py_ssize_t i, k, site, width, n, P, N = net.N
-    cdef bint backward
-    for backward in (True, False):
-        n = 0
-        for i in range(2 if backward else 1, N + 1):
-            site = N + i if backward else i
-            width = net.dims[i - 1] if backward else net.dims[i]
-            for k in range(sites.start[site], sites.end[site]):
-                if not perturbation_is_noise_ahead(&sites.perts[k]):
-                    n = -1
-                    break
-                n += B * width
-            if n < 0:
-                break
-        if n >= AHEAD_MIN_DRAWS:
-            break
-    else:
-        return False
-    # the two parities' buffers 64 bytes apart or more (one is written while the other is read)
-    P = sites.n_perts if sites.n_perts > 0 else 1
-    ah.off = <Py_ssize_t*>malloc(P * sizeof(Py_ssize_t))
-    ah.active[0] = <bint*>calloc(2 * P + 16, sizeof(bint))
-    ah.noise[0] = <double*>malloc((2 * n + 8) * sizeof(double))
-    if ah.off == NULL or ah.active[0] == NULL or ah.noise[0] == NULL:
-        ahead_free(ah)
-        raise MemoryError()
-    ah.active[1] = ah.active[0] + P + 16
-    ah.noise[1] = ah.noise[0] + n + 8
-    for k in range(P):
-        ah.off[k] = -1
-    n = 0
-    for i in range(2 if backward else 1, N + 1):
-        site = N + i if backward else i
-        width = net.dims[i - 1] if backward else net.dims[i]
-        for k in range(sites.start[site], sites.end[site]):
-            ah.off[k] = n
-            n += B * width
-    ah.net = net
-    ah.sites = sites[0]
-    ah.sites.ahead_off = NULL
-    ah.backward = backward
-    ah.stream = st_bwd if backward else st_fwd
-    ah.pcg = ah.stream.pcg
-    fc_pcg64_bitgen(&ah.bg, &ah.pcg)
-    ah.B = B
-    ah.n_iter = n_iter
-    ah.snap_last = ah.snap_prev = ah.pcg
-    return True
-
-
-cdef void ahead_free(Ahead* ah) noexcept:
-    free(ah.off)
-    free(ah.active[0])
-    free(ah.noise[0])
-    ah.off = NULL
-    ah.active[0] = ah.active[1] = NULL
-    ah.noise[0] = ah.noise[1] = NULL
-
-
 def _check_distinct(*generators):
     # each stream is copied into the run and written back at the end: one bit generator passed
     # twice (or behind two Generators) would hand out the same draws twice
@@ -472,41 +348,6 @@ cdef int close_streams(Stream** streams, generators) except -1:
 # ---------------------------------------------------------------------------------------------
 # The passes (nogil)
 
-cdef inline bint drawn_ahead(const Sites* sites, Py_ssize_t k) noexcept nogil:
-    return sites.ahead_off != NULL and sites.ahead_off[k] >= 0
-
-
-cdef inline void add_noise(double* z, const double* noise, Py_ssize_t n) noexcept nogil:
-    # z + noise: perturbation_apply's last operation for a perturbation_is_noise_ahead
-    cdef Py_ssize_t j
-    for j in range(n):
-        z[j] = z[j] + noise[j]
-
-
-cdef void draw_ahead(Ahead* ah, long long t) noexcept nogil:
-    # step t's noise of the stream's perturbations, in the passes' order (forward: the outputs
-    # of ops 1..N; backward: the messages of ops N..2)
-    cdef Py_ssize_t i, N = ah.net.N
-    if ah.backward:
-        for i in range(N, 1, -1):
-            draw_ahead_site(ah, N + i, ah.net.dims[i - 1], t)
-    else:
-        for i in range(1, N + 1):
-            draw_ahead_site(ah, i, ah.net.dims[i], t)
-
-
-cdef void draw_ahead_site(Ahead* ah, Py_ssize_t site, Py_ssize_t width,
-                          long long t) noexcept nogil:
-    cdef const Sites* sites = &ah.sites
-    cdef Py_ssize_t k
-    cdef int par = t & 1
-    for k in range(sites.start[site], sites.end[site]):
-        ah.active[par][k] = perturbation_active(&sites.perts[k], t, &ah.bg)
-        if ah.active[par][k]:
-            perturbation_draw_noise(&sites.perts[k], &ah.bg, ah.noise[par] + ah.off[k],
-                                    ah.B * width, t)
-
-
 cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
                        const double* lab, Py_ssize_t ldl, const Sites* sites, long long t,
                        bitgen_t* bg, double* scratch) noexcept nogil:
@@ -523,18 +364,11 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
             continue
         copied = False
         for k in range(sites.start[i], sites.end[i]):
-            if drawn_ahead(sites, k):
-                if not sites.ahead_active[k]:
-                    continue
-            elif not perturbation_active(&sites.perts[k], t, bg):
-                continue
-            if not copied:
-                memcpy(ps.ybuf[i], ps.a[i], B * net.dims[i] * sizeof(double))
-                ps.y[i] = ps.ybuf[i]
-                copied = True
-            if drawn_ahead(sites, k):
-                add_noise(ps.y[i], sites.ahead_noise + sites.ahead_off[k], B * net.dims[i])
-            else:
+            if perturbation_active(&sites.perts[k], t, bg):
+                if not copied:
+                    memcpy(ps.ybuf[i], ps.a[i], B * net.dims[i] * sizeof(double))
+                    ps.y[i] = ps.ybuf[i]
+                    copied = True
                 perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch, t)
 
 
@@ -581,11 +415,7 @@ cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const d
         if sites == NULL or i < 2:
             continue
         for k in range(sites.start[N + i], sites.end[N + i]):
-            if drawn_ahead(sites, k):
-                if sites.ahead_active[k]:
-                    add_noise(ps.v[i - 1], sites.ahead_noise + sites.ahead_off[k],
-                              B * net.dims[i - 1])
-            elif perturbation_active(&sites.perts[k], t, bg):
+            if perturbation_active(&sites.perts[k], t, bg):
                 perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch,
                                    t)
 
@@ -786,15 +616,8 @@ cdef void record_step(Recorder* r) noexcept nogil:
 
 
 cdef void record_job(void* ctx) noexcept nogil:
-    # the helper thread's job (fc_worker): noise two steps ahead, then the record
-    cdef Recorder* r = <Recorder*>ctx
-    if r.ahead != NULL:
-        r.ahead.snap_prev = r.ahead.snap_last
-        r.ahead.snap_last = r.ahead.pcg
-        if r.t + 2 < r.ahead.n_iter:
-            draw_ahead(r.ahead, r.t + 2)
-    if r.recording:
-        record_step(r)
+    # the helper thread's job (fc_worker)
+    record_step(<Recorder*>ctx)
 
 
 cdef double step_size_at(const Config* cfg, long long t) noexcept nogil:
@@ -896,11 +719,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     needs PCG64 streams (a stop at a record goes back to that step's stream states); with other
     bit generators, or when no thread can be started, the run records serially.
 
-    Between records the helper also draws one noise stream two steps ahead where every
-    perturbation on it adds draws independent of the values (Ahead; not in a native build).
-
-    Returns (stop_iteration or -1, stop_code, helper): helper is what the helper thread did:
-    "" (there was none), "records", "records, forward noise" or "records, backward noise".
+    Returns (stop_iteration or -1, stop_code, whether a helper thread recorded).
     """
     cdef Config cfg = config_from(config)
     cdef Net net
@@ -945,11 +764,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Recorder* rc
     cdef fc_worker* helper = NULL
     cdef bint concurrent = False
-    cdef Ahead* ah = NULL            # one noise stream drawn ahead by the helper
-    cdef bint drawing_ahead = False, ahead_backward = False
-    cdef Stream* owned[4]            # the streams this thread draws from
-    cdef int n_owned = 0
-    cdef fc_pcg64_t stream_snap[4]   # ... as they were at the record the helper is working on
+    cdef fc_pcg64_t stream_snap[4]   # the streams at the record the helper is working on
     cdef double* w_snap              # ... and w_t, the step's gradient and samples
     cdef double* g_snap
     cdef double* x_snap = NULL
@@ -994,15 +809,12 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         passes[i].block = NULL
         passes[i].a = passes[i].y = passes[i].ybuf = passes[i].v = NULL
     cleanb.block = full.block = NULL
-    # (a block of its own: GUARD doubles, 64 bytes, on each side; zeroed: no buffers yet)
-    cdef char* ahead_block = <char*>calloc(1, sizeof(Ahead) + 2 * GUARD * sizeof(double))
     cleanb.a = full.a = NULL
     cleanb.y = full.y = NULL
     cleanb.ybuf = full.ybuf = NULL
     cleanb.v = full.v = NULL
     try:
-        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL \
-                or ahead_block == NULL:
+        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL:
             raise MemoryError()
         if n_w > 0:
             memcpy(w_run, &w[0], n_w * sizeof(double))
@@ -1023,7 +835,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         m2 = m1 + n_w
         gnoise = m2 + n_w
         rc = <Recorder*>(rec_block + GUARD * sizeof(double))
-        ah = <Ahead*>(ahead_block + GUARD * sizeof(double))
         ubar = <double*>(rec_block + sizeof(Recorder)) + 2 * GUARD
         fullgrad = ubar + n_w
         w_snap = fullgrad + n_w
@@ -1073,6 +884,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # ... on a helper thread: the run's steps go on while it records (a second perturbed
         # pass alternates with the one being recorded). Stopping at a record then means going
         # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
+        stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
+        stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
         concurrent = cfg.record_thread and st_data.fast and st_fwd.fast and st_bwd.fast \
             and st_grad.fast
         if concurrent:
@@ -1083,29 +896,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                 raise MemoryError()
             helper = fc_worker_start(record_job, rc)
             concurrent = helper != NULL   # no thread to be had: record serially
-        # ... and it draws a noise stream two steps ahead where it can, when it has the time: for
-        # full batches recorded every 2 steps or more (a full-batch record costs about two thirds
-        # of a step; a minibatch record costs many steps, which every step would then wait for).
-        # Only where a * b + c rounds as written (FC_ROUNDS_AS_WRITTEN).
-        if concurrent and full_batch and cfg.record_every >= 2 and FC_ROUNDS_AS_WRITTEN:
-            drawing_ahead = ahead_init(ah, &net, &sites, B, cfg.n_iter, &st_fwd, &st_bwd)
-            ahead_backward = drawing_ahead and ah.backward
-        rc.ahead = ah if drawing_ahead else NULL
-        streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
-        for i in range(4):
-            if not (drawing_ahead and streams[i] == ah.stream):
-                owned[n_owned] = streams[i]
-                stream_snap[n_owned] = streams[i].pcg
-                n_owned += 1
 
         with nogil:
-            if drawing_ahead:
-                rc.recording = False             # the noise of steps 0 and 1
-                rc.t = -2
-                fc_worker_post(helper)
-                fc_worker_wait(helper)
-                rc.t = -1
-                fc_worker_post(helper)
             for t in range(cfg.n_iter):
                 # -- the step's samples (data stream) ------------------------------------
                 if full_batch:
@@ -1141,12 +933,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         labin = lb if ldl > 0 else NULL
 
                 # -- perturbed forward and backward (Eq. 5) ------------------------------
-                if drawing_ahead:
-                    # this step's noise: drawn by the job of step t - 2 (done, since the post of
-                    # step t - 1 waited for it; the first two before the loop)
-                    sites.ahead_off = ah.off
-                    sites.ahead_active = ah.active[t & 1]
-                    sites.ahead_noise = ah.noise[t & 1]
                 # (speed: fwd_net skips the last operator's forward when nothing reads it)
                 forward_pass(&fwd_net, wp, ps, xin, labin, ldl, &sites, t, bg_fwd, scratch)
                 defer = fused_gnorm and fused_wnorm and not cfg.clip_norm > 0.0 \
@@ -1174,32 +960,28 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         stop = STOP_NONFINITE_OBJECTIVE
                         stop_iter = t
                         break
-                elif recording or drawing_ahead:
-                    # the helper's next job: step t + 2's noise and this step's record
-                    fc_worker_wait(helper)   # the previous job is done, its buffers free
+                elif recording:
+                    fc_worker_wait(helper)   # the previous record is done, its buffers free
                     if rc.stop:
-                        break                # a record stopped the run (resolved below)
-                    if recording:
-                        if n_w > 0:
-                            memcpy(w_snap, wp, n_w * sizeof(double))
-                            memcpy(g_snap, g, n_w * sizeof(double))
-                        if xin == xb:        # the copied samples of a minibatch
-                            memcpy(x_snap, xb, B * d0 * sizeof(double))
-                            if ldl > 0:
-                                memcpy(l_snap, lb, B * ldl * sizeof(double))
-                            xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
-                        for i in range(n_owned):
-                            stream_snap[i] = owned[i].pcg
-                        rc.rec, rc.lr = t // cfg.record_every, lr
-                        rc.w, rc.g, rc.pert = w_snap, g_snap, ps
-                        rc.xin, rc.labin = xin, labin
-                    rc.t, rc.recording = t, recording
+                        break                # it stopped the run (resolved after the loop)
+                    if n_w > 0:
+                        memcpy(w_snap, wp, n_w * sizeof(double))
+                        memcpy(g_snap, g, n_w * sizeof(double))
+                    if xin == xb:            # the copied samples of a minibatch
+                        memcpy(x_snap, xb, B * d0 * sizeof(double))
+                        if ldl > 0:
+                            memcpy(l_snap, lb, B * ldl * sizeof(double))
+                        xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
+                    stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
+                    stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
+                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
+                    rc.w, rc.g, rc.pert = w_snap, g_snap, ps
+                    rc.xin, rc.labin = xin, labin
                     fc_worker_post(helper)
-                    if recording:
-                        # this pass is the helper's until the job is done: go on with the other
-                        # (the rest of this step reads no pass: defer is off at recording steps)
-                        cur = 1 - cur
-                        ps = &passes[cur]
+                    # this pass is the helper's until the job is done: go on with the other
+                    # (the rest of this step reads no pass: defer is off at recording steps)
+                    cur = 1 - cur
+                    ps = &passes[cur]
 
                 # -- the step's gradient: ~u + grad R(w) + sigma_n xi ---------------------
                 reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, g, n_w)
@@ -1265,17 +1047,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     stop_iter = rc.t
                     if n_w > 0:
                         memcpy(wp, w_snap, n_w * sizeof(double))
-                    for i in range(n_owned):
-                        owned[i].pcg = stream_snap[i]
-                # the stream drawn ahead goes back to where the last step that ran left it:
-                # before the noise of the step after it, which the job before the last drew
-                if drawing_ahead:
-                    ah.stream.pcg = ah.snap_prev
+                    st_data.pcg, st_fwd.pcg = stream_snap[0], stream_snap[1]
+                    st_bwd.pcg, st_grad.pcg = stream_snap[2], stream_snap[3]
     finally:
         fc_worker_stop(helper)   # before the buffers it uses go
-        if ah != NULL:
-            ahead_free(ah)
-        free(ahead_block)
         if w_loaded and n_w > 0:
             memcpy(&w[0], w_run, n_w * sizeof(double))
         free(w_run)
@@ -1295,9 +1070,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # the generators continue where the run stopped (as numpy's own draws would leave them)
         streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
         close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
-    helper_did = "" if not concurrent else "records" if not drawing_ahead else \
-        "records, backward noise" if ahead_backward else "records, forward noise"
-    return stop_iter, stop, helper_did
+    return stop_iter, stop, bool(concurrent)
 
 
 def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,

@@ -78,13 +78,6 @@ cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil
 
-# Whether the perturbation adds, element by element, draws that do not depend on the block's
-# values (an additive distribution at GRAN_ELEMENT): its noise can then be drawn ahead of time,
-# perturbation_draw_noise, and added, z[j] + noise[j], with the bits of perturbation_apply.
-cdef bint perturbation_is_noise_ahead(const Perturbation* pert) noexcept nogil
-cdef void perturbation_draw_noise(const Perturbation* pert, bitgen_t* bg, double* out,
-                                  Py_ssize_t n, long long t) noexcept nogil
-
 # ---- random streams: numpy's PCG64 inlined (_pcg64.h), bit for bit the same draws -------------
 
 cdef extern from "_pcg64.h":

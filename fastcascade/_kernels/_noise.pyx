@@ -376,32 +376,17 @@ cdef void apply_transform(const Perturbation* pert, bitgen_t* bg, double* z, Py_
         bit_flip(bg, z, n, <uint64_t>pert.aux, pert.p[0])
 
 
-cdef inline double magnitude_at(const Perturbation* pert, long long t) noexcept nogil:
-    # m_t
-    if pert.magnitude == MAG_POWER:
-        return pert.scale * pow(<double>(t + 1), -pert.alpha)
-    return pert.scale
-
-
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil:
+    cdef double m
     if pert.kind >= NOISE_FIRST_TRANSFORM:
         apply_transform(pert, bg, z, B, d, scratch)
         return
-    apply_distribution(pert, bg, z, B, d, scratch, magnitude_at(pert, t))
-
-
-cdef bint perturbation_is_noise_ahead(const Perturbation* pert) noexcept nogil:
-    return pert.kind < NOISE_FIRST_TRANSFORM and pert.mode == MODE_ADDITIVE \
-        and pert.granularity == GRAN_ELEMENT
-
-
-cdef void perturbation_draw_noise(const Perturbation* pert, bitgen_t* bg, double* out,
-                                  Py_ssize_t n, long long t) noexcept nogil:
-    # apply_distribution's additive draws at GRAN_ELEMENT, m_t times a draw (the fused loop
-    # there adds m * (a + b u), the very value draw_distribution makes)
-    draw_distribution(pert, bg, out, n, magnitude_at(pert, t))
+    m = pert.scale
+    if pert.magnitude == MAG_POWER:
+        m = m * pow(<double>(t + 1), -pert.alpha)
+    apply_distribution(pert, bg, z, B, d, scratch, m)
 
 
 def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:, ::1] z,
