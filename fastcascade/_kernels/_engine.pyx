@@ -798,7 +798,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     # what a record writes, apart from the step's vectors: with a helper thread recording, the
     # two threads then write no cache line in common (GUARD doubles = 64 bytes on each side)
     cdef Py_ssize_t GUARD = 8
-    cdef char* rec_block = <char*>calloc(1, sizeof(Recorder) + (4 * n_w + 4 * GUARD) * sizeof(double))
+    cdef char* rec_block = <char*>calloc(
+        1, sizeof(Recorder) + (4 * n_w + 4 * GUARD) * sizeof(double))
     # the weights live in this thread's own memory during the run (copied back at the end): rows
     # of the caller's weight array share cache lines between runs on different threads
     cdef double* w_run = <double*>malloc((n_w + 1) * sizeof(double))
