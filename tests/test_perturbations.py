@@ -390,3 +390,25 @@ def test_gradient_noise_on_a_wide_net_with_batch_one():
     a, b = fc.run(problem, opt, **kw), fc.run(problem, opt, engine="numpy", **kw)
     np.testing.assert_allclose(a.final_weights, b.final_weights, rtol=1e-9)
     np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 1001])
+@pytest.mark.parametrize("noise,draw", [
+    (N.Uniform(-0.3, 0.7), lambda rng, n: -0.3 + (0.7 - -0.3) * rng.random(n)),
+    (N.Gaussian(0.2, 1.5), lambda rng, n: 0.2 + 1.5 * rng.standard_normal(n)),
+], ids=["uniform", "gaussian"])
+def test_additive_noise_kernel_is_numpys_draws_added_exactly(noise, draw, n):
+    """z + m (a + b u) with u numpy's own draws, to the bit: the uniform kernel makes its draws
+    in the pass that adds them, the Gaussian one fills them first; the generator then continues
+    where numpy's would (the next draw agrees)."""
+    z = np.linspace(-2.0, 3.0, n)[None, :]
+    for magnitude in (None, fc.magnitude.PowerDecay(0.5, scale=0.25)):
+        pert = fc.Perturbation(op=1, noise=noise, magnitude=magnitude)
+        pint, preal, times = perturbation_tables([pert], 1)
+        t = 7
+        m = 1.0 if magnitude is None else 0.25 * (t + 1.0) ** -0.5
+        got, gen = z.copy(), np.random.default_rng(5)
+        _noise.apply(pint[0], preal[0], gen, got, t, times)
+        twin = np.random.default_rng(5)
+        np.testing.assert_array_equal(got, z + m * draw(twin, n)[None, :])
+        assert gen.random() == twin.random()

@@ -48,6 +48,8 @@ cdef extern from "_pcg64.h":
     void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) noexcept nogil
     bint fc_pcg64_is_ours(const bitgen_t* bg) noexcept nogil
     void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, Py_ssize_t n) noexcept nogil
+    void fc_pcg64_add_affine(fc_pcg64_t* g, double* z, Py_ssize_t n, double m, double a,
+                             double b) noexcept nogil
 
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 
@@ -193,6 +195,10 @@ cdef void apply_distribution(const Perturbation* pert, bitgen_t* bg, double* z, 
     cdef bint relative = pert.mode == MODE_RELATIVE
     if pert.granularity == GRAN_ELEMENT:
         n = B * d
+        if not relative and pert.kind == NOISE_UNIFORM and fc_pcg64_is_ours(bg):
+            # the same, with the draws made in the pass (no round trip through scratch)
+            fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, z, n, m, pert.p[0], pert.p[1] - pert.p[0])
+            return
         if not relative and standard_draws(pert, bg, scratch, n, &a, &b):
             # the common case in one pass over z (the same operations as below)
             for j in range(n):

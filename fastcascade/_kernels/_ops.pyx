@@ -443,8 +443,12 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
     elif op.code == OP_MARGIN:
         # out_s = -y_s <z_s, w>
         fc_rowdots(z, B, din, w, out)
-        for s in range(B):
-            out[s] = -lab[s * ldl] * out[s]
+        if ldl == 1:   # the same operations, in a loop the compiler vectorises
+            for s in range(B):
+                out[s] = -lab[s] * out[s]
+        else:
+            for s in range(B):
+                out[s] = -lab[s * ldl] * out[s]
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
         linear_forward(op, w, p, z, out, B)
     elif op.code == OP_DIAG_LINEAR:

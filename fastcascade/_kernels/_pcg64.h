@@ -89,6 +89,30 @@ static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n)
         out[i] = fc_pcg64_to_double(fc_pcg64_next64(g));
 }
 
+/* z[i] = z[i] + m * (a + b u_i) for the stream's next n uniforms u_i (fc_pcg64_fill_double's
+ * draws, in the same order), in one pass: the expression and roundings of adding m (a + b u)
+ * after a fill, without the round trip through memory */
+static inline void fc_pcg64_add_affine(fc_pcg64_t* g, double* z, ptrdiff_t n, double m,
+                                       double a, double b) {
+    const fc_u128 a1 = FC_PCG64_MULT, c1 = g->inc;
+    const fc_u128 a2 = a1 * a1, c2 = a1 * c1 + c1;
+    const fc_u128 a3 = a2 * a1, c3 = a1 * c2 + c1;
+    const fc_u128 a4 = a3 * a1, c4 = a1 * c3 + c1;
+    fc_u128 s = g->state;
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fc_u128 s1 = a1 * s + c1, s2 = a2 * s + c2, s3 = a3 * s + c3, s4 = a4 * s + c4;
+        z[i] = z[i] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s1)));
+        z[i + 1] = z[i + 1] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s2)));
+        z[i + 2] = z[i + 2] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s3)));
+        z[i + 3] = z[i + 3] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s4)));
+        s = s4;
+    }
+    g->state = s;
+    for (; i < n; i++)
+        z[i] = z[i] + m * (a + b * fc_pcg64_to_double(fc_pcg64_next64(g)));
+}
+
 /* bg serves numpy's C distributions from g (g must outlive bg's use) */
 static inline void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) {
     bg->state = g;
