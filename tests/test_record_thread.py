@@ -181,3 +181,27 @@ def test_runs_of_a_few_steps(n_iter):
     helper = direct_run(problem, fc.SGD(0.05), record_thread=True, **kw)
     assert helper["concurrent"]
     assert_same(serial, helper)
+
+
+def test_run_one_refuses_histories_of_the_wrong_length():
+    """One entry per record, ceil(n_iter / record_every): a shorter array would be written past
+    its end."""
+    problem, perts = paper_like(M=50)
+    good = direct_run(problem, fc.SGD(0.05), 10, perts, 0, 3, False)
+    assert good["hist"]["objective"].shape == (4,)
+    N = problem.cascade.n_ops
+    pint, preal, ptimes = perturbation_tables(sort_by_site(check_perturbations(perts, N), N), N,
+                                              10)
+    config = fc.SGD(0.05).engine_config()
+    config.update(n_iter=10, record_every=3, record_profile=0, record_weights=0,
+                  reg_code=problem.regularizer.kernel_code,
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=1e10, record_thread=0)
+    for short in ("objective", "step_size"):
+        h = {name: np.full(4, np.nan) for name in HISTORIES}
+        h[short] = np.full(3, np.nan)
+        with pytest.raises(ValueError, match="one entry per record"):
+            _engine.run_one(problem.plan.op_table, problem.plan.params, problem.data.X,
+                            problem.data.y, np.zeros(problem.n_weights), config, pint, preal,
+                            ptimes, *run_streams(0), h["objective"], h["grad_norm"],
+                            h["grad_error"], h["step_size"], np.zeros((0, N)),
+                            np.zeros((0, N)))

@@ -780,6 +780,14 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         net_free(&net)
         raise ValueError("run_one: shapes do not match the plan")
     n_rec = h_objective.shape[0]
+    if cfg.record_every < 1 or n_rec != (cfg.n_iter + cfg.record_every - 1) // cfg.record_every \
+            or h_grad_norm.shape[0] != n_rec or h_grad_error.shape[0] != n_rec \
+            or h_step_size.shape[0] != n_rec:
+        net_free(&net)
+        raise ValueError("run_one: the histories need one entry per record, ceil(n_iter / "
+                         f"record_every), given {h_objective.shape[0]}, {h_grad_norm.shape[0]}, "
+                         f"{h_grad_error.shape[0]}, {h_step_size.shape[0]} for n_iter = "
+                         f"{cfg.n_iter}, record_every = {cfg.record_every}")
     if cfg.record_profile and (h_forward_error.shape[0] != n_rec
                                or h_forward_error.shape[1] != N
                                or h_backward_error.shape[0] != n_rec
@@ -790,7 +798,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                                or h_weights.shape[1] != n_w):
         net_free(&net)
         raise ValueError("run_one: the weight history has the wrong shape")
-    sites_init(&sites, N, pert_int, pert_real, pert_times)
+    try:
+        sites_init(&sites, N, pert_int, pert_real, pert_times)
+    except BaseException:
+        net_free(&net)
+        raise
 
     # One allocation for the vectors, none in the loop.
     cdef Py_ssize_t nvec = 5 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
