@@ -9,9 +9,10 @@
  *   out    = rotr64(hi(state) ^ lo(state), state >> 122),
  *   double = (out >> 11) * 2^-53,
  *   next32 = the low half of a fresh 64-bit draw, the high half kept for the next call.
- * fc_pcg64_fill_double makes n doubles with four independent state updates per block
- * (s_{k} = a^k s + c_k, k = 1..4, all from the block's first state), so that the multiplier's
- * latency chain is one update per four draws instead of one per draw.
+ * FC_PCG64_EACH_DOUBLE (behind fc_pcg64_fill_double and fc_pcg64_add_affine) makes n doubles
+ * with four independent state updates per block (s_{k} = a^k s + c_k, k = 1..4, all from the
+ * block's first state), so that the multiplier's latency chain is one update per four draws
+ * instead of one per draw.
  *
  * A bitgen_t whose state is an fc_pcg64_t (fc_pcg64_bitgen) serves numpy's C distributions
  * (normals, bounded integers, ...) from the same stream. */
@@ -68,25 +69,36 @@ static uint32_t fc_pcg64_next32_cb(void* st) {
     return (uint32_t)(next & 0xffffffffULL);
 }
 
+/* For each of the stream's next n doubles u (in [0, 1), in order), with i its index: STEP(i, u).
+ * Blocks of four make four independent state updates from the block's first state,
+ * s_k = a^k s + c_k, so that the multiplier's latency chain is one update per four draws. */
+#define FC_PCG64_EACH_DOUBLE(g, n, STEP)                                                       \
+    do {                                                                                       \
+        const fc_u128 a1_ = FC_PCG64_MULT, c1_ = (g)->inc;                                     \
+        const fc_u128 a2_ = a1_ * a1_, c2_ = a1_ * c1_ + c1_;                                  \
+        const fc_u128 a3_ = a2_ * a1_, c3_ = a1_ * c2_ + c1_;                                  \
+        const fc_u128 a4_ = a3_ * a1_, c4_ = a1_ * c3_ + c1_;                                  \
+        fc_u128 s_ = (g)->state;                                                               \
+        ptrdiff_t i_ = 0;                                                                      \
+        for (; i_ + 4 <= (n); i_ += 4) {                                                       \
+            fc_u128 s1_ = a1_ * s_ + c1_, s2_ = a2_ * s_ + c2_;                                \
+            fc_u128 s3_ = a3_ * s_ + c3_, s4_ = a4_ * s_ + c4_;                                \
+            STEP(i_, fc_pcg64_to_double(fc_pcg64_output(s1_)));                                \
+            STEP(i_ + 1, fc_pcg64_to_double(fc_pcg64_output(s2_)));                            \
+            STEP(i_ + 2, fc_pcg64_to_double(fc_pcg64_output(s3_)));                            \
+            STEP(i_ + 3, fc_pcg64_to_double(fc_pcg64_output(s4_)));                            \
+            s_ = s4_;                                                                          \
+        }                                                                                      \
+        (g)->state = s_;                                                                       \
+        for (; i_ < (n); i_++)                                                                 \
+            STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
+    } while (0)
+
 /* out[0..n) = n standard uniforms in [0, 1), the stream's next n doubles */
 static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n) {
-    const fc_u128 a1 = FC_PCG64_MULT, c1 = g->inc;
-    const fc_u128 a2 = a1 * a1, c2 = a1 * c1 + c1;
-    const fc_u128 a3 = a2 * a1, c3 = a1 * c2 + c1;
-    const fc_u128 a4 = a3 * a1, c4 = a1 * c3 + c1;
-    fc_u128 s = g->state;
-    ptrdiff_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        fc_u128 s1 = a1 * s + c1, s2 = a2 * s + c2, s3 = a3 * s + c3, s4 = a4 * s + c4;
-        out[i] = fc_pcg64_to_double(fc_pcg64_output(s1));
-        out[i + 1] = fc_pcg64_to_double(fc_pcg64_output(s2));
-        out[i + 2] = fc_pcg64_to_double(fc_pcg64_output(s3));
-        out[i + 3] = fc_pcg64_to_double(fc_pcg64_output(s4));
-        s = s4;
-    }
-    g->state = s;
-    for (; i < n; i++)
-        out[i] = fc_pcg64_to_double(fc_pcg64_next64(g));
+#define FC_STORE(i, u) out[i] = (u)
+    FC_PCG64_EACH_DOUBLE(g, n, FC_STORE);
+#undef FC_STORE
 }
 
 /* z[i] = z[i] + m * (a + b u_i) for the stream's next n uniforms u_i (fc_pcg64_fill_double's
@@ -94,23 +106,9 @@ static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n)
  * after a fill, without the round trip through memory */
 static inline void fc_pcg64_add_affine(fc_pcg64_t* g, double* z, ptrdiff_t n, double m,
                                        double a, double b) {
-    const fc_u128 a1 = FC_PCG64_MULT, c1 = g->inc;
-    const fc_u128 a2 = a1 * a1, c2 = a1 * c1 + c1;
-    const fc_u128 a3 = a2 * a1, c3 = a1 * c2 + c1;
-    const fc_u128 a4 = a3 * a1, c4 = a1 * c3 + c1;
-    fc_u128 s = g->state;
-    ptrdiff_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        fc_u128 s1 = a1 * s + c1, s2 = a2 * s + c2, s3 = a3 * s + c3, s4 = a4 * s + c4;
-        z[i] = z[i] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s1)));
-        z[i + 1] = z[i + 1] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s2)));
-        z[i + 2] = z[i + 2] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s3)));
-        z[i + 3] = z[i + 3] + m * (a + b * fc_pcg64_to_double(fc_pcg64_output(s4)));
-        s = s4;
-    }
-    g->state = s;
-    for (; i < n; i++)
-        z[i] = z[i] + m * (a + b * fc_pcg64_to_double(fc_pcg64_next64(g)));
+#define FC_ADD(i, u) z[i] = z[i] + m * (a + b * (u))
+    FC_PCG64_EACH_DOUBLE(g, n, FC_ADD);
+#undef FC_ADD
 }
 
 /* bg serves numpy's C distributions from g (g must outlive bg's use) */
