@@ -729,10 +729,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef Pass cleanb, full
     cdef Sites sites
     cdef Py_ssize_t M = X.shape[0], ldl = Y.shape[1], d0 = X.shape[1]
-    cdef Py_ssize_t B, n_w, N, i, j, s, row, rec, pos, n_rec
+    cdef Py_ssize_t B, n_w, N, i, j, s, row, pos, n_rec
     cdef long long t, stop_iter = -1
     cdef int stop = STOP_NONE
-    cdef double lr, gnorm, wnorm, obj, scale, b1c, b2c, mhat, vhat
+    cdef double lr, gnorm, wnorm, scale, b1c, b2c, mhat, vhat
     cdef double gsumsq = 0.0, wsumsq = 0.0   # set by the fused passes before they are read
     cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
     cdef Stream st_data, st_fwd, st_bwd, st_grad
@@ -758,7 +758,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef const double* xin
     cdef const double* labin
     cdef const double* Yp = &Y[0, 0] if ldl > 0 else NULL
-    cdef Pass* clean
     cdef Net fwd_net
     cdef double inv_B
     cdef Recorder* rc
@@ -772,6 +771,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
     _check_distinct(data_gen, forward_gen, backward_gen, grad_gen)
     st_data.fast = st_fwd.fast = st_bwd.fast = st_grad.fast = False
+    streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
     net_init(&net, op_table, params)
     N = net.N
     n_w = net.n_w
@@ -841,7 +841,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         pass_init(&full, &net, M)
         if not full_batch:
             pass_init(&cleanb, &net, B)
-        clean = &full if full_batch else &cleanb
         gsum = vecs
         g = gsum + n_w
         m1 = g + n_w
@@ -897,8 +896,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         # ... on a helper thread: the run's steps go on while it records (a second perturbed
         # pass alternates with the one being recorded). Stopping at a record then means going
         # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
-        stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
-        stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
+        for i in range(4):
+            stream_snap[i] = streams[i].pcg
         concurrent = cfg.record_thread and st_data.fast and st_fwd.fast and st_bwd.fast \
             and st_grad.fast
         if concurrent:
@@ -985,8 +984,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         if ldl > 0:
                             memcpy(l_snap, lb, B * ldl * sizeof(double))
                         xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
-                    stream_snap[0], stream_snap[1] = st_data.pcg, st_fwd.pcg
-                    stream_snap[2], stream_snap[3] = st_bwd.pcg, st_grad.pcg
+                    for i in range(4):
+                        stream_snap[i] = streams[i].pcg
                     rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
                     rc.w, rc.g, rc.pert = w_snap, g_snap, ps
                     rc.xin, rc.labin = xin, labin
@@ -1060,8 +1059,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                     stop_iter = rc.t
                     if n_w > 0:
                         memcpy(wp, w_snap, n_w * sizeof(double))
-                    st_data.pcg, st_fwd.pcg = stream_snap[0], stream_snap[1]
-                    st_bwd.pcg, st_grad.pcg = stream_snap[2], stream_snap[3]
+                    for i in range(4):
+                        streams[i].pcg = stream_snap[i]
     finally:
         fc_worker_stop(helper)   # before the buffers it uses go
         if w_loaded and n_w > 0:
@@ -1081,7 +1080,6 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         sites_free(&sites)
         net_free(&net)
         # the generators continue where the run stopped (as numpy's own draws would leave them)
-        streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
         close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
     return stop_iter, stop, bool(concurrent)
 
