@@ -392,6 +392,32 @@ def test_gradient_noise_on_a_wide_net_with_batch_one():
     np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=1e-9)
 
 
+_COPY_CASES = [(noise, gran) for noise in (N.Uniform(-0.3, 0.7), N.Gaussian(0.2, 1.5),
+                                           N.Relative(N.Uniform(-0.1, 0.1)), N.Laplace(0.0, 0.5))
+               for gran in ("element", "sample", "step")]
+_COPY_CASES.append((N.LowPrecision("bfloat16", rounding="stochastic"), "element"))
+
+
+@pytest.mark.parametrize("noise,granularity", _COPY_CASES, ids=repr)
+def test_perturbing_a_copy_is_copying_then_perturbing(noise, granularity):
+    """The forward pass's first perturbation at a site writes ~y_i = f_i's output perturbed
+    into a buffer of its own (in one pass where the kind allows): the same bits and the same
+    draws as copying the output and perturbing the copy in place."""
+    src = np.linspace(-2.0, 3.0, 3 * 7).reshape(3, 7)
+    magnitude = fc.magnitude.PowerDecay(0.5, scale=0.25) if isinstance(noise, N.Uniform) else None
+    pert = fc.Perturbation(op=1, noise=noise, granularity=granularity, magnitude=magnitude)
+    pint, preal, times = perturbation_tables([pert], 1)
+    in_place, gen = src.copy(), np.random.default_rng(5)
+    _noise.apply(pint[0], preal[0], gen, in_place, 7, times)
+    to_copy, twin = np.full_like(src, np.nan), np.random.default_rng(5)
+    _noise.apply(pint[0], preal[0], twin, to_copy, 7, times, source=src)
+    np.testing.assert_array_equal(to_copy, in_place)
+    assert np.all(src == np.linspace(-2.0, 3.0, 3 * 7).reshape(3, 7))
+    assert gen.random() == twin.random()
+    with pytest.raises(ValueError, match="source: shape"):
+        _noise.apply(pint[0], preal[0], twin, to_copy, 7, times, source=src[:2])
+
+
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 1001])
 @pytest.mark.parametrize("noise,draw", [
     (N.Uniform(-0.3, 0.7), lambda rng, n: -0.3 + (0.7 - -0.3) * rng.random(n)),

@@ -285,9 +285,27 @@ def test_linear_small_batch_kernels_at_odd_widths(d_in, d_out, B, simd):
 
 
 @pytest.mark.parametrize("d", list(range(1, 21)) + [123])
-@pytest.mark.parametrize("B", [1, 5, 64])
+@pytest.mark.parametrize("B", [1, 5, 7, 64])
 def test_margin_kernels_at_every_width(d, B, simd):
+    # B = 5, 7: the forward's blocks of four rows and one or three rows after them
     _check_op(fc.ops.Margin(), d, B, 100 * d + B)
+
+
+@pytest.mark.parametrize("d", [3, 10, 17])
+def test_margin_reads_the_first_label_column_at_any_row_stride(d, simd):
+    """Labels with several columns (row stride > 1): Margin uses the first, in the four-row
+    blocks of the forward kernel as in the rows after them, to the bit of a 1-column copy."""
+    rng = np.random.default_rng(d)
+    z, w = rng.normal(size=(11, d)), rng.normal(size=d)
+    lab = rng.choice([-1.0, 1.0], size=(11, 3))
+    g = rng.normal(size=(11, 1))
+    op = fc.ops.Margin()
+    one_column = np.ascontiguousarray(lab[:, :1])
+    np.testing.assert_array_equal(op.forward(z, w, labels=lab), op.forward(z, w, labels=one_column))
+    for a, b in zip(op.vjp(z, g, w, labels=lab), op.vjp(z, g, w, labels=one_column)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(op.forward(z, w, labels=lab)[:, 0], -lab[:, 0] * (z @ w),
+                               rtol=1e-13, atol=1e-14)
 
 
 def test_margin_kernels_propagate_nan():

@@ -35,6 +35,7 @@ from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_sum, fc_sumsq, fc_axpy_exact, fc_axpy_exact_sumsq)
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
+    perturbation_apply_to,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
     stream_close, fc_pcg64_t)
 
@@ -354,7 +355,6 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
     # ~y_i = f_i(~y_{i-1}, w_i) + delta_i (Eq. 5, forward); sites == NULL: the clean pass.
     cdef Py_ssize_t i, k, B = ps.B
     cdef const OpDesc* op
-    cdef bint copied
     ps.y[0] = <double*>x
     for i in range(1, net.N + 1):
         op = &net.ops[i - 1]
@@ -362,13 +362,14 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
         ps.y[i] = ps.a[i]
         if sites == NULL:
             continue
-        copied = False
         for k in range(sites.start[i], sites.end[i]):
-            if perturbation_active(&sites.perts[k], t, bg):
-                if not copied:
-                    memcpy(ps.ybuf[i], ps.a[i], B * net.dims[i] * sizeof(double))
-                    ps.y[i] = ps.ybuf[i]
-                    copied = True
+            if not perturbation_active(&sites.perts[k], t, bg):
+                continue
+            if ps.y[i] == ps.a[i]:   # the first to strike: ~y_i in ybuf, f_i's output kept
+                perturbation_apply_to(&sites.perts[k], bg, ps.a[i], ps.ybuf[i], B,
+                                      net.dims[i], scratch, t)
+                ps.y[i] = ps.ybuf[i]
+            else:
                 perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch, t)
 
 

@@ -113,7 +113,8 @@ typedef struct {
     void (*axpy)(double, const double*, double*, ptrdiff_t);
     void (*axpy_exact)(double, const double*, double*, ptrdiff_t);
     double (*axpy_exact_sumsq)(double, const double*, double*, ptrdiff_t);
-    void (*rowdots)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
+    void (*margin_forward)(const double*, ptrdiff_t, ptrdiff_t, const double*, const double*,
+                           ptrdiff_t, double*);
     void (*margin_wgrad)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
                          const double*, double*);
     void (*matvec)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
@@ -168,9 +169,9 @@ static double fc_dot_scalar(const double* x, const double* y, ptrdiff_t n) {
 static void fc_axpy_scalar(double a, const double* x, double* y, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) y[i] = y[i] + a * x[i];
 }
-static void fc_rowdots_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
-                              double* out) {
-    for (ptrdiff_t s = 0; s < B; s++) out[s] = fc_dot_scalar(z + s * d, w, d);
+static void fc_margin_forward_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
+                                     const double* lab, ptrdiff_t ldl, double* out) {
+    for (ptrdiff_t s = 0; s < B; s++) out[s] = -lab[s * ldl] * fc_dot_scalar(z + s * d, w, d);
 }
 static void fc_margin_wgrad_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
                                    ptrdiff_t ldl, const double* g, double* y) {
@@ -230,7 +231,7 @@ static fc_fastmath_table fc_fm;
         fc_fm.axpy = fc_axpy_##V;                                                            \
         fc_fm.axpy_exact = fc_axpy_exact_##V;                                                \
         fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_##V;                                    \
-        fc_fm.rowdots = fc_rowdots_##V;                                                      \
+        fc_fm.margin_forward = fc_margin_forward_##V;                                        \
         fc_fm.margin_wgrad = fc_margin_wgrad_##V;                                            \
         fc_fm.matvec = fc_matvec_##V;                                                        \
         fc_fm.matvec_t = fc_matvec_t_##V;                                                    \
@@ -271,7 +272,7 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.axpy = fc_axpy_scalar;
     fc_fm.axpy_exact = fc_axpy_scalar;
     fc_fm.axpy_exact_sumsq = fc_axpy_sumsq_scalar;
-    fc_fm.rowdots = fc_rowdots_scalar;
+    fc_fm.margin_forward = fc_margin_forward_scalar;
     fc_fm.margin_wgrad = fc_margin_wgrad_scalar;
     fc_fm.matvec = fc_matvec_scalar;
     fc_fm.matvec_t = fc_matvec_t_scalar;
@@ -313,8 +314,10 @@ static inline double fc_dot(const double* x, const double* y, ptrdiff_t n) { ret
 /* y += a x */
 static inline void fc_axpy(double a, const double* x, double* y, ptrdiff_t n) { fc_fm.axpy(a, x, y, n); }
 /* out[s] = <z_s, w> over the rows of the row-major B x d matrix z */
-static inline void fc_rowdots(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
-                              double* out) { fc_fm.rowdots(z, B, d, w, out); }
+static inline void fc_margin_forward(const double* z, ptrdiff_t B, ptrdiff_t d, const double* w,
+                                     const double* lab, ptrdiff_t ldl, double* out) {
+    fc_fm.margin_forward(z, B, d, w, lab, ldl, out);
+}
 /* y += sum_s (-lab[s ldl] g[s]) z_s */
 static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
                                    ptrdiff_t ldl, const double* g, double* y) {

@@ -23,9 +23,9 @@ cdef extern from "_fastmath.h" nogil:
     void fc_axpy_exact(double a, const double* x, double* y, Py_ssize_t n) noexcept
     # fc_axpy_exact, then returns fc_sumsq(y) (bit-identical to the two calls), in one pass
     double fc_axpy_exact_sumsq(double a, const double* x, double* y, Py_ssize_t n) noexcept
-    # out[s] = <z_s, w> for the rows of the row-major B x d matrix z
-    void fc_rowdots(const double* z, Py_ssize_t B, Py_ssize_t d, const double* w,
-                    double* out) noexcept
+    # out[s] = -lab[s ldl] <z_s, w> for the rows of the row-major B x d matrix z (Margin)
+    void fc_margin_forward(const double* z, Py_ssize_t B, Py_ssize_t d, const double* w,
+                           const double* lab, Py_ssize_t ldl, double* out) noexcept
     # y += sum_s (-lab[s ldl] g[s]) z_s  (Margin's weight gradient)
     void fc_margin_wgrad(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
                          Py_ssize_t ldl, const double* g, double* y) noexcept

@@ -457,28 +457,59 @@ double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdif
 /* Margin's two kernels for narrow rows (d <= 16) are instantiated for each width (the switches
  * below), so that the row loop has no inner loop: w, or the running sum, stays in registers. */
 
-/* out[s] = <z_s, w> for the B rows z_s of the row-major B x d matrix z */
-#define FC_ROWDOTS_LOOP(NF, REM)                                                             \
-    for (s = 0; s < B; s++) {                                                               \
-        const double* zs = z + s * (4 * NF + REM);                                           \
-        fc_v4d acc = FC_NAME(splat)(0.0);                                                   \
+/* (hsum4(a), hsum4(b), hsum4(c), hsum4(d)): four rows' accumulators reduced at once, each in
+ * hsum4's order ((l0 + l2) + (l1 + l3)) */
+FC_INLINE fc_v4d FC_NAME(hsum4x4)(fc_v4d a, fc_v4d b, fc_v4d c, fc_v4d d) {
+    const fc_v4i lo = {0, 1, 4, 5}, hi = {2, 3, 6, 7}, even = {0, 4, 2, 6}, odd = {1, 5, 3, 7};
+    fc_v4d ac = __builtin_shuffle(a, c, lo) + __builtin_shuffle(a, c, hi);   /* a0+a2 a1+a3 c0+c2 c1+c3 */
+    fc_v4d bd = __builtin_shuffle(b, d, lo) + __builtin_shuffle(b, d, hi);
+    return __builtin_shuffle(ac, bd, even) + __builtin_shuffle(ac, bd, odd);
+}
+
+/* Margin's forward, out[s] = -lab[s ldl] <z_s, w> for the B rows z_s of the row-major B x d
+ * matrix z. Each dot product: the first 4 NF terms in one vector accumulator (lane k takes terms
+ * k, k + 4, ...) reduced by hsum4, plus the last REM (< 4) terms summed in order; four rows at a
+ * time, their four reductions done together (hsum4x4), the same operations lane by lane. */
+#define FC_ROW_ACC(zs, NF)                                                                   \
+    ({                                                                                       \
+        fc_v4d acc_ = FC_NAME(splat)(0.0);                                                   \
+        if (NF > 0) acc_ = acc_ + FC_NAME(load4)(zs) * w0;                                   \
+        if (NF > 1) acc_ = acc_ + FC_NAME(load4)((zs) + 4) * w1;                             \
+        if (NF > 2) acc_ = acc_ + FC_NAME(load4)((zs) + 8) * w2;                             \
+        if (NF > 3) acc_ = acc_ + FC_NAME(load4)((zs) + 12) * w3;                            \
+        acc_;                                                                                \
+    })
+#define FC_REM_TERM(K) (fc_v4d){za[K], zb[K], zc[K], zd[K]} * FC_NAME(splat)(wp[K])
+#define FC_MARGIN_FORWARD_LOOP(NF, REM)                                                      \
+    for (s = 0; s + 4 <= B; s += 4) {                                                       \
+        const double *za = z + s * d, *zb = za + d, *zc = zb + d, *zd = zc + d;               \
+        fc_v4d t = FC_NAME(splat)(0.0), l4;                                                 \
+        if (REM > 0) t = t + FC_REM_TERM(4 * NF);                                            \
+        if (REM > 1) t = t + FC_REM_TERM(4 * NF + 1);                                        \
+        if (REM > 2) t = t + FC_REM_TERM(4 * NF + 2);                                        \
+        l4 = ldl == 1 ? FC_NAME(load4)(lab + s)                                             \
+                      : (fc_v4d){lab[s * ldl], lab[(s + 1) * ldl], lab[(s + 2) * ldl],        \
+                                 lab[(s + 3) * ldl]};                                       \
+        FC_NAME(store4)(out + s, -l4 * (FC_NAME(hsum4x4)(FC_ROW_ACC(za, NF), FC_ROW_ACC(zb, NF), \
+                                                         FC_ROW_ACC(zc, NF), FC_ROW_ACC(zd, NF)) \
+                                        + t));                                              \
+    }                                                                                        \
+    for (; s < B; s++) {                                                                    \
+        const double* zs = z + s * d;                                                       \
         double t = 0.0;                                                                     \
-        if (NF > 0) acc = acc + FC_NAME(load4)(zs) * w0;                                     \
-        if (NF > 1) acc = acc + FC_NAME(load4)(zs + 4) * w1;                                 \
-        if (NF > 2) acc = acc + FC_NAME(load4)(zs + 8) * w2;                                 \
-        if (NF > 3) acc = acc + FC_NAME(load4)(zs + 12) * w3;                                \
         if (REM > 0) t = t + zs[4 * NF] * wp[4 * NF];                                        \
         if (REM > 1) t = t + zs[4 * NF + 1] * wp[4 * NF + 1];                                \
         if (REM > 2) t = t + zs[4 * NF + 2] * wp[4 * NF + 2];                                \
-        out[s] = FC_NAME(hsum4)(acc) + t;                                                   \
+        out[s] = -lab[s * ldl] * (FC_NAME(hsum4)(FC_ROW_ACC(zs, NF)) + t);                  \
     }
 
-static FC_TARGET_ATTR void FC_NAME(fc_rowdots)(const double* z, ptrdiff_t B, ptrdiff_t d,
-                                              const double* w, double* out) {
+static FC_TARGET_ATTR void FC_NAME(fc_margin_forward)(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                                     const double* w, const double* lab,
+                                                     ptrdiff_t ldl, double* out) {
     ptrdiff_t s;
     if (d > 16 || d < 1) {
         for (s = 0; s < B; s++)
-            out[s] = FC_NAME(fc_dot)(z + s * d, w, d);
+            out[s] = -lab[s * ldl] * FC_NAME(fc_dot)(z + s * d, w, d);
         return;
     }
     double wp[16] = {0.0};
@@ -486,25 +517,27 @@ static FC_TARGET_ATTR void FC_NAME(fc_rowdots)(const double* z, ptrdiff_t B, ptr
     fc_v4d w0 = FC_NAME(load4)(wp), w1 = FC_NAME(load4)(wp + 4);
     fc_v4d w2 = FC_NAME(load4)(wp + 8), w3 = FC_NAME(load4)(wp + 12);
     switch (d) {
-        case 1: FC_ROWDOTS_LOOP(0, 1) break;
-        case 2: FC_ROWDOTS_LOOP(0, 2) break;
-        case 3: FC_ROWDOTS_LOOP(0, 3) break;
-        case 4: FC_ROWDOTS_LOOP(1, 0) break;
-        case 5: FC_ROWDOTS_LOOP(1, 1) break;
-        case 6: FC_ROWDOTS_LOOP(1, 2) break;
-        case 7: FC_ROWDOTS_LOOP(1, 3) break;
-        case 8: FC_ROWDOTS_LOOP(2, 0) break;
-        case 9: FC_ROWDOTS_LOOP(2, 1) break;
-        case 10: FC_ROWDOTS_LOOP(2, 2) break;
-        case 11: FC_ROWDOTS_LOOP(2, 3) break;
-        case 12: FC_ROWDOTS_LOOP(3, 0) break;
-        case 13: FC_ROWDOTS_LOOP(3, 1) break;
-        case 14: FC_ROWDOTS_LOOP(3, 2) break;
-        case 15: FC_ROWDOTS_LOOP(3, 3) break;
-        default: FC_ROWDOTS_LOOP(4, 0) break;
+        case 1: FC_MARGIN_FORWARD_LOOP(0, 1) break;
+        case 2: FC_MARGIN_FORWARD_LOOP(0, 2) break;
+        case 3: FC_MARGIN_FORWARD_LOOP(0, 3) break;
+        case 4: FC_MARGIN_FORWARD_LOOP(1, 0) break;
+        case 5: FC_MARGIN_FORWARD_LOOP(1, 1) break;
+        case 6: FC_MARGIN_FORWARD_LOOP(1, 2) break;
+        case 7: FC_MARGIN_FORWARD_LOOP(1, 3) break;
+        case 8: FC_MARGIN_FORWARD_LOOP(2, 0) break;
+        case 9: FC_MARGIN_FORWARD_LOOP(2, 1) break;
+        case 10: FC_MARGIN_FORWARD_LOOP(2, 2) break;
+        case 11: FC_MARGIN_FORWARD_LOOP(2, 3) break;
+        case 12: FC_MARGIN_FORWARD_LOOP(3, 0) break;
+        case 13: FC_MARGIN_FORWARD_LOOP(3, 1) break;
+        case 14: FC_MARGIN_FORWARD_LOOP(3, 2) break;
+        case 15: FC_MARGIN_FORWARD_LOOP(3, 3) break;
+        default: FC_MARGIN_FORWARD_LOOP(4, 0) break;
     }
 }
-#undef FC_ROWDOTS_LOOP
+#undef FC_MARGIN_FORWARD_LOOP
+#undef FC_REM_TERM
+#undef FC_ROW_ACC
 
 /* y += sum_s c_s z_s with c_s = -lab[s ldl] g[s] (Margin's weight gradient). Even and odd rows
  * go to two sets of accumulators (a, t and b, u), added at the end: one set would chain every

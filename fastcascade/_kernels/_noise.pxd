@@ -78,6 +78,11 @@ cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil
 
+# z = x perturbed (x unchanged): perturbation_apply on a copy of x, the same draws and bits.
+cdef void perturbation_apply_to(const Perturbation* pert, bitgen_t* bg, const double* x,
+                                double* z, Py_ssize_t B, Py_ssize_t d, double* scratch,
+                                long long t) noexcept nogil
+
 # ---- random streams: numpy's PCG64 inlined (_pcg64.h), bit for bit the same draws -------------
 
 cdef extern from "_pcg64.h":

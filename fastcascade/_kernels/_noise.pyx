@@ -48,8 +48,8 @@ cdef extern from "_pcg64.h":
     void fc_pcg64_bitgen(bitgen_t* bg, fc_pcg64_t* g) noexcept nogil
     bint fc_pcg64_is_ours(const bitgen_t* bg) noexcept nogil
     void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, Py_ssize_t n) noexcept nogil
-    void fc_pcg64_add_affine(fc_pcg64_t* g, double* z, Py_ssize_t n, double m, double a,
-                             double b) noexcept nogil
+    void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z, Py_ssize_t n, double m,
+                             double a, double b) noexcept nogil
 
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 
@@ -197,7 +197,8 @@ cdef void apply_distribution(const Perturbation* pert, bitgen_t* bg, double* z, 
         n = B * d
         if not relative and pert.kind == NOISE_UNIFORM and fc_pcg64_is_ours(bg):
             # the same, with the draws made in the pass (no round trip through scratch)
-            fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, z, n, m, pert.p[0], pert.p[1] - pert.p[0])
+            fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, z, z, n, m, pert.p[0],
+                                pert.p[1] - pert.p[0])
             return
         if not relative and standard_draws(pert, bg, scratch, n, &a, &b):
             # the common case in one pass over z (the same operations as below)
@@ -382,23 +383,42 @@ cdef void apply_transform(const Perturbation* pert, bitgen_t* bg, double* z, Py_
         bit_flip(bg, z, n, <uint64_t>pert.aux, pert.p[0])
 
 
+cdef inline double magnitude_at(const Perturbation* pert, long long t) noexcept nogil:
+    # m_t (MagnitudeKind)
+    if pert.magnitude == MAG_POWER:
+        return pert.scale * pow(<double>(t + 1), -pert.alpha)
+    return pert.scale
+
+
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil:
-    cdef double m
     if pert.kind >= NOISE_FIRST_TRANSFORM:
         apply_transform(pert, bg, z, B, d, scratch)
         return
-    m = pert.scale
-    if pert.magnitude == MAG_POWER:
-        m = m * pow(<double>(t + 1), -pert.alpha)
-    apply_distribution(pert, bg, z, B, d, scratch, m)
+    apply_distribution(pert, bg, z, B, d, scratch, magnitude_at(pert, t))
+
+
+cdef void perturbation_apply_to(const Perturbation* pert, bitgen_t* bg, const double* x,
+                                double* z, Py_ssize_t B, Py_ssize_t d, double* scratch,
+                                long long t) noexcept nogil:
+    # z = x, then perturbation_apply on z: in one pass for additive uniform noise per element
+    # (the same draws and roundings)
+    if pert.kind == NOISE_UNIFORM and pert.granularity == GRAN_ELEMENT \
+            and pert.mode != MODE_RELATIVE and fc_pcg64_is_ours(bg):
+        fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, x, z, B * d, magnitude_at(pert, t),
+                            pert.p[0], pert.p[1] - pert.p[0])
+        return
+    memcpy(z, x, B * d * sizeof(double))
+    perturbation_apply(pert, bg, z, B, d, scratch, t)
 
 
 def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:, ::1] z,
-          long long t=0, const long long[::1] times=None):
+          long long t=0, const long long[::1] times=None, const double[:, ::1] source=None):
     """Apply one perturbation to the block z in place at iteration t, drawing from
-    ``generator`` (the kernel behind the engine, for tests). Returns whether it was active."""
+    ``generator`` (the kernel behind the engine, for tests). Returns whether it was active.
+    With ``source`` (z's shape): z = source perturbed (the engine's first perturbation at a
+    forward site), z left as it is when inactive."""
     if irow.shape[0] != PERT_INT_FIELDS or rrow.shape[0] != PERT_REAL_FIELDS:
         raise ValueError("perturbation rows have the wrong length")
     cdef const long long* tp = &times[0] if times is not None and times.shape[0] > 0 else NULL
@@ -407,6 +427,9 @@ def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:
         raise ValueError("At timing rows must index into times")
     cdef Perturbation pert = perturbation_from_rows(&irow[0], &rrow[0], tp)
     cdef Py_ssize_t B = z.shape[0], d = z.shape[1]
+    if source is not None and (source.shape[0] != B or source.shape[1] != d):
+        raise ValueError(f"source: shape {(source.shape[0], source.shape[1])} is not z's, "
+                         f"{(B, d)}")
     scratch = np.empty(2 * max(B * d, 1))
     cdef double[::1] sc = scratch
     cdef bint active = False
@@ -417,7 +440,9 @@ def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:
         try:
             with nogil:
                 active = perturbation_active(&pert, t, bg)
-                if active and B * d > 0:
+                if active and B * d > 0 and source is not None:
+                    perturbation_apply_to(&pert, bg, &source[0, 0], &z[0, 0], B, d, &sc[0], t)
+                elif active and B * d > 0:
                     perturbation_apply(&pert, bg, &z[0, 0], B, d, &sc[0], t)
         finally:
             stream_close(&st, generator)

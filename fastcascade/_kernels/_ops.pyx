@@ -23,7 +23,7 @@ import numpy as np
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
     fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot,
-    fc_rowdots, fc_margin_wgrad, fc_matvec, fc_matvec_t, fc_outer, fc_outer_axpy_sumsq,
+    fc_margin_forward, fc_margin_wgrad, fc_matvec, fc_matvec_t, fc_outer, fc_outer_axpy_sumsq,
     fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
@@ -442,13 +442,7 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
             out[j] = z[j] if z[j] > 0.0 else 0.0
     elif op.code == OP_MARGIN:
         # out_s = -y_s <z_s, w>
-        fc_rowdots(z, B, din, w, out)
-        if ldl == 1:   # the same operations, in a loop the compiler vectorises
-            for s in range(B):
-                out[s] = -lab[s] * out[s]
-        else:
-            for s in range(B):
-                out[s] = -lab[s * ldl] * out[s]
+        fc_margin_forward(z, B, din, w, lab, ldl, out)
     elif op.code == OP_LINEAR or op.code == OP_FIXED_LINEAR:
         linear_forward(op, w, p, z, out, B)
     elif op.code == OP_DIAG_LINEAR:

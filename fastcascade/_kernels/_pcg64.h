@@ -101,12 +101,12 @@ static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n)
 #undef FC_STORE
 }
 
-/* z[i] = z[i] + m * (a + b u_i) for the stream's next n uniforms u_i (fc_pcg64_fill_double's
+/* z[i] = x[i] + m * (a + b u_i) for the stream's next n uniforms u_i (fc_pcg64_fill_double's
  * draws, in the same order), in one pass: the expression and roundings of adding m (a + b u)
- * after a fill, without the round trip through memory */
-static inline void fc_pcg64_add_affine(fc_pcg64_t* g, double* z, ptrdiff_t n, double m,
-                                       double a, double b) {
-#define FC_ADD(i, u) z[i] = z[i] + m * (a + b * (u))
+ * after a fill, without the round trip through memory. x may be z (in place). */
+static inline void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n,
+                                       double m, double a, double b) {
+#define FC_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
     FC_PCG64_EACH_DOUBLE(g, n, FC_ADD);
 #undef FC_ADD
 }
