@@ -135,6 +135,13 @@ def test_fastmath_result_does_not_depend_on_position(name, simd):
                     assert _ops.fastmath(name, x)[pos] == alone[k], (name, n, pos, filler, v)
 
 
+def test_simd_level_switches_the_engines_kernels_too(simd):
+    """Each extension module has its own dispatch table: the engine's sums, norms and updates
+    follow set_simd_level (so the simd-parametrised engine tests run its baseline variants)."""
+    from fastcascade._kernels import _engine
+    assert _engine._simd_level() == {"avx2+fma": 2, "baseline": 1}[simd]
+
+
 def test_fastmath_handles_empty_and_tiny_arrays():
     for name in MAX_ULP:
         assert _ops.fastmath(name, np.zeros(0)).shape == (0,)

@@ -32,7 +32,8 @@ from fastcascade._kernels._ops cimport (
     op_forward, op_forward_with_derivative, op_vjp_set, opdesc_from_row, op_wgrad_deferrable,
     op_vjp_deferred, op_sgd_step_deferred)
 from fastcascade._kernels._fastmath cimport (
-    fc_fastmath_init, fc_sum, fc_sumsq, fc_axpy_exact, fc_axpy_exact_sumsq)
+    fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_sum, fc_sumsq, fc_axpy_exact,
+    fc_axpy_exact_sumsq)
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     perturbation_apply_to,
@@ -495,6 +496,18 @@ cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
 
 
 fc_fastmath_init()
+
+
+def _select_simd(int level_cap):
+    """Select this module's vector variant, the best at or below level_cap (2: AVX2+FMA,
+    1: baseline); returns the level in use. Each extension module has its own dispatch table:
+    _ops.set_simd_level switches this one too."""
+    return fc_fastmath_select(level_cap)
+
+
+def _simd_level():
+    """The level of this module's vector variant (2: AVX2+FMA, 1: baseline, 0: scalar)."""
+    return fc_fastmath_level()
 
 
 cdef inline bint vjp_ignores_output(int code) noexcept nogil:
