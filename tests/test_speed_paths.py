@@ -13,18 +13,7 @@ from fastcascade import reference as ref
 from fastcascade._kernels import _ops
 from fastcascade.bench import mlp_problem
 
-LEVELS = ["avx2+fma", "baseline"]
-
-
-@pytest.fixture(params=LEVELS)
-def simd(request):
-    """Run the test under each vector variant this CPU has (the best one restored after)."""
-    got = _ops.set_simd_level(request.param)
-    if got != request.param:
-        _ops.set_simd_level("avx2+fma")
-        pytest.skip(f"this CPU has no {request.param} variant")
-    yield got
-    _ops.set_simd_level("avx2+fma")
+# the `simd` fixture (each vector variant this CPU has) is in conftest.py
 
 
 def ulp_error(actual, expected):
@@ -188,18 +177,29 @@ def test_fused_softplus_sigmoid_gives_the_bits_of_the_separate_kernels(simd):
 # ---------------------------------------------------------------------------------------------
 # The inlined PCG64 (_pcg64.h): numpy's stream, bit for bit, handed back to the generator
 
-@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 9, 1001])
-def test_inline_pcg64_draws_numpys_stream_and_hands_it_back(n):
+# draw counts below and above the AVX2 variant's threshold (128), with every remainder mod 8
+PCG64_COUNTS = [1, 3, 4, 5, 8, 9, 127, 128, 129, 131, 134, 135, 1001, 4099]
+
+
+@pytest.mark.parametrize("n", PCG64_COUNTS)
+@pytest.mark.parametrize("relative", [False, True], ids=["added", "filled"])
+def test_inline_pcg64_draws_numpys_stream_and_hands_it_back(n, relative, simd):
+    """Uniform noise added in the pass that draws it (fc_pcg64_add_affine) and drawn into a
+    buffer first (fc_pcg64_fill_double, behind relative noise): numpy's doubles, and the
+    generator left where numpy's would be, with both variants of the draws."""
     from fastcascade._kernels import _noise
     from fastcascade.perturbation import perturbation_tables
+    noise = fc.noise.Uniform(-0.5, 2.0)
     pint, preal, times = perturbation_tables(
-        [fc.Perturbation(op=1, noise=fc.noise.Uniform(-0.5, 2.0))], 1)
+        [fc.Perturbation(op=1, noise=fc.noise.Relative(noise) if relative else noise)], 1)
+    assert _noise._simd_level() == {"avx2+fma": 2, "baseline": 1}[simd]
     ours, theirs = np.random.default_rng(n), np.random.default_rng(n)
     # a float32 draw leaves half of a 64-bit draw buffered (has_uint32): it must survive
     assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
-    z = np.zeros((1, n))
+    z = np.ones((1, n)) if relative else np.zeros((1, n))
     _noise.apply(pint[0], preal[0], ours, z, 0, times)
-    np.testing.assert_array_equal(z[0], theirs.uniform(-0.5, 2.0, size=n))
+    u = theirs.uniform(-0.5, 2.0, size=n)
+    np.testing.assert_array_equal(z[0], 1.0 * (1.0 + 1.0 * u) if relative else u)
     assert ours.bit_generator.state == theirs.bit_generator.state
     assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
     np.testing.assert_array_equal(ours.integers(0, 7, size=5), theirs.integers(0, 7, size=5))

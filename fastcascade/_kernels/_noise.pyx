@@ -18,6 +18,8 @@ from numpy.random.c_distributions cimport (
     random_standard_uniform, random_standard_uniform_fill, random_standard_normal_fill,
     random_laplace, random_standard_t)
 
+import os
+
 import numpy as np
 
 # For the Python side: the codes and the table widths (one source of truth).
@@ -50,6 +52,22 @@ cdef extern from "_pcg64.h":
     void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, Py_ssize_t n) noexcept nogil
     void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z, Py_ssize_t n, double m,
                              double a, double b) noexcept nogil
+    int fc_pcg64_select(int level_cap) noexcept nogil
+    int fc_pcg64_vector
+
+# the AVX2 draws where the CPU has them (the same bits), unless FASTCASCADE_SIMD=baseline
+fc_pcg64_select(1 if os.environ.get("FASTCASCADE_SIMD") == "baseline" else 2)
+
+
+def _select_simd(int level_cap):
+    """Allow the AVX2 variant of the uniform draws (level_cap >= 2) or not (1); returns 2 when
+    it is in use, else 1. _ops.set_simd_level calls it."""
+    return fc_pcg64_select(level_cap)
+
+
+def _simd_level():
+    """2 when the uniform draws use the AVX2 variant, else 1."""
+    return 2 if fc_pcg64_vector else 1
 
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 

