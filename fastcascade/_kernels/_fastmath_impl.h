@@ -461,7 +461,8 @@ double FC_NAME(fc_axpy_exact_sumsq)(double a, const double* x, double* y, ptrdif
  * hsum4's order ((l0 + l2) + (l1 + l3)) */
 FC_INLINE fc_v4d FC_NAME(hsum4x4)(fc_v4d a, fc_v4d b, fc_v4d c, fc_v4d d) {
     const fc_v4i lo = {0, 1, 4, 5}, hi = {2, 3, 6, 7}, even = {0, 4, 2, 6}, odd = {1, 5, 3, 7};
-    fc_v4d ac = __builtin_shuffle(a, c, lo) + __builtin_shuffle(a, c, hi);   /* a0+a2 a1+a3 c0+c2 c1+c3 */
+    /* (a0 + a2, a1 + a3, c0 + c2, c1 + c3), and the same of b, d */
+    fc_v4d ac = __builtin_shuffle(a, c, lo) + __builtin_shuffle(a, c, hi);
     fc_v4d bd = __builtin_shuffle(b, d, lo) + __builtin_shuffle(b, d, hi);
     return __builtin_shuffle(ac, bd, even) + __builtin_shuffle(ac, bd, odd);
 }

@@ -69,6 +69,7 @@ def _simd_level():
     """2 when the uniform draws use the AVX2 variant, else 1."""
     return 2 if fc_pcg64_vector else 1
 
+
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
