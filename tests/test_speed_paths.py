@@ -163,15 +163,37 @@ def test_sum_matches_exact_sum(n, simd):
         assert np.isnan(_ops.fastmath_reduce("sum", x, x))
 
 
+# lengths around the kernels' blocks (four vectors in fc_softplus_sigmoid, three in
+# fc_sigmoid_mul, computed side by side) and their one-vector tails
+BLOCK_LENGTHS = (1, 2, 3, 5, 6, 7, 11, 12, 13, 15, 16, 17, 23, 25, 31, 33, 47, 49)
+
+
 def test_fused_softplus_sigmoid_gives_the_bits_of_the_separate_kernels(simd):
     """The clean pass takes Softplus's value and derivative from one kernel; they must be the
-    bits fc_softplus and fc_sigmoid give (specials and padded tails included)."""
+    bits fc_softplus and fc_sigmoid give (specials and padded tails included), in its blocks of
+    four vectors as in its tail."""
     x = sample_points("softplus", np.random.default_rng(1))
     x = np.concatenate([x, [np.nan, np.inf, -np.inf, 709.0, -709.0]])
-    for n in (len(x), 1, 2, 3, 5, 6, 7):
-        value, deriv = _ops.fastmath_softplus_sigmoid(x[-n:])
-        np.testing.assert_array_equal(value, _ops.fastmath("softplus", x[-n:]))
-        np.testing.assert_array_equal(deriv, _ops.fastmath("sigmoid", x[-n:]))
+    for xs in (x, np.roll(x, 9)):   # the specials in the tail, then in a block
+        for n in (len(xs),) + BLOCK_LENGTHS:
+            value, deriv = _ops.fastmath_softplus_sigmoid(xs[-n:])
+            np.testing.assert_array_equal(value, _ops.fastmath("softplus", xs[-n:]))
+            np.testing.assert_array_equal(deriv, _ops.fastmath("sigmoid", xs[-n:]))
+
+
+def test_sigmoid_times_message_gives_the_bits_of_the_sigmoid_kernel(simd):
+    """Softplus's VJP, g * sigmoid(z) in blocks of three vectors and a tail: the product of
+    fc_sigmoid's bits with g, whatever the position (the clean and perturbed gradients of an
+    unperturbed step must be equal to the bit)."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([sample_points("sigmoid", rng), [np.nan, np.inf, -np.inf, 709.0, -709.0]])
+    g = rng.normal(size=len(x))
+    for xs, gs in ((x, g), (np.roll(x, 9), np.roll(g, 9))):
+        for n in (len(xs),) + BLOCK_LENGTHS:
+            got = _ops.fastmath_sigmoid_mul(xs[-n:], gs[-n:])
+            np.testing.assert_array_equal(got, gs[-n:] * _ops.fastmath("sigmoid", xs[-n:]))
+    with pytest.raises(ValueError, match="g: length"):
+        _ops.fastmath_sigmoid_mul(x[:3], g[:2])
 
 
 # ---------------------------------------------------------------------------------------------

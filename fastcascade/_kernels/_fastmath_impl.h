@@ -57,38 +57,44 @@ FC_INLINE int FC_NAME(any4)(fc_v4i mask) {
 #endif
 }
 
-/* e^x for |x| <= 708 (no special values): x = n ln2 + r, e^x = 2^n e^r */
-FC_INLINE fc_v4d FC_NAME(exp4)(fc_v4d x) {
+/* The elementwise functions below are written for U vectors at a time (U <= FC_MAX_U, a
+ * constant where they are inlined), each statement applied to all U before the next: the U
+ * dependency chains then sit side by side in the instruction stream, which a long chain needs
+ * to keep the vector units busy (fc_softplus_sigmoid_array runs U = 4). U = 1 gives the
+ * one-vector functions (exp4, logk4, ...). Every lane gets the same operations whatever U. */
+#define FC_MAX_U 4
+#define FC_EACH(k) for (int k = 0; k < U; k++)
+
+/* x[k] = e^x[k] for |x| <= 708 (no special values): x = n ln2 + r, e^x = 2^n e^r */
+FC_INLINE void FC_NAME(expN)(fc_v4d* x, const int U) {
     const fc_v4d shift = FC_NAME(splat)(0x1.8p52);
-    fc_v4d t = x * FC_NAME(splat)(1.4426950408889634074) + shift;   /* round(x / ln2) + shift */
-    fc_v4d n = t - shift;
+    fc_v4d t[FC_MAX_U], n[FC_MAX_U], r[FC_MAX_U], p[FC_MAX_U];
+    FC_EACH(k) t[k] = x[k] * FC_NAME(splat)(1.4426950408889634074) + shift;  /* round(x/ln2) + shift */
+    FC_EACH(k) n[k] = t[k] - shift;
     /* ln2 = LN2HI + LN2LO, LN2HI with 21 trailing zero bits: n * LN2HI is exact */
-    fc_v4d r = x - n * FC_NAME(splat)(6.93147180369123816490e-01);
-    r = r - n * FC_NAME(splat)(1.90821492927058770002e-10);
-    /* e^r = sum_k r^k / k!, k <= 13 (|r| <= 0.3466: truncation < 4.2e-18 relative) */
-    fc_v4d p = FC_NAME(splat)(1.0 / 6227020800.0);
-    p = p * r + FC_NAME(splat)(1.0 / 479001600.0);
-    p = p * r + FC_NAME(splat)(1.0 / 39916800.0);
-    p = p * r + FC_NAME(splat)(1.0 / 3628800.0);
-    p = p * r + FC_NAME(splat)(1.0 / 362880.0);
-    p = p * r + FC_NAME(splat)(1.0 / 40320.0);
-    p = p * r + FC_NAME(splat)(1.0 / 5040.0);
-    p = p * r + FC_NAME(splat)(1.0 / 720.0);
-    p = p * r + FC_NAME(splat)(1.0 / 120.0);
-    p = p * r + FC_NAME(splat)(1.0 / 24.0);
-    p = p * r + FC_NAME(splat)(1.0 / 6.0);
-    p = p * r + FC_NAME(splat)(0.5);
-    p = p * r + FC_NAME(splat)(1.0);
-    p = p * r + FC_NAME(splat)(1.0);
+    FC_EACH(k) r[k] = x[k] - n[k] * FC_NAME(splat)(6.93147180369123816490e-01);
+    FC_EACH(k) r[k] = r[k] - n[k] * FC_NAME(splat)(1.90821492927058770002e-10);
+    /* e^r = sum_k r^k / k!, k <= 13 (|r| <= 0.3466: truncation < 4.2e-18 relative), Horner */
+    FC_EACH(k) p[k] = FC_NAME(splat)(1.0 / 6227020800.0);
+#define FC_HORNER(c) FC_EACH(k) p[k] = p[k] * r[k] + FC_NAME(splat)(c);
+    FC_HORNER(1.0 / 479001600.0) FC_HORNER(1.0 / 39916800.0) FC_HORNER(1.0 / 3628800.0)
+    FC_HORNER(1.0 / 362880.0) FC_HORNER(1.0 / 40320.0) FC_HORNER(1.0 / 5040.0)
+    FC_HORNER(1.0 / 720.0) FC_HORNER(1.0 / 120.0) FC_HORNER(1.0 / 24.0) FC_HORNER(1.0 / 6.0)
+    FC_HORNER(0.5) FC_HORNER(1.0) FC_HORNER(1.0)
+#undef FC_HORNER
     /* 2^n from the exponent bits: t's low bits hold n (|n| <= 1022: a normal number) */
-    fc_v4i ni = (fc_v4i)t - (fc_v4i)shift;
-    fc_v4d scale = (fc_v4d)((ni + 1023) << 52);
-    return p * scale;
+    FC_EACH(k) x[k] = p[k] * (fc_v4d)((((fc_v4i)t[k] - (fc_v4i)shift) + 1023) << 52);
+}
+
+FC_INLINE fc_v4d FC_NAME(exp4)(fc_v4d x) {
+    FC_NAME(expN)(&x, 1);
+    return x;
 }
 
 /* fdlibm's log kernel: log(1 + f) for 1 + f = m in [sqrt(2)/2, sqrt(2)), written as
  * f - hfsq + s (hfsq + R); returns the pieces so that callers can add k ln2 and corrections */
-FC_INLINE fc_v4d FC_NAME(logk4)(fc_v4d f, fc_v4d kd, fc_v4d c) {
+FC_INLINE void FC_NAME(logkN)(const fc_v4d* f, const fc_v4d* kd, const fc_v4d* c, fc_v4d* out,
+                              const int U) {
     /* log1p = k ln2_hi - ((hfsq - (s (hfsq + R) + (k ln2_lo + c))) - f) */
     const fc_v4d Lg1 = FC_NAME(splat)(6.666666666666735130e-01);
     const fc_v4d Lg2 = FC_NAME(splat)(3.999999999940941908e-01);
@@ -97,27 +103,46 @@ FC_INLINE fc_v4d FC_NAME(logk4)(fc_v4d f, fc_v4d kd, fc_v4d c) {
     const fc_v4d Lg5 = FC_NAME(splat)(1.818357216161805012e-01);
     const fc_v4d Lg6 = FC_NAME(splat)(1.531383769920937332e-01);
     const fc_v4d Lg7 = FC_NAME(splat)(1.479819860511658591e-01);
-    fc_v4d hfsq = FC_NAME(splat)(0.5) * f * f;
-    fc_v4d s = f / (FC_NAME(splat)(2.0) + f);
-    fc_v4d z = s * s;
-    fc_v4d w = z * z;
-    fc_v4d t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
-    fc_v4d t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-    fc_v4d R = t2 + t1;
-    fc_v4d lo = kd * FC_NAME(splat)(1.90821492927058770002e-10) + c;
-    return kd * FC_NAME(splat)(6.93147180369123816490e-01) - ((hfsq - (s * (hfsq + R) + lo)) - f);
+    /* (the statements in fdlibm's order: the compiler's FMA contraction follows it) */
+    fc_v4d hfsq[FC_MAX_U], s[FC_MAX_U], z[FC_MAX_U], w[FC_MAX_U], t1[FC_MAX_U], t2[FC_MAX_U];
+    fc_v4d R[FC_MAX_U], lo[FC_MAX_U];
+    FC_EACH(k) hfsq[k] = FC_NAME(splat)(0.5) * f[k] * f[k];
+    FC_EACH(k) s[k] = f[k] / (FC_NAME(splat)(2.0) + f[k]);
+    FC_EACH(k) z[k] = s[k] * s[k];
+    FC_EACH(k) w[k] = z[k] * z[k];
+    FC_EACH(k) t1[k] = w[k] * (Lg2 + w[k] * (Lg4 + w[k] * Lg6));
+    FC_EACH(k) t2[k] = z[k] * (Lg1 + w[k] * (Lg3 + w[k] * (Lg5 + w[k] * Lg7)));
+    FC_EACH(k) R[k] = t2[k] + t1[k];
+    FC_EACH(k) lo[k] = kd[k] * FC_NAME(splat)(1.90821492927058770002e-10) + c[k];
+    FC_EACH(k) out[k] = kd[k] * FC_NAME(splat)(6.93147180369123816490e-01)
+                        - ((hfsq[k] - (s[k] * (hfsq[k] + R[k]) + lo[k])) - f[k]);
+}
+
+FC_INLINE fc_v4d FC_NAME(logk4)(fc_v4d f, fc_v4d kd, fc_v4d c) {
+    fc_v4d out;
+    FC_NAME(logkN)(&f, &kd, &c, &out, 1);
+    return out;
 }
 
 /* log1p(x) for x in [0, 1] (what softplus needs: x = e^-|z|) */
-FC_INLINE fc_v4d FC_NAME(log1p01)(fc_v4d x) {
+FC_INLINE void FC_NAME(log1p01N)(const fc_v4d* x, fc_v4d* out, const int U) {
     const fc_v4d one = FC_NAME(splat)(1.0);
-    fc_v4d u = one + x;                       /* in [1, 2] */
-    fc_v4d err = x - (u - one);               /* (1 + x) - u, exact (Fast2Sum, 1 >= x) */
-    fc_v4d c = err / u;                       /* log(1 + x) = log(u) + log1p(err/u) */
-    fc_v4i big = (fc_v4i)(u >= FC_NAME(splat)(1.4142135623730951));
-    fc_v4d m = FC_NAME(select4)(big, u * FC_NAME(splat)(0.5), u);   /* exact */
-    fc_v4d kd = FC_NAME(select4)(big, one, FC_NAME(splat)(0.0));
-    return FC_NAME(logk4)(m - one, kd, c);
+    fc_v4d u[FC_MAX_U], c[FC_MAX_U], m[FC_MAX_U], kd[FC_MAX_U];
+    FC_EACH(k) u[k] = one + x[k];                          /* in [1, 2] */
+    /* (1 + x) - u = x - (u - 1), exact (Fast2Sum, 1 >= x); log(1 + x) = log(u) + log1p(err/u) */
+    FC_EACH(k) c[k] = (x[k] - (u[k] - one)) / u[k];
+    FC_EACH(k) {
+        fc_v4i big = (fc_v4i)(u[k] >= FC_NAME(splat)(1.4142135623730951));
+        m[k] = FC_NAME(select4)(big, u[k] * FC_NAME(splat)(0.5), u[k]) - one;   /* exact */
+        kd[k] = FC_NAME(select4)(big, one, FC_NAME(splat)(0.0));
+    }
+    FC_NAME(logkN)(m, kd, c, out, U);
+}
+
+FC_INLINE fc_v4d FC_NAME(log1p01)(fc_v4d x) {
+    fc_v4d out;
+    FC_NAME(log1p01N)(&x, &out, 1);
+    return out;
 }
 
 /* log1p(x) for -1 < x < +Inf */
@@ -172,27 +197,48 @@ FC_INLINE fc_v4d FC_NAME(softplus4)(fc_v4d z, fc_v4i* bad) {
     return zp + FC_NAME(log1p01)(e);
 }
 
+FC_INLINE void FC_NAME(sigmoidN)(const fc_v4d* z, fc_v4d* out, fc_v4i* bad, const int U) {
+    fc_v4d e[FC_MAX_U];
+    FC_EACH(k) {
+        fc_v4d a = FC_NAME(fabs4)(z[k]);
+        bad[k] = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
+        e[k] = -FC_NAME(select4)(bad[k], FC_NAME(splat)(0.0), a);
+    }
+    FC_NAME(expN)(e, U);
+    FC_EACH(k) out[k] = FC_NAME(select4)((fc_v4i)(z[k] >= FC_NAME(splat)(0.0)),
+                                          FC_NAME(splat)(1.0), e[k])
+                        / (FC_NAME(splat)(1.0) + e[k]);
+}
+
 FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
-    fc_v4d a = FC_NAME(fabs4)(z);
-    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
-    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
-    fc_v4d e = FC_NAME(exp4)(-a);
-    fc_v4d d = FC_NAME(splat)(1.0) + e;
-    fc_v4d num = FC_NAME(select4)((fc_v4i)(z >= FC_NAME(splat)(0.0)), FC_NAME(splat)(1.0), e);
-    return num / d;
+    fc_v4d out;
+    FC_NAME(sigmoidN)(&z, &out, bad, 1);
+    return out;
 }
 
 /* softplus and sigmoid of the same z, sharing e^-|z|: the same operations as softplus4 and
  * sigmoid4, so the same bits */
+FC_INLINE void FC_NAME(softplus_sigmoidN)(const fc_v4d* z, fc_v4d* out, fc_v4d* sig, fc_v4i* bad,
+                                          const int U) {
+    fc_v4d e[FC_MAX_U], lg[FC_MAX_U];
+    FC_EACH(k) {
+        fc_v4d a = FC_NAME(fabs4)(z[k]);
+        bad[k] = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
+        e[k] = -FC_NAME(select4)(bad[k], FC_NAME(splat)(0.0), a);
+    }
+    FC_NAME(expN)(e, U);
+    FC_EACH(k) sig[k] = FC_NAME(select4)((fc_v4i)(z[k] >= FC_NAME(splat)(0.0)),
+                                          FC_NAME(splat)(1.0), e[k])
+                        / (FC_NAME(splat)(1.0) + e[k]);
+    FC_NAME(log1p01N)(e, lg, U);
+    FC_EACH(k) out[k] = FC_NAME(select4)((fc_v4i)(z[k] > FC_NAME(splat)(0.0)), z[k],
+                                          FC_NAME(splat)(0.0)) + lg[k];
+}
+
 FC_INLINE fc_v4d FC_NAME(softplus_sigmoid4)(fc_v4d z, fc_v4i* bad, fc_v4d* sig) {
-    fc_v4d a = FC_NAME(fabs4)(z);
-    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
-    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
-    fc_v4d e = FC_NAME(exp4)(-a);
-    fc_v4d num = FC_NAME(select4)((fc_v4i)(z >= FC_NAME(splat)(0.0)), FC_NAME(splat)(1.0), e);
-    *sig = num / (FC_NAME(splat)(1.0) + e);
-    fc_v4d zp = FC_NAME(select4)((fc_v4i)(z > FC_NAME(splat)(0.0)), z, FC_NAME(splat)(0.0));
-    return zp + FC_NAME(log1p01)(e);
+    fc_v4d out;
+    FC_NAME(softplus_sigmoidN)(&z, &out, sig, bad, 1);
+    return out;
 }
 
 /* expm1(y) for -708 <= y <= 0: y = n ln2 + r, |r| <= ln2/2, expm1(y) = 2^n expm1(r) + (2^n - 1)
@@ -273,11 +319,37 @@ static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_array)(const double* x, double* o,
 }
 
 /* o = softplus(x), sg = sigmoid(x) (Softplus's value and derivative in one pass) */
+/* the first 16 m elements of fc_softplus_sigmoid_array: blocks of four vectors (exp, then
+ * log1p's divisions: a long chain, four side by side) */
+static FC_TARGET_ATTR __attribute__((noinline)) void FC_NAME(softplus_sigmoid_blocks)(
+        const double* x, double* o, double* sg, ptrdiff_t m) {
+    ptrdiff_t i;
+    int u, k;
+    for (i = 0; i < 16 * m; i += 16) {
+        fc_v4d v[4], r[4], sv[4];
+        fc_v4i bv[4];
+        for (u = 0; u < 4; u++) v[u] = FC_NAME(load4)(x + i + 4 * u);
+        FC_NAME(softplus_sigmoidN)(v, r, sv, bv, 4);
+        for (u = 0; u < 4; u++) {
+            if (FC_NAME(any4)(bv[u]))
+                for (k = 0; k < 4; k++)
+                    if (bv[u][k]) {
+                        r[u][k] = fc_softplus1(v[u][k]);
+                        sv[u][k] = fc_sigmoid1(v[u][k]);
+                    }
+            FC_NAME(store4)(o + i + 4 * u, r[u]);
+            FC_NAME(store4)(sg + i + 4 * u, sv[u]);
+        }
+    }
+}
+
 static FC_TARGET_ATTR void FC_NAME(fc_softplus_sigmoid_array)(const double* x, double* o,
                                                              double* sg, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
+    ptrdiff_t i = 16 * (n / 16), k;
     fc_v4i bad;
     fc_v4d sig;
+    if (i > 0)
+        FC_NAME(softplus_sigmoid_blocks)(x, o, sg, n / 16);
     for (; i < n; i += 4) {
         ptrdiff_t len = n - i < 4 ? n - i : 4;
         fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
@@ -299,10 +371,31 @@ static FC_TARGET_ATTR void FC_NAME(fc_softplus_sigmoid_array)(const double* x, d
 }
 
 /* o = g * sigmoid(x) */
+/* the first 12 m elements of fc_sigmoid_mul_array: blocks of three vectors, three exp chains
+ * side by side (a function of its own: the one-sample calls keep a light prologue) */
+static FC_TARGET_ATTR __attribute__((noinline)) void FC_NAME(sigmoid_mul_blocks)(
+        const double* x, const double* g, double* o, ptrdiff_t m) {
+    ptrdiff_t i;
+    int u, k;
+    for (i = 0; i < 12 * m; i += 12) {
+        fc_v4d v[3], r[3];
+        fc_v4i bv[3];
+        for (u = 0; u < 3; u++) v[u] = FC_NAME(load4)(x + i + 4 * u);
+        FC_NAME(sigmoidN)(v, r, bv, 3);
+        for (u = 0; u < 3; u++) {
+            if (FC_NAME(any4)(bv[u]))
+                for (k = 0; k < 4; k++) if (bv[u][k]) r[u][k] = fc_sigmoid1(v[u][k]);
+            FC_NAME(store4)(o + i + 4 * u, FC_NAME(load4)(g + i + 4 * u) * r[u]);
+        }
+    }
+}
+
 static FC_TARGET_ATTR void FC_NAME(fc_sigmoid_mul_array)(const double* x, const double* g,
                                                         double* o, ptrdiff_t n) {
-    ptrdiff_t i = 0, k;
+    ptrdiff_t i = 12 * (n / 12), k;
     fc_v4i bad;
+    if (i > 0)
+        FC_NAME(sigmoid_mul_blocks)(x, g, o, n / 12);
     for (; i < n; i += 4) {
         ptrdiff_t len = n - i < 4 ? n - i : 4;
         fc_v4d v = len == 4 ? FC_NAME(load4)(x + i) : FC_NAME(load_part)(x + i, len);
@@ -755,5 +848,7 @@ double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, cons
     return FC_NAME(sumsq_acc_total)(&s);
 }
 
+#undef FC_EACH
+#undef FC_MAX_U
 #undef FC_INLINE
 #pragma GCC diagnostic pop

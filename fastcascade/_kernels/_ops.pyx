@@ -139,6 +139,18 @@ def fastmath_softplus_sigmoid(const double[::1] x):
     return out, sig
 
 
+def fastmath_sigmoid_mul(const double[::1] x, const double[::1] g):
+    """g * sigmoid(x) from the kernel fc_sigmoid_mul (Softplus's VJP; for tests)."""
+    cdef Py_ssize_t n = x.shape[0]
+    if g.shape[0] != n:
+        raise ValueError(f"g: length {g.shape[0]}, expected x's, {n}")
+    out = np.empty(n)
+    cdef double[::1] o = out
+    if n > 0:
+        fc_sigmoid_mul(&x[0], &g[0], &o[0], n)
+    return out
+
+
 def fastmath_reduce(str name, const double[::1] x, const double[::1] y):
     """fc_sum(x), fc_sumsq(x) or fc_dot(x, y) (for tests)."""
     if x.shape[0] != y.shape[0]:
