@@ -197,17 +197,28 @@ FC_INLINE fc_v4d FC_NAME(softplus4)(fc_v4d z, fc_v4i* bad) {
     return zp + FC_NAME(log1p01)(e);
 }
 
-FC_INLINE void FC_NAME(sigmoidN)(const fc_v4d* z, fc_v4d* out, fc_v4i* bad, const int U) {
-    fc_v4d e[FC_MAX_U];
+/* e[k] = e^-|z[k]| (|z| > 708, Inf and NaN lanes: bad, computed as e^0 here) */
+FC_INLINE void FC_NAME(exp_neg_absN)(const fc_v4d* z, fc_v4d* e, fc_v4i* bad, const int U) {
     FC_EACH(k) {
         fc_v4d a = FC_NAME(fabs4)(z[k]);
         bad[k] = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
         e[k] = -FC_NAME(select4)(bad[k], FC_NAME(splat)(0.0), a);
     }
     FC_NAME(expN)(e, U);
+}
+
+/* sigmoid(z) from e = e^-|z|: 1 / (1 + e) for z >= 0, e / (1 + e) below */
+FC_INLINE void FC_NAME(sigmoid_of_expN)(const fc_v4d* z, const fc_v4d* e, fc_v4d* out,
+                                        const int U) {
     FC_EACH(k) out[k] = FC_NAME(select4)((fc_v4i)(z[k] >= FC_NAME(splat)(0.0)),
                                           FC_NAME(splat)(1.0), e[k])
                         / (FC_NAME(splat)(1.0) + e[k]);
+}
+
+FC_INLINE void FC_NAME(sigmoidN)(const fc_v4d* z, fc_v4d* out, fc_v4i* bad, const int U) {
+    fc_v4d e[FC_MAX_U];
+    FC_NAME(exp_neg_absN)(z, e, bad, U);
+    FC_NAME(sigmoid_of_expN)(z, e, out, U);
 }
 
 FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
@@ -221,15 +232,8 @@ FC_INLINE fc_v4d FC_NAME(sigmoid4)(fc_v4d z, fc_v4i* bad) {
 FC_INLINE void FC_NAME(softplus_sigmoidN)(const fc_v4d* z, fc_v4d* out, fc_v4d* sig, fc_v4i* bad,
                                           const int U) {
     fc_v4d e[FC_MAX_U], lg[FC_MAX_U];
-    FC_EACH(k) {
-        fc_v4d a = FC_NAME(fabs4)(z[k]);
-        bad[k] = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));
-        e[k] = -FC_NAME(select4)(bad[k], FC_NAME(splat)(0.0), a);
-    }
-    FC_NAME(expN)(e, U);
-    FC_EACH(k) sig[k] = FC_NAME(select4)((fc_v4i)(z[k] >= FC_NAME(splat)(0.0)),
-                                          FC_NAME(splat)(1.0), e[k])
-                        / (FC_NAME(splat)(1.0) + e[k]);
+    FC_NAME(exp_neg_absN)(z, e, bad, U);
+    FC_NAME(sigmoid_of_expN)(z, e, sig, U);
     FC_NAME(log1p01N)(e, lg, U);
     FC_EACH(k) out[k] = FC_NAME(select4)((fc_v4i)(z[k] > FC_NAME(splat)(0.0)), z[k],
                                           FC_NAME(splat)(0.0)) + lg[k];
