@@ -69,7 +69,8 @@ FC_INLINE int FC_NAME(any4)(fc_v4i mask) {
 FC_INLINE void FC_NAME(expN)(fc_v4d* x, const int U) {
     const fc_v4d shift = FC_NAME(splat)(0x1.8p52);
     fc_v4d t[FC_MAX_U], n[FC_MAX_U], r[FC_MAX_U], p[FC_MAX_U];
-    FC_EACH(k) t[k] = x[k] * FC_NAME(splat)(1.4426950408889634074) + shift;  /* round(x/ln2) + shift */
+    /* t = round(x / ln2) + shift */
+    FC_EACH(k) t[k] = x[k] * FC_NAME(splat)(1.4426950408889634074) + shift;
     FC_EACH(k) n[k] = t[k] - shift;
     /* ln2 = LN2HI + LN2LO, LN2HI with 21 trailing zero bits: n * LN2HI is exact */
     FC_EACH(k) r[k] = x[k] - n[k] * FC_NAME(splat)(6.93147180369123816490e-01);
