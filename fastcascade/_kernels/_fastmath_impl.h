@@ -189,15 +189,6 @@ FC_INLINE fc_v4d FC_NAME(expm1_small4)(fc_v4d a) {
 
 /* ---- softplus, sigmoid and tanh on 4 lanes; bad = lanes to redo with libm ------------------ */
 
-FC_INLINE fc_v4d FC_NAME(softplus4)(fc_v4d z, fc_v4i* bad) {
-    fc_v4d a = FC_NAME(fabs4)(z);
-    *bad = ~(fc_v4i)(a <= FC_NAME(splat)(708.0));   /* |z| > 708, Inf or NaN */
-    a = FC_NAME(select4)(*bad, FC_NAME(splat)(0.0), a);
-    fc_v4d e = FC_NAME(exp4)(-a);
-    fc_v4d zp = FC_NAME(select4)((fc_v4i)(z > FC_NAME(splat)(0.0)), z, FC_NAME(splat)(0.0));
-    return zp + FC_NAME(log1p01)(e);
-}
-
 /* e[k] = e^-|z[k]| (|z| > 708, Inf and NaN lanes: bad, computed as e^0 here) */
 FC_INLINE void FC_NAME(exp_neg_absN)(const fc_v4d* z, fc_v4d* e, fc_v4i* bad, const int U) {
     FC_EACH(k) {
@@ -206,6 +197,13 @@ FC_INLINE void FC_NAME(exp_neg_absN)(const fc_v4d* z, fc_v4d* e, fc_v4i* bad, co
         e[k] = -FC_NAME(select4)(bad[k], FC_NAME(splat)(0.0), a);
     }
     FC_NAME(expN)(e, U);
+}
+
+FC_INLINE fc_v4d FC_NAME(softplus4)(fc_v4d z, fc_v4i* bad) {
+    fc_v4d e;
+    FC_NAME(exp_neg_absN)(&z, &e, bad, 1);
+    fc_v4d zp = FC_NAME(select4)((fc_v4i)(z > FC_NAME(splat)(0.0)), z, FC_NAME(splat)(0.0));
+    return zp + FC_NAME(log1p01)(e);
 }
 
 /* sigmoid(z) from e = e^-|z|: 1 / (1 + e) for z >= 0, e / (1 + e) below */

@@ -207,18 +207,29 @@ cdef void draw_distribution(const Perturbation* pert, bitgen_t* bg, double* out,
             out[j] = m * a
 
 
+cdef inline bint uniform_added_in_pass(const Perturbation* pert, bitgen_t* bg) noexcept nogil:
+    # additive uniform noise per element from one of our PCG64 streams: add_uniform_in_pass
+    # draws it in the pass that adds it (no round trip through scratch)
+    return pert.kind == NOISE_UNIFORM and pert.granularity == GRAN_ELEMENT \
+        and pert.mode != MODE_RELATIVE and fc_pcg64_is_ours(bg)
+
+
+cdef inline void add_uniform_in_pass(const Perturbation* pert, bitgen_t* bg, const double* x,
+                                     double* z, Py_ssize_t n, double m) noexcept nogil:
+    # z = x + m (low + (high - low) u): apply_distribution's draws and roundings
+    fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, x, z, n, m, pert.p[0], pert.p[1] - pert.p[0])
+
+
 cdef void apply_distribution(const Perturbation* pert, bitgen_t* bg, double* z, Py_ssize_t B,
                              Py_ssize_t d, double* scratch, double m) noexcept nogil:
     cdef Py_ssize_t s, j, n
     cdef double a, b
     cdef bint relative = pert.mode == MODE_RELATIVE
+    if uniform_added_in_pass(pert, bg):
+        add_uniform_in_pass(pert, bg, z, z, B * d, m)
+        return
     if pert.granularity == GRAN_ELEMENT:
         n = B * d
-        if not relative and pert.kind == NOISE_UNIFORM and fc_pcg64_is_ours(bg):
-            # the same, with the draws made in the pass (no round trip through scratch)
-            fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, z, z, n, m, pert.p[0],
-                                pert.p[1] - pert.p[0])
-            return
         if not relative and standard_draws(pert, bg, scratch, n, &a, &b):
             # the common case in one pass over z (the same operations as below)
             for j in range(n):
@@ -423,10 +434,8 @@ cdef void perturbation_apply_to(const Perturbation* pert, bitgen_t* bg, const do
                                 long long t) noexcept nogil:
     # z = x, then perturbation_apply on z: in one pass for additive uniform noise per element
     # (the same draws and roundings)
-    if pert.kind == NOISE_UNIFORM and pert.granularity == GRAN_ELEMENT \
-            and pert.mode != MODE_RELATIVE and fc_pcg64_is_ours(bg):
-        fc_pcg64_add_affine(<fc_pcg64_t*>bg.state, x, z, B * d, magnitude_at(pert, t),
-                            pert.p[0], pert.p[1] - pert.p[0])
+    if uniform_added_in_pass(pert, bg):
+        add_uniform_in_pass(pert, bg, x, z, B * d, magnitude_at(pert, t))
         return
     memcpy(z, x, B * d * sizeof(double))
     perturbation_apply(pert, bg, z, B, d, scratch, t)
