@@ -47,15 +47,6 @@ def _progress(args):
     return False if getattr(args, "no_progress", False) else None
 
 
-def _record_factor(obj, ewma):
-    """The per-record EWMA factor for a per-iteration factor ``ewma`` (the paper's 0.99 per
-    iteration is 0.99 ** r per record when recording every r iterations)."""
-    res = obj.results[0] if hasattr(obj, "results") else obj
-    it = res.iterations
-    every = int(it[1] - it[0]) if it.shape[0] > 1 else 1
-    return ewma ** every
-
-
 # -- demo ---------------------------------------------------------------------------------------
 DEMO_SETTINGS = ("clean", "forward", "backward")
 
@@ -92,7 +83,7 @@ def cmd_demo(args):
     opt = fc.SGD(step_size=0.1, batch="full", grad_noise_std=1e-3)
     step_sizes = [1.0, 0.3, 0.1, 0.03]
     record_every = 10
-    factor = 0.99 ** record_every  # the paper's per-iteration EWMA 0.99, per record
+    factor = 0.99  # the paper's EWMA factor, per iteration (metrics.record_decay)
     perts = functools.partial(demo_perturbations, sigma=args.sigma, d=data.n_features)
     print(f"fastcascade demo: the paper's logistic model (M = 2000, d = 10, full batch, "
           f"sigma_n = 1e-3), T = {args.iters}, {args.seeds} seeds, sigma_f = sigma_b = "
@@ -150,7 +141,7 @@ def cmd_run(args):
     if job.grid:
         print("note: run ignores the [sweep] grid (fastcascade sweep runs it)")
     res = run_job(job, n_jobs=args.jobs, progress=_progress(args))
-    print(res.summary(factor=_record_factor(res, args.ewma)))
+    print(res.summary(factor=args.ewma))
     print(f"{res.n_runs} runs of {job.run_kwargs.get('n_iter')} iterations in "
           f"{time.perf_counter() - t0:.1f} s")
     if out:
@@ -177,7 +168,7 @@ def cmd_sweep(args):
     out = args.out or job.output.get("sweep")
     t0 = time.perf_counter()
     sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args))
-    print(sw.summary(factor=_record_factor(sw, args.ewma)))
+    print(sw.summary(factor=args.ewma))
     n = sw.n_computed + sw.n_loaded
     print(f"{n} runs ({sw.n_computed} computed, {sw.n_loaded} reused from {out}) in "
           f"{time.perf_counter() - t0:.1f} s" if out else
@@ -204,7 +195,7 @@ def cmd_plot(args):
         kind = ("stable" if is_sweep and "step_size" in obj.grid else "convergence")
     if kind in ("stable", "phase") and not is_sweep:
         raise CLIError(f"--kind {kind}: needs a sweep folder, given a result file")
-    factor = _record_factor(obj, args.ewma)
+    factor = args.ewma
     if kind == "convergence":
         ax = plotting.convergence(obj, smooth=factor)
     elif kind == "stable":

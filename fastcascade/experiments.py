@@ -11,7 +11,7 @@ it), ``paper`` uses the paper's horizon T = 200,000 and fuller grids. The step-s
 logarithmic, the noise levels are in {0, .25, .5, 1, 2}, dt_f in powers of 10. Uniform noise is
 U(-sigma/sqrt(d), sigma/sqrt(d)) with d = 10 features, one draw per sample per step; the
 gradient noise is sigma_n = 1e-3; the stable gradient norm uses the paper's per-iteration EWMA
-factor 0.99 (0.99^r per record when recording every r iterations).
+factor 0.99, whatever the recording cadence (``fastcascade.metrics.record_decay``).
 
 Examples
 --------
@@ -62,9 +62,10 @@ class Scale:
     table_dts: tuple         # Table 1's periods dt (Q = T / dt)
 
     @property
-    def ewma(self):
-        """The per-record EWMA factor equal to 0.99 per iteration."""
-        return 0.99 ** self.record_every
+    def ewma(self) -> float:
+        """The EWMA factor per iteration (the paper's 0.99); the metrics convert it to the
+        recording cadence themselves."""
+        return 0.99
 
 
 SCALES = {
@@ -230,8 +231,7 @@ def stable_by(sw, x, curve=None, fixed=None, factor=0.99):
         if any(point.get(k) != v for k, v in fixed.items()):
             continue
         key = point.get(curve) if curve else None
-        r = res.config.get("record_every", 1)
-        value = float(np.median(res.stable_grad_norm(factor=factor ** r)))
+        value = float(np.median(res.stable_grad_norm(factor=factor)))
         out.setdefault(key, []).append((point[x], value))
     return {k: tuple(np.array(v) for v in zip(*sorted(pairs))) for k, pairs in out.items()}
 
@@ -711,8 +711,7 @@ EXPERIMENTS = {
 def _draw_panel(panel, sw, scale, ax):
     from fastcascade import plotting
 
-    r = sw[0].config.get("record_every", 1)
-    factor = 0.99 ** r
+    factor = scale.ewma
     if panel.plot == "stable_norm":
         plotting.stable_norm(sw, x="step_size", curve=panel.curve, factor=factor, ax=ax)
         ax.set_xscale("log")  # the step sizes are a log grid

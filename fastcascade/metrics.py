@@ -4,9 +4,10 @@
 (one row per run, one column per record).
 
 - :func:`ewma`: the exponentially weighted moving average of a history (the paper's smoothing
-  of the true gradient norm). The factor applies per *record*: with ``record_every = r`` a factor
-  ``beta`` smooths like ``beta ** (1 / r)`` per iteration.
-- :func:`stable_grad_norm`: the mean of that EWMA over the last half of the records.
+  of the true gradient norm). The factor applies per *iteration* (0.99 by default), whatever
+  the recording cadence: :func:`record_decay` turns it, in this one place, into
+  ``factor ** gap`` for the gap between two records.
+- :func:`stable_grad_norm`: the mean of that EWMA over the last half of the iterations.
 - :func:`stable_iteration_complexity`: the first iteration where the EWMA is below
   ``threshold`` (1.5) times the stable gradient norm.
 - :func:`spike_events`: jumps of the gradient error or the gradient norm, each labelled by what
@@ -45,7 +46,7 @@ import numpy as np
 
 from fastcascade._validation import check_positive_int, check_real
 
-__all__ = ["ewma", "stable_grad_norm", "stable_iteration_complexity", "spike_events",
+__all__ = ["ewma", "record_decay", "stable_grad_norm", "stable_iteration_complexity", "spike_events",
            "SPIKE_DTYPE", "SPIKE_LABELS"]
 
 SPIKE_LABELS = ("recovered", "persistent", "diverged")
@@ -64,15 +65,61 @@ def _factor(factor):
     return float(factor)
 
 
-def ewma(x, factor=0.99):
-    """Exponentially weighted moving average along the last axis.
+def _iterations(iterations, n_records):
+    """The records' iterations as int64 (0, 1, 2, ... when not given), checked against the
+    number of records and for strict increase."""
+    if iterations is None:
+        return np.arange(n_records, dtype=np.int64)
+    t = np.asarray(iterations, dtype=np.int64).reshape(-1)
+    if t.shape[0] != n_records:
+        raise ValueError(f"iterations: expected {n_records} values (one per record), "
+                         f"given {t.shape[0]}")
+    if t.shape[0] > 1 and np.any(np.diff(t) <= 0):
+        raise ValueError("iterations: expected strictly increasing values")
+    return t
 
-    e_0 = x_0 and e_t = factor e_{t-1} + (1 - factor) x_t.
+
+def record_decay(factor, iterations):
+    """Per-record decay of the per-iteration EWMA: ``factor ** (t_k - t_{k-1})``.
+
+    This is the one place where the per-iteration factor meets the recording cadence. Between
+    two records the gradient norm is not observed; the EWMA treats it as equal to the later
+    record over the gap, so that ``factor`` iterations of smoothing compound to
+    ``factor ** gap`` (exact when the history is recorded every iteration).
+
+    Parameters
+    ----------
+    factor : float in [0, 1)
+        EWMA factor per iteration.
+    iterations : array_like of int (n_records,)
+        The iterations of the records, strictly increasing.
+
+    Returns
+    -------
+    ndarray (n_records,): the decay applied at each record (entry 0 is unused and set to 0).
+    """
+    factor = _factor(factor)
+    t = _iterations(iterations, np.asarray(iterations).reshape(-1).shape[0])
+    decay = np.zeros(t.shape[0])
+    decay[1:] = factor ** np.diff(t).astype(np.float64)
+    return decay
+
+
+def ewma(x, factor=0.99, iterations=None):
+    """Exponentially weighted moving average along the last axis, per iteration.
+
+    e_0 = x_0 and e_k = a_k e_{k-1} + (1 - a_k) x_k with a_k = factor ** (t_k - t_{k-1})
+    (:func:`record_decay`): ``factor`` is per *iteration*, whatever the recording cadence, so a
+    run recorded every step and every 100 steps gives the same smoothing (docs/model.md,
+    "Metrics").
 
     Parameters
     ----------
     x : array_like (..., n_records)
     factor : float in [0, 1), default 0.99
+        EWMA factor per iteration (the paper's 0.99).
+    iterations : array_like of int (n_records,), optional
+        Iterations of the records; default 0, 1, 2, ... (one record per iteration).
 
     Returns
     -------
@@ -83,28 +130,46 @@ def ewma(x, factor=0.99):
     >>> from fastcascade.metrics import ewma
     >>> ewma([1.0, 0.0, 0.0], factor=0.5).tolist()
     [1.0, 0.5, 0.25]
+    >>> ewma([1.0, 0.0, 0.0], factor=0.5, iterations=[0, 2, 4]).tolist()   # 0.5**2 per record
+    [1.0, 0.25, 0.0625]
     """
-    factor = _factor(factor)
     x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1] if x.ndim else 0
+    decay = record_decay(factor, _iterations(iterations, n))
     out = np.empty_like(x)
-    if x.shape[-1] == 0:
+    if n == 0:
         return out
     out[..., 0] = x[..., 0]
-    keep = 1.0 - factor
-    for t in range(1, x.shape[-1]):
-        out[..., t] = factor * out[..., t - 1] + keep * x[..., t]
+    for k in range(1, n):
+        out[..., k] = decay[k] * out[..., k - 1] + (1.0 - decay[k]) * x[..., k]
     return out
 
 
-def stable_grad_norm(grad_norm, factor=0.99, diverged=None):
-    """The paper's stable gradient norm per run: the mean of the EWMA over the last half of the
-    records (NaN for a diverged run).
+def _last_half_weights(t):
+    """Weights of the records in the mean over the last half of the iterations: each record
+    stands for the iterations since the previous one; records before the midpoint weigh 0."""
+    if t.shape[0] == 1:
+        return np.ones(1)
+    gaps = np.r_[t[1] - t[0], np.diff(t)].astype(np.float64)
+    return np.where(t >= t[0] + (t[-1] - t[0]) / 2.0, gaps, 0.0)
+
+
+def stable_grad_norm(grad_norm, factor=0.99, diverged=None, iterations=None):
+    """The paper's stable gradient norm per run: the mean of the per-iteration EWMA over the
+    last half of the iterations (NaN for a diverged run).
+
+    Each record weighs the number of iterations since the previous record, so the value does not
+    depend on the recording cadence (records every iteration: the plain mean over the last half
+    of the records).
 
     Parameters
     ----------
     grad_norm : array_like (n_runs, n_records)
     factor : float in [0, 1)
+        EWMA factor per iteration.
     diverged : array_like of bool (n_runs,), optional
+    iterations : array_like of int (n_records,), optional
+        Iterations of the records; default 0, 1, 2, ...
 
     Examples
     --------
@@ -113,9 +178,15 @@ def stable_grad_norm(grad_norm, factor=0.99, diverged=None):
     >>> stable_grad_norm(np.full((1, 10), 2.0)).tolist()
     [2.0]
     """
-    e = ewma(np.atleast_2d(grad_norm), factor)
-    half = e.shape[1] // 2
-    stable = np.mean(e[:, half:], axis=1) if e.shape[1] else np.full(e.shape[0], np.nan)
+    grad_norm = np.atleast_2d(np.asarray(grad_norm, dtype=np.float64))
+    t = _iterations(iterations, grad_norm.shape[1])
+    e = ewma(grad_norm, factor, t)
+    if e.shape[1] == 0:
+        stable = np.full(e.shape[0], np.nan)
+    else:
+        w = _last_half_weights(t)
+        with np.errstate(invalid="ignore"):
+            stable = (e * w).sum(axis=1) / w.sum()
     if diverged is not None:
         stable[np.asarray(diverged, dtype=bool)] = np.nan
     return stable
@@ -123,29 +194,31 @@ def stable_grad_norm(grad_norm, factor=0.99, diverged=None):
 
 def stable_iteration_complexity(grad_norm, iterations, factor=0.99, threshold=1.5,
                                 diverged=None):
-    """Per run, the first iteration where the EWMA of the gradient norm is below ``threshold``
-    times the stable gradient norm; -1 when it never is (or the run diverged).
+    """Per run, the first iteration where the per-iteration EWMA of the gradient norm is below
+    ``threshold`` times the stable gradient norm; -1 when it never is (or the run diverged).
+
+    The answer is a record's iteration, so it is known to within one record gap.
 
     Examples
     --------
     >>> import numpy as np
     >>> from fastcascade.metrics import stable_iteration_complexity
     >>> g = np.r_[np.full(10, 100.0), np.full(90, 1.0)][None, :]
-    >>> stable_iteration_complexity(g, np.arange(100) * 10, factor=0.5).tolist()
-    [170]
+    >>> stable_iteration_complexity(g, np.arange(100), factor=0.5).tolist()
+    [17]
     """
     threshold = check_real(threshold, "threshold", low=0.0, low_open=True)
     grad_norm = np.atleast_2d(np.asarray(grad_norm, dtype=np.float64))
-    iterations = np.asarray(iterations)
-    e = ewma(grad_norm, factor)
-    stable = stable_grad_norm(grad_norm, factor, diverged)
+    t = _iterations(iterations, grad_norm.shape[1])
+    e = ewma(grad_norm, factor, t)
+    stable = stable_grad_norm(grad_norm, factor, diverged, t)
     out = np.full(grad_norm.shape[0], -1, dtype=np.int64)
     for k in range(grad_norm.shape[0]):
         if not np.isfinite(stable[k]):
             continue
         below = np.nonzero(e[k] < threshold * stable[k])[0]
         if below.size:
-            out[k] = iterations[below[0]]
+            out[k] = t[below[0]]
     return out
 
 

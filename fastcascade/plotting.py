@@ -134,7 +134,8 @@ def convergence(results, field="grad_norm", ax=None, labels=None, smooth=None, b
     labels : list of str, optional
         Legend labels (default: the dict keys or the grid values).
     smooth : float in [0, 1), optional
-        Smooth each run with an EWMA of this factor first (the paper's 0.99).
+        Smooth each run with an EWMA of this factor per iteration first (the paper's 0.99),
+        whatever the recording cadence (:func:`fastcascade.metrics.ewma`).
     band : bool
         Draw the inter-quartile band.
 
@@ -158,7 +159,7 @@ def convergence(results, field="grad_norm", ax=None, labels=None, smooth=None, b
     for label, res in pairs:
         y = getattr(res, field)
         if smooth is not None:
-            y = ewma(y, smooth)
+            y = ewma(y, smooth, res.iterations)
         lo, med, hi = _quartiles(y)
         (line,) = ax.plot(res.iterations, med, label=label)
         if band and res.n_runs > 1:
@@ -166,7 +167,7 @@ def convergence(results, field="grad_norm", ax=None, labels=None, smooth=None, b
                             linewidth=0)
         drawn.append(med)
     ax.set_xlabel("iteration")
-    ax.set_ylabel(LABELS[field] + (f" (EWMA {smooth:.3g})" if smooth is not None else ""))
+    ax.set_ylabel(LABELS[field] + (f" (EWMA {smooth:.3g} per iteration)" if smooth is not None else ""))
     if drawn:
         _auto_scale(ax, "y", np.concatenate([np.ravel(d) for d in drawn]))
     n_seeds = max(r.n_runs for _, r in pairs)
@@ -234,7 +235,7 @@ def stable_norm(sweep, x="step_size", curve=None, where=None, factor=0.99, ax=No
     where : dict, optional
         Values of the remaining grid keys.
     factor : float
-        EWMA factor.
+        EWMA factor per iteration.
     ax, band : see :func:`convergence`
     value : "stable_grad_norm", "stable_iteration", "diverged" or callable(Result)
 
@@ -398,7 +399,7 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
     where : dict, optional
         Values of the other grid keys.
     factor : float
-        EWMA factor.
+        EWMA factor per iteration.
     ax : matplotlib Axes, optional
     annotate : bool
         Write each cell's value in it.

@@ -108,18 +108,39 @@ class Result:
         return out
 
     # -- metrics -------------------------------------------------------------------------------
-    def ewma_grad_norm(self, factor=0.99):
-        """EWMA of the true gradient norm, (n_runs, n_records); ``factor`` applies per record."""
-        return ewma(self.grad_norm, factor)
+    def ewma_grad_norm(self, factor: float = 0.99) -> np.ndarray:
+        """EWMA of the true gradient norm, (n_runs, n_records).
 
-    def stable_grad_norm(self, factor=0.99):
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was
+            (:func:`fastcascade.metrics.ewma`).
+        """
+        return ewma(self.grad_norm, factor, self.iterations)
+
+    def stable_grad_norm(self, factor: float = 0.99) -> np.ndarray:
         """The paper's stable gradient norm per run: the mean of the EWMA over the last half of
-        the records (NaN for a run that diverged)."""
-        return metrics.stable_grad_norm(self.grad_norm, factor, self.diverged)
+        the iterations (NaN for a run that diverged).
 
-    def stable_iteration_complexity(self, factor=0.99, threshold=1.5):
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration (:func:`fastcascade.metrics.stable_grad_norm`).
+        """
+        return metrics.stable_grad_norm(self.grad_norm, factor, self.diverged, self.iterations)
+
+    def stable_iteration_complexity(self, factor: float = 0.99,
+                                    threshold: float = 1.5) -> np.ndarray:
         """Per run, the first iteration where the EWMA falls below ``threshold`` times the stable
-        gradient norm (-1 when it never does, e.g. after divergence)."""
+        gradient norm (-1 when it never does, e.g. after divergence).
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration.
+        threshold : float > 0, default 1.5
+        """
         return metrics.stable_iteration_complexity(self.grad_norm, self.iterations, factor,
                                                    threshold, self.diverged)
 
@@ -152,7 +173,7 @@ class Result:
         ``stopped_at``, ``stop_reason``, ``final_grad_norm``, ``stable_grad_norm``,
         ``stable_iteration``, ``n_spikes``, ``n_recovered``, ``n_persistent``.
 
-        ``factor`` is the EWMA factor; ``spike_options`` go to :meth:`spike_events`.
+        ``factor`` is the EWMA factor per iteration; ``spike_options`` go to :meth:`spike_events`.
         """
         events = self.spike_events(**spike_options)
         seeds = [seed_to_json(s) for s in self.seeds]
@@ -178,7 +199,8 @@ class Result:
         return table
 
     def summary(self, factor=0.99):
-        """The summary table as text, one line per run."""
+        """The summary table as text, one line per run (``factor``: EWMA factor per
+        iteration)."""
         table = self.summary_table(factor)
         lines = [f"{'seed':>6} {'final |grad|':>13} {'stable |grad|':>14} {'stable at':>10} "
                  f"{'spikes':>7}  status"]

@@ -632,16 +632,18 @@ def test_record_iterations_and_stable_grad_norm():
     r203 = fc.run(problem, opt, 203, BOTH, seeds=[0], record_every=5)
     np.testing.assert_array_equal(r203.iterations, np.arange(0, 203, 5))
     # stable gradient norm: the mean over the last half of the records of the EWMA (factor
-    # 0.99, e_0 = x_0) of the true gradient norm, by hand; 1e-12: the same sums, reordered
+    # 0.99 per iteration, so 0.99**5 per record here; e_0 = x_0) of the true gradient norm,
+    # by hand; 1e-12: the same sums, reordered
     x = r5.grad_norm
     e = np.empty_like(x)
     e[:, 0] = x[:, 0]
+    a = 0.99 ** 5
     for t in range(1, x.shape[1]):
-        e[:, t] = 0.99 * e[:, t - 1] + 0.01 * x[:, t]
+        e[:, t] = a * e[:, t - 1] + (1 - a) * x[:, t]
     np.testing.assert_allclose(r5.ewma_grad_norm(), e, rtol=1e-12)
     np.testing.assert_allclose(r5.stable_grad_norm(), e[:, 40:].mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(r5.stable_grad_norm(0.9),
-                               fc.result.ewma(x, 0.9)[:, 40:].mean(axis=1), rtol=1e-12)
+                               fc.result.ewma(x, 0.9 ** 5)[:, 40:].mean(axis=1), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------

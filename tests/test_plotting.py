@@ -87,9 +87,9 @@ def test_convergence_several_results_and_options(sweep, tmp_path):
     assert out is ax
     assert len(ax.lines) == 2 and len(ax.collections) == 0
     assert legend_texts(ax) == ["clean", "forward"]
-    assert ax.get_ylabel() == "objective l(w) (EWMA 0.9)"
+    assert ax.get_ylabel() == "objective l(w) (EWMA 0.9 per iteration)"
     np.testing.assert_allclose(ax.lines[1].get_ydata(),
-                               np.median(fc.metrics.ewma(b.objective, 0.9), axis=0))
+                               np.median(fc.metrics.ewma(b.objective, 0.9, b.iterations), axis=0))
     assert ax.get_yscale() == "linear"  # the objective stays within a factor of 2
     # a whole sweep: one curve per point, labelled by its grid values
     ax = plotting.convergence(sweep)

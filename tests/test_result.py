@@ -48,21 +48,23 @@ def test_ewma_closed_form():
 
 
 def test_stable_norm_and_complexity_by_hand():
-    # 10 records at 100, then 90 at 1; factor 0.5: e_t = 1 + 99 * 0.5^(t-9) for t >= 9
+    # 10 records at 100, then 90 at 1, recorded every 10 iterations; a per-iteration factor
+    # f = 0.5 ** 0.1 decays by f ** 10 = 0.5 per record: e_t = 1 + 99 * 0.5^(t-9) for t >= 9
     g = np.r_[np.full(10, 100.0), np.full(90, 1.0)]
     res = make_result([g, 2 * g], every=10)
+    f = 0.5 ** 0.1
     t = np.arange(100)
     e = np.where(t < 10, 100.0, 1.0 + 99.0 * 0.5 ** (t - 9))
-    np.testing.assert_allclose(res.ewma_grad_norm(0.5)[0], e, rtol=1e-12)
-    np.testing.assert_allclose(res.stable_grad_norm(0.5), [e[50:].mean(), 2 * e[50:].mean()],
+    np.testing.assert_allclose(res.ewma_grad_norm(f)[0], e, rtol=1e-12)
+    np.testing.assert_allclose(res.stable_grad_norm(f), [e[50:].mean(), 2 * e[50:].mean()],
                                rtol=1e-12)
     # first t with e_t < 1.5 * stable (stable ~ 1): 99 * 0.5^(t-9) < 0.5 -> t - 9 >= 8
     stable = e[50:].mean()
     first = int(np.nonzero(e < 1.5 * stable)[0][0])
     assert first == 17
-    assert res.stable_iteration_complexity(0.5).tolist() == [170, 170]
+    assert res.stable_iteration_complexity(f).tolist() == [170, 170]
     # a stricter threshold comes later
-    assert res.stable_iteration_complexity(0.5, threshold=1.01)[0] > 170
+    assert res.stable_iteration_complexity(f, threshold=1.01)[0] > 170
 
 
 def test_diverged_run_has_no_stable_norm():
