@@ -2,7 +2,9 @@
 
 A result file is a NumPy ``.npz`` archive (``numpy.savez``) holding:
 
-- ``format``: the 0-d string ``"fastcascade.result"`` and ``version``: the 0-d int ``1``;
+- ``format``: the 0-d string ``"fastcascade.result"`` and ``version``: the 0-d int ``2``
+  (version 1 files load too: their backward profile column i - 1 held the message f_i
+  received, and is moved to the message f_i sends, :func:`upgrade_backward_profile`);
 - the arrays ``iterations``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size``,
   ``final_weights``, ``stopped_at`` and, when recorded, ``forward_error``, ``backward_error``,
   ``weights``;
@@ -43,7 +45,7 @@ __all__ = ["load", "save_result", "load_result", "jsonable", "RESULT_FORMAT", "S
 
 RESULT_FORMAT = "fastcascade.result"
 SWEEP_FORMAT = "fastcascade.sweep"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: backward profile indexed as Perturbation.op
 MANIFEST = "manifest.json"
 
 _ARRAYS = ("iterations", "objective", "grad_norm", "grad_error", "step_size", "final_weights",
@@ -250,7 +252,31 @@ def load_result(path):
                                                  "step_size")}
     for name in _OPTIONAL:
         histories[name] = arrays.get(name)
+    if int(version) < 2 and histories["backward_error"] is not None:
+        histories["backward_error"] = upgrade_backward_profile(histories["backward_error"])
     return Result(it, histories, fw, arrays["stopped_at"], stop_reason, seeds, config)
+
+
+def upgrade_backward_profile(old):
+    """A version-1 backward profile in version 2's indexing.
+
+    Version 1 stored at column i - 1 the error of the message f_i *receives*, v_i (so column
+    N - 1 held v_N = 1, never perturbed); version 2 stores the message f_i *sends*, v_{i-1}, as
+    ``Perturbation(op=i, pass_="backward")`` counts it, with 0 for f_1, which sends none. The
+    same numbers move one column to the right.
+
+    Parameters
+    ----------
+    old : ndarray (n_runs, n_records, N)
+
+    Returns
+    -------
+    ndarray of the same shape
+    """
+    new = np.zeros_like(old)
+    new[..., 1:] = old[..., :-1]
+    new[np.isnan(old[..., :1]).repeat(old.shape[-1], axis=-1)] = np.nan  # unrecorded rows
+    return new
 
 
 def read_manifest(folder):

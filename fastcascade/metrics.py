@@ -20,13 +20,15 @@ its *baseline* at record t is the median of the previous ``window`` records (fin
 at least ``max(3, window // 5)`` of them, else no baseline and no spike). Record t is a spike of
 ``x`` when ``x[t] > threshold * baseline[t]`` and ``x[t] > min_value``. (``threshold=0`` with a
 ``min_value`` gives a plain absolute threshold.) Consecutive spike records, of either signal, form
-one event. What follows the event labels it:
+one event. What follows the event, up to the start of the next event (or the end of the run),
+labels it; a later, unrelated failure does not:
 
-- ``"recovered"``: within ``recovery_window`` records after the event, the gradient norm returns
-  to at most ``recover_factor`` times its pre-spike level (its baseline at the event's start, or
-  the record before it when there is no baseline yet);
-- ``"diverged"``: it did not recover, and the run stopped (diverged) after the event started;
-- ``"persistent"``: it did not recover, and the run went on.
+- ``"recovered"``: within ``recovery_window`` records after the event and before the next one,
+  the gradient norm returns to at most ``recover_factor`` times its pre-spike level (its
+  baseline at the event's start, or the record before it when there is no baseline yet);
+- ``"diverged"``: it did not recover, and the run stopped (diverged) after the event started
+  and before the next event;
+- ``"persistent"``: it did not recover, and the run went on to the next event or the end.
 
 A run that diverged without any detected spike gets one event at its stop, with signal
 ``"stop"`` and label ``"diverged"``, so that every divergence shows up as an event.
@@ -255,6 +257,20 @@ def _runs_of_true(mask):
     return list(zip(starts.tolist(), ends.tolist()))
 
 
+def _label_event(grad_norm, norm_base, a, b, nxt, recover_factor, recovery_window,
+                 stopped_before_next):
+    """The label of the event over records a..b of one run, from the records after it and
+    before the next event (index ``nxt``) only: recovered, diverged or persistent."""
+    pre = norm_base[a]
+    if not np.isfinite(pre):
+        pre = grad_norm[a - 1] if a > 0 else grad_norm[a]
+    after = grad_norm[b + 1:min(b + 1 + recovery_window, nxt)]
+    with np.errstate(invalid="ignore"):
+        if np.any(np.isfinite(after) & (after <= recover_factor * pre)):
+            return "recovered"
+    return "diverged" if stopped_before_next else "persistent"
+
+
 def spike_events(grad_norm, grad_error, iterations, stopped_at, threshold=10.0, window=50,
                  min_value=0.0, recover_factor=2.0, recovery_window=None,
                  signals=("grad_error", "grad_norm")):
@@ -324,7 +340,8 @@ def spike_events(grad_norm, grad_error, iterations, stopped_at, threshold=10.0, 
             any_hit |= hits[s]
         diverged = stopped_at[k] >= 0
         labelled_diverged = False
-        for a, b in _runs_of_true(any_hit):
+        events = _runs_of_true(any_hit)
+        for e, (a, b) in enumerate(events):
             which = [s for s in signals if hits[s][a:b + 1].any()]
             signal = which[0] if len(which) == 1 else "both"
             # the largest ratio of a triggering signal, and where it is
@@ -332,19 +349,13 @@ def spike_events(grad_norm, grad_error, iterations, stopped_at, threshold=10.0, 
                                                                ratios[s][a:b + 1], -np.inf)))
             seg = np.where(hits[best_s][a:b + 1], ratios[best_s][a:b + 1], -np.inf)
             peak = a + int(np.argmax(seg))
-            pre = norm_base[a]
-            if not np.isfinite(pre):
-                pre = grad_norm[k, a - 1] if a > 0 else grad_norm[k, a]
-            after = grad_norm[k, b + 1:b + 1 + recovery_window]
-            with np.errstate(invalid="ignore"):
-                recovered = bool(np.any(np.isfinite(after) & (after <= recover_factor * pre)))
-            if recovered:
-                label = "recovered"
-            elif diverged and stopped_at[k] >= iterations[a]:
-                label = "diverged"
-                labelled_diverged = True
-            else:
-                label = "persistent"
+            # what follows the event, up to the next event: a later failure is not this one's
+            nxt = events[e + 1][0] if e + 1 < len(events) else grad_norm.shape[1]
+            label = _label_event(grad_norm[k], norm_base, a, b, nxt,
+                                 recover_factor, recovery_window,
+                                 diverged and iterations[a] <= stopped_at[k] and
+                                 (nxt >= len(iterations) or stopped_at[k] < iterations[nxt]))
+            labelled_diverged |= label == "diverged"
             rows.append((k, iterations[a], iterations[b], iterations[peak], signal,
                          float(seg[peak - a]), label))
         if diverged and not labelled_diverged:

@@ -338,8 +338,9 @@ def spike_trajectories(results, run=0, ax=None, labels=None, events=True, **spik
 
 
 def amplification_profile(results, ax=None, labels=None, statistic="mean"):
-    """The per-operator forward error ||~y_i - y_i||^2 and backward error ||~v_i - v_i||^2
-    against the depth i (runs made with ``record_profile=True``).
+    """The per-operator forward error ||~y_i - y_i||^2 (at f_i's output) and backward error
+    ||~v_{i-1} - v_{i-1}||^2 (on the message f_i sends back) against the depth i, indexed as
+    ``Perturbation.op`` is (runs made with ``record_profile=True``).
 
     Each run's errors are averaged over its records (``statistic="mean"``, or "median"), then
     the median over the runs is drawn.
@@ -376,8 +377,8 @@ def amplification_profile(results, ax=None, labels=None, statistic="mean"):
                 else None, label=f"{prefix}backward error")
         values += [fwd, bwd]
         ax.set_xticks(depth)
-    ax.set_xlabel("operator i (depth)")
-    ax.set_ylabel(f"squared error at operator i ({statistic} over records)")
+    ax.set_xlabel("operator i (as Perturbation.op)")
+    ax.set_ylabel(f"squared error at site i ({statistic} over records)")
     v = np.concatenate(values)
     pos = v[np.isfinite(v) & (v > 0)]
     if pos.size and pos.max() / pos.min() > DECADES:

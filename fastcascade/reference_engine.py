@@ -126,9 +126,14 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
             if config.get("record_weights"):
                 hist["weights"][rec] = w
             if config["record_profile"]:
+                # column i - 1 is site i: forward at y_i, backward at the message v_{i-1}
+                # that f_i sends back (f_1 sends none: 0)
+                hist["backward_error"][rec, 0] = 0.0
                 for i in range(1, N + 1):
                     hist["forward_error"][rec, i - 1] = np.sum((ys[i] - cys[i]) ** 2) / B
-                    hist["backward_error"][rec, i - 1] = np.sum((vs[i] - cvs[i]) ** 2) / B
+                    if i >= 2:
+                        hist["backward_error"][rec, i - 1] = \
+                            np.sum((vs[i - 1] - cvs[i - 1]) ** 2) / B
             if not np.isfinite(obj):
                 return t, STOP_NONFINITE_OBJECTIVE
 

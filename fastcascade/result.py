@@ -9,7 +9,10 @@ n_iter, with r = record_every), all taken at w_t before that iteration's update:
                   regularizer and the gradient noise sigma_n are not part of either)
 - ``step_size``   gamma_t
 - ``forward_error``, ``backward_error`` (with ``record_profile=True``), shape
-  (n_runs, n_records, N): the batch mean of ||~y_i - y_i||^2 and ||~v_i - v_i||^2, i = 1..N.
+  (n_runs, n_records, N): the batch mean of the squared error at site i = 1..N (column i - 1),
+  indexed as ``Perturbation.op`` is: forward, ||~y_i - y_i||^2 at f_i's output; backward,
+  ||~v_{i-1} - v_{i-1}||^2 on the message f_i sends back to f_{i-1} (0 for i = 1: f_1 sends
+  none).
 - ``weights`` (with ``record_weights=True``), shape (n_runs, n_records, n_weights): w_t.
 
 Derived metrics (``fastcascade.metrics``): the EWMA of the gradient norm, the stable gradient

@@ -190,11 +190,11 @@ def test_every_timing_strikes_only_at_its_iterations(granularity):
     bwd_active = (t >= 1) & ((t - 1) % 5 == 0)
     assert np.all(a.forward_error[:, fwd_active, 0] > 0)
     assert np.all(a.forward_error[:, ~fwd_active, 0] == 0)
-    # the message into op 1 (v_1) is perturbed by eps_2 or by a forward delta_1 (through the
-    # Jacobian of op 2 at ~y_1); v_2 = 1 is never perturbed
-    assert np.all(a.backward_error[:, bwd_active | fwd_active, 0] > 0)
-    assert np.all(a.backward_error[:, ~(bwd_active | fwd_active), 0] == 0)
-    assert np.all(a.backward_error[:, :, 1] == 0)
+    # the message op 2 sends (v_1, backward column 2 as Perturbation.op counts) is perturbed
+    # by eps_2 or by a forward delta_1 (through the Jacobian of op 2 at ~y_1); op 1 sends none
+    assert np.all(a.backward_error[:, bwd_active | fwd_active, 1] > 0)
+    assert np.all(a.backward_error[:, ~(bwd_active | fwd_active), 1] == 0)
+    assert np.all(a.backward_error[:, :, 0] == 0)
 
 
 MLP_PERTS = [fwd(1, fc.noise.Gaussian(0.0, 0.3)), fwd(4, fc.noise.Uniform(-0.2, 0.2)),

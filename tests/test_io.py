@@ -99,7 +99,7 @@ def test_without_profile_and_name_used_as_given(problem, tmp_path):
                                                  "objective", "grad_norm", "grad_error",
                                                  "step_size", "final_weights", "stopped_at"))
     with np.load(path, allow_pickle=False) as z:
-        assert str(z["format"]) == "fastcascade.result" and int(z["version"]) == 1
+        assert str(z["format"]) == "fastcascade.result" and int(z["version"]) == fc.io.FORMAT_VERSION == 2
         meta = json.loads(str(z["meta"]))
     assert meta["seeds"] == [4] and meta["config"]["n_iter"] == 50
 

@@ -162,7 +162,7 @@ def test_amplification_profile(tmp_path):
     np.testing.assert_allclose(ax.lines[1].get_ydata(),
                                np.median(res.backward_error.mean(axis=1), axis=0))
     assert legend_texts(ax) == ["forward error", "backward error"]
-    assert ax.get_xlabel() == "operator i (depth)"
+    assert ax.get_xlabel() == "operator i (as Perturbation.op)"
     write_png(ax, tmp_path, "profile")
     plain = fc.run(problem, fc.SGD(0.05), 10, seeds=[0])
     with pytest.raises(ValueError, match="record_profile=True"):

@@ -221,3 +221,36 @@ def test_to_frame():
     assert isinstance(df, pd.DataFrame)
     assert df["seed"].tolist() == [3, 4]
     assert list(df.columns) == list(res.summary_table().dtype.names)
+
+
+def test_a_later_unrelated_divergence_does_not_relabel_an_earlier_spike():
+    # a jump that stays up (persistent), then a second event after which the run stops: only
+    # the second is "diverged"; the first is labelled from what lies between the two
+    g = np.full(400, 1.0)
+    g[100:] = 30.0
+    g[250:] = 1e9
+    g[260:] = np.nan
+    ev = events_of(g, stopped=260)
+    assert ev[["start", "label"]].tolist() == [(100, "persistent"), (250, "diverged")]
+    # recovery is looked for before the next event only: the norm stays at 30 up to a second
+    # event at 130 and is back to 1 after it, which is the second event's recovery
+    g = np.full(400, 1.0)
+    g[100:130] = 30.0
+    g[130] = 3000.0
+    ev = events_of(g, stopped=-1)
+    assert ev[["start", "label"]].tolist() == [(100, "persistent"), (130, "recovered")]
+
+
+def test_real_run_forward_spike_stays_persistent_when_a_backward_spike_kills_the_run():
+    # the example: forward Constant(30) at 1000 alone is persistent; a backward
+    # Constant(1e12) at 2500 stops the run at 2500 and must not relabel the first event
+    problem = fc.problems.paper_logistic()
+    opt = fc.SGD(step_size=0.1, batch="full", grad_noise_std=1e-3)
+    first = fc.Perturbation(1, "forward", fc.noise.Constant(30.0), timing=fc.timing.At([1000]))
+    kill = fc.Perturbation(2, "backward", fc.noise.Constant(1e12), timing=fc.timing.At([2500]))
+    alone = fc.run(problem, opt, 4000, perturbations=[first], seeds=[0]).spike_events()
+    both_res = fc.run(problem, opt, 4000, perturbations=[first, kill], seeds=[0])
+    both = both_res.spike_events()
+    assert alone[["start", "label"]].tolist() == [(1000, "persistent")]
+    assert both_res.stopped_at.tolist() == [2500]
+    assert both[["start", "label"]].tolist() == [(1000, "persistent"), (2500, "diverged")]

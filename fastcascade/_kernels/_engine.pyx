@@ -619,11 +619,15 @@ cdef void record_step(Recorder* r) noexcept nogil:
         clean_eval_shared(net, r.n_fwd, r.w, r.cleanb, r.pert, r.xin, r.labin, r.ldl, r.ubar)
     r.h_grad_error[rec] = dist2(r.g, r.ubar, n_w)
     if cfg.record_profile:
+        # column i - 1 is site i as Perturbation.op counts it: forward at f_i's output y_i,
+        # backward at the message v_{i-1} that f_i sends back (f_1 sends none: 0)
+        r.h_backward_error[rec * N] = 0.0
         for i in range(1, N + 1):
             r.h_forward_error[rec * N + i - 1] = \
                 dist2(r.pert.y[i], clean.y[i], B * net.dims[i]) / B
-            r.h_backward_error[rec * N + i - 1] = \
-                dist2(r.pert.v[i], clean.v[i], B * net.dims[i]) / B
+            if i >= 2:
+                r.h_backward_error[rec * N + i - 1] = \
+                    dist2(r.pert.v[i - 1], clean.v[i - 1], B * net.dims[i - 1]) / B
     if cfg.record_weights and n_w > 0:
         memcpy(r.h_weights + rec * n_w, r.w, n_w * sizeof(double))
     r.stop = not isfinite(obj)
