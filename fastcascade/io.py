@@ -7,7 +7,7 @@ A result file is a NumPy ``.npz`` archive (``numpy.savez``) holding:
   received, and is moved to the message f_i sends, :func:`upgrade_backward_profile`);
 - the arrays ``iterations``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size``,
   ``final_weights``, ``stopped_at`` and, when recorded, ``forward_error``, ``backward_error``,
-  ``weights``;
+  ``weights``; ``nonfinite_injections`` (int64, one per run; files before version 2 lack it);
 - ``meta``: a 0-d string, JSON of ``{"seeds", "stop_reason", "config", "fastcascade"}``.
 
 Files are read with ``numpy.load(..., allow_pickle=False)``: loading a file never runs code.
@@ -51,6 +51,7 @@ MANIFEST = "manifest.json"
 _ARRAYS = ("iterations", "objective", "grad_norm", "grad_error", "step_size", "final_weights",
            "stopped_at")
 _OPTIONAL = ("forward_error", "backward_error", "weights")
+_RUN_COUNTS = ("nonfinite_injections",)  # optional, int64 (n_runs,)
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -140,7 +141,7 @@ def result_arrays(result):
     arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(FORMAT_VERSION)}
     for name in _ARRAYS:
         arrays[name] = np.asarray(getattr(result, name))
-    for name in _OPTIONAL:
+    for name in _OPTIONAL + _RUN_COUNTS:
         value = getattr(result, name)
         if value is not None:
             arrays[name] = np.asarray(value)
@@ -244,13 +245,17 @@ def load_result(path):
             a = arrays[name]
             checks.append((name, a.dtype == np.float64 and a.ndim == 3
                            and a.shape[:2] == (n_runs, n_rec)))
+    for name in _RUN_COUNTS:
+        if name in arrays:
+            a = arrays[name]
+            checks.append((name, a.dtype == np.int64 and a.shape == (n_runs,)))
     bad = [name for name, ok in checks if not ok]
     if bad:
         raise ValueError(f"{path}: inconsistent result file (bad {', '.join(bad)} for "
                          f"{n_runs} runs)")
     histories = {name: arrays[name] for name in ("objective", "grad_norm", "grad_error",
                                                  "step_size")}
-    for name in _OPTIONAL:
+    for name in _OPTIONAL + _RUN_COUNTS:
         histories[name] = arrays.get(name)
     if int(version) < 2 and histories["backward_error"] is not None:
         histories["backward_error"] = upgrade_backward_profile(histories["backward_error"])

@@ -34,9 +34,18 @@ def safe_norm(x):
     return m * np.sqrt(np.sum((x / m) ** 2))
 
 
+def _count_nonfinite(counter, struck, z):
+    # the kernel's any_nonfinite after a site's perturbations (counter: a 1-entry int array)
+    if counter is not None and struck and not np.all(np.isfinite(z)):
+        counter[0] += 1
+
+
 def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=None,
-                   backward_gen=None, n_iter=None):
+                   backward_gen=None, n_iter=None, nonfinite=None):
     """One forward/backward pass of Eq. 5 on a batch (clean when there are no perturbations).
+
+    ``nonfinite``, a 1-entry int array, counts the sites whose perturbed values are not all
+    finite.
 
     Returns
     -------
@@ -52,9 +61,12 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
     ys = [x]
     for i, op in enumerate(cascade.operators, start=1):
         y = forward(op, ys[-1], w[cascade.weight_slice(i)], labels)
+        struck = False
         for p in fwd[i]:
             if p.timing.active(t, forward_gen):
                 y = p.apply(y, forward_gen, t, n_iter)
+                struck = True
+        _count_nonfinite(nonfinite, struck, y)
         ys.append(y)
     vs = [None] * (N + 1)
     vs[N] = np.ones((x.shape[0], 1))
@@ -65,9 +77,12 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
         gsum[sl] = vjp_weights(op, ys[i - 1], vs[i], w[sl], labels)
         if i >= 2:
             v = vjp_input(op, ys[i - 1], vs[i], w[sl], labels)
+            struck = False
             for p in bwd[i]:
                 if p.timing.active(t, backward_gen):
                     v = p.apply(v, backward_gen, t, n_iter)
+                    struck = True
+            _count_nonfinite(nonfinite, struck, v)
             vs[i - 1] = v
     return ys, vs, gsum
 
@@ -107,7 +122,7 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
             xb, lb = X[idx], Y[idx]
 
         ys, vs, gsum = perturbed_pass(cascade, w, xb, lb, perturbations, t, forward_gen,
-                                      backward_gen, config["n_iter"])
+                                      backward_gen, config["n_iter"], hist.get("nonfinite"))
         g = gsum / B
         lr = optimizer.step_size_at(t)
 

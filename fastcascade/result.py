@@ -37,6 +37,8 @@ __all__ = ["Result", "ewma"]
 
 HISTORY_FIELDS = ("objective", "grad_norm", "grad_error", "step_size")
 PROFILE_FIELDS = ("forward_error", "backward_error", "weights")  # optional, 3-d
+# optional per-run fields: the profile histories, and per-run counts (1-d)
+OPTIONAL_FIELDS = PROFILE_FIELDS + ("nonfinite_injections",)
 
 
 class Result:
@@ -48,6 +50,9 @@ class Result:
     objective, grad_norm, grad_error, step_size : ndarray (n_runs, n_records)
     forward_error, backward_error : ndarray (n_runs, n_records, N) or None
     weights : ndarray (n_runs, n_records, n_weights) or None
+    nonfinite_injections : ndarray of int64 (n_runs,) or None
+        Per run, how many times (step, site) a perturbation left non-finite values in the
+        perturbed pass (None: not counted, a file from before the count existed).
     final_weights : ndarray (n_runs, n_weights)
     stopped_at : ndarray of int64 (n_runs,), -1 for a run that did not diverge
     stop_reason : list of str ("" for a run that did not diverge)
@@ -72,7 +77,7 @@ class Result:
         self.iterations = np.asarray(iterations, dtype=np.int64)
         for name in HISTORY_FIELDS:
             setattr(self, name, histories[name])
-        for name in PROFILE_FIELDS:
+        for name in OPTIONAL_FIELDS:
             setattr(self, name, histories.get(name))
         self.final_weights = final_weights
         self.stopped_at = np.asarray(stopped_at, dtype=np.int64)
@@ -174,7 +179,8 @@ class Result:
     def summary_table(self, factor=0.99, **spike_options):
         """One row per run, as a structured array with the fields ``seed``, ``diverged``,
         ``stopped_at``, ``stop_reason``, ``final_grad_norm``, ``stable_grad_norm``,
-        ``stable_iteration``, ``n_spikes``, ``n_recovered``, ``n_persistent``.
+        ``stable_iteration``, ``n_spikes``, ``n_recovered``, ``n_persistent``,
+        ``nonfinite_injections`` (-1: not counted).
 
         ``factor`` is the EWMA factor per iteration; ``spike_options`` go to :meth:`spike_events`.
         """
@@ -185,7 +191,8 @@ class Result:
                  ("stopped_at", np.int64), ("stop_reason", "U40"),
                  ("final_grad_norm", np.float64), ("stable_grad_norm", np.float64),
                  ("stable_iteration", np.int64), ("n_spikes", np.int64),
-                 ("n_recovered", np.int64), ("n_persistent", np.int64)]
+                 ("n_recovered", np.int64), ("n_persistent", np.int64),
+                 ("nonfinite_injections", np.int64)]
         table = np.zeros(self.n_runs, dtype=dtype)
         table["seed"] = seeds if int_seeds else [str(s) for s in self.seeds]
         table["diverged"] = self.diverged
@@ -194,6 +201,8 @@ class Result:
         table["final_grad_norm"] = self.final_grad_norm()
         table["stable_grad_norm"] = self.stable_grad_norm(factor)
         table["stable_iteration"] = self.stable_iteration_complexity(factor)
+        table["nonfinite_injections"] = (-1 if self.nonfinite_injections is None
+                                         else self.nonfinite_injections)
         for k in range(self.n_runs):
             mine = events[events["run"] == k]
             table["n_spikes"][k] = np.sum(mine["signal"] != "stop")
@@ -210,6 +219,8 @@ class Result:
         for row in table:
             status = (f"stopped at {row['stopped_at']}: {row['stop_reason']}"
                       if row["diverged"] else "ok")
+            if row["nonfinite_injections"] > 0:
+                status += f"; {row['nonfinite_injections']} non-finite injections"
             stable_at = "-" if row["stable_iteration"] < 0 else str(row["stable_iteration"])
             spikes = f"{row['n_spikes']}"
             if row["n_spikes"]:
@@ -241,7 +252,7 @@ class Result:
         if not isinstance(other, Result):
             return False
         for name in ("iterations", "final_weights", "stopped_at") + HISTORY_FIELDS \
-                + PROFILE_FIELDS:
+                + OPTIONAL_FIELDS:
             a, b = getattr(self, name), getattr(other, name)
             if a is None or b is None:
                 if a is not b:
@@ -270,7 +281,7 @@ class Result:
                 raise ValueError(f"results[{k}]: records at other iterations than results[0]")
         hist = {name: np.concatenate([getattr(r, name) for r in results]) for name in
                 HISTORY_FIELDS}
-        for name in PROFILE_FIELDS:
+        for name in OPTIONAL_FIELDS:
             parts = [getattr(r, name) for r in results]
             hist[name] = None if any(p is None for p in parts) else np.concatenate(parts)
         return cls(first.iterations.copy(), hist,

@@ -26,6 +26,7 @@ from fastcascade import reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._kernels import _engine, _ops
 from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade.diagnostics import check_setup, warn_nonfinite_injections
 from fastcascade.optim import Optimizer
 from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
 from fastcascade.problem import Problem
@@ -155,9 +156,11 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     seeds = _seed_list(seeds)
     n_workers = _n_workers(n_jobs, len(seeds))
     N = problem.cascade.n_ops
-    perts = sort_by_site(check_perturbations(perturbations, N), N)
+    checked = check_perturbations(perturbations, N)
+    perts = sort_by_site(checked, N)
     pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
     optimizer.batch_size(problem.n_samples)  # validates the batch against the data
+    check_setup(checked, n_iter)  # in the user's order, so the messages' indices are theirs
 
     config = optimizer.engine_config()
     config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
@@ -174,6 +177,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     hist["forward_error"] = np.full(prof_shape, np.nan)
     hist["backward_error"] = np.full(prof_shape, np.nan)
     hist["weights"] = np.full((n_runs, n_rec if record_weights else 0, problem.n_weights), np.nan)
+    hist["nonfinite"] = np.zeros((n_runs, 1), dtype=np.int64)
     streams = [run_streams(s) for s in seeds]  # on the calling thread
     plan, data = problem.plan, problem.data
 
@@ -183,7 +187,7 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
                 plan.op_table, plan.params, data.X, data.y, weights[k], config, pint, preal,
                 ptimes, *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
                 hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k],
-                hist["weights"][k])
+                hist["weights"][k], hist["nonfinite"][k])
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
 
@@ -216,6 +220,8 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         hist["forward_error"] = hist["backward_error"] = None
     if not record_weights:
         hist["weights"] = None
+    hist["nonfinite_injections"] = hist.pop("nonfinite")[:, 0]
+    warn_nonfinite_injections(hist["nonfinite_injections"], seeds)
     settings = dict(problem=repr(problem), optimizer=repr(optimizer), n_iter=n_iter,
                     perturbations=[repr(p) for p in perts], record_every=record_every,
                     record_profile=record_profile, record_weights=record_weights,

@@ -56,7 +56,7 @@ from fastcascade._validation import check_positive_int
 from fastcascade.optim import Optimizer
 from fastcascade.perturbation import check_perturbations
 from fastcascade.problem import Problem
-from fastcascade.result import PROFILE_FIELDS, Result, _frame
+from fastcascade.result import OPTIONAL_FIELDS, Result, _frame
 from fastcascade.run import run
 
 __all__ = ["sweep", "SweepResult", "run_unit", "RUN_KEYS"]
@@ -595,7 +595,7 @@ def _take_run(res, j):
         config["sweep"] = {"point": info["point"], "seed_index": j, "key": info["keys"][j]}
     hist = {name: getattr(res, name)[j:j + 1] for name in
             ("objective", "grad_norm", "grad_error", "step_size")}
-    for name in PROFILE_FIELDS:
+    for name in OPTIONAL_FIELDS:
         a = getattr(res, name)
         hist[name] = None if a is None else a[j:j + 1]
     return Result(res.iterations, hist, res.final_weights[j:j + 1], res.stopped_at[j:j + 1],

@@ -35,7 +35,14 @@ class Timing:
         return 0, 0, 0.0
 
     def active(self, t, gen=None):
+        """Whether the perturbation strikes at iteration ``t`` (``gen``: the pass's generator,
+        for random timings)."""
         raise NotImplementedError
+
+    def unreachable(self, n_iter: int):
+        """What of this timing can never fire in iterations 0..n_iter-1, as text; None when it
+        all can."""
+        return None
 
     def __eq__(self, other):
         return type(self) is type(other) and self.__dict__ == other.__dict__
@@ -50,6 +57,7 @@ class Always(Timing):
     kind = "always"
 
     def active(self, t, gen=None):
+        """Always True."""
         return True
 
     def __repr__(self):
@@ -70,7 +78,13 @@ class Every(Timing):
         return self.period, self.offset, 0.0
 
     def active(self, t, gen=None):
+        """True at offset, offset + period, ..."""
         return t >= self.offset and (t - self.offset) % self.period == 0
+
+    def unreachable(self, n_iter):
+        """The whole timing when its offset is at or beyond ``n_iter``."""
+        return (f"offset {self.offset} >= n_iter {n_iter}: never fires"
+                if self.offset >= n_iter else None)
 
     def __repr__(self):
         return f"Every({self.period}, offset={self.offset})"
@@ -89,7 +103,12 @@ class Bernoulli(Timing):
         return 0, 0, self.p
 
     def active(self, t, gen=None):
+        """One uniform draw from ``gen`` below p."""
         return gen.random() < self.p
+
+    def unreachable(self, n_iter):
+        """The whole timing when p is 0."""
+        return "p = 0: never fires" if self.p == 0.0 else None
 
     def __repr__(self):
         return f"Bernoulli({self.p!r})"
@@ -117,7 +136,17 @@ class At(Timing):
         return start, len(times), 0.0
 
     def active(self, t, gen=None):
+        """True at the listed iterations."""
         return t in self.iterations
+
+    def unreachable(self, n_iter):
+        """The listed iterations at or beyond ``n_iter``."""
+        late = [t for t in self.iterations if t >= n_iter]
+        if not late:
+            return None
+        shown = ", ".join(str(t) for t in late[:5]) + (", ..." if len(late) > 5 else "")
+        what = "never fires" if len(late) == len(self.iterations) else "never fire"
+        return f"iterations {shown} >= n_iter {n_iter}: {what}"
 
     def __repr__(self):
         return f"At({list(self.iterations)!r})"
@@ -138,7 +167,14 @@ class Window(Timing):
         return self.start, self.stop, 0.0
 
     def active(self, t, gen=None):
+        """True for start <= t < stop."""
         return self.start <= t < self.stop
+
+    def unreachable(self, n_iter):
+        """The whole window when it starts at or beyond ``n_iter``, or its tail past it."""
+        if self.start >= n_iter:
+            return f"start {self.start} >= n_iter {n_iter}: never fires"
+        return None
 
     def __repr__(self):
         return f"Window({self.start}, {self.stop})"

@@ -97,7 +97,8 @@ def test_without_profile_and_name_used_as_given(problem, tmp_path):
         names = sorted(z.namelist())
     assert names == sorted(f"{n}.npy" for n in ("format", "version", "meta", "iterations",
                                                  "objective", "grad_norm", "grad_error",
-                                                 "step_size", "final_weights", "stopped_at"))
+                                                 "step_size", "final_weights", "stopped_at",
+                                                 "nonfinite_injections"))
     with np.load(path, allow_pickle=False) as z:
         assert str(z["format"]) == "fastcascade.result" and int(z["version"]) == fc.io.FORMAT_VERSION == 2
         meta = json.loads(str(z["meta"]))

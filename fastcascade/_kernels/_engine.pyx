@@ -138,6 +138,7 @@ ctypedef struct Pass:
     double** ybuf          # ybuf[i]: a[i] + delta_i
     double** v             # v[i]: the message into operator i's output (v[N] = 1)
     double* block
+    long long n_nonfinite  # perturbed sites whose values came out non-finite (all steps)
 
 
 ctypedef struct Config:
@@ -251,6 +252,7 @@ cdef int pass_init(Pass* ps, const Net* net, Py_ssize_t B) except -1:
     for i in range(1, n):
         total += 3 * B * net.dims[i]
     ps.B = B
+    ps.n_nonfinite = 0
     ps.a = <double**>calloc(n, sizeof(double*))
     ps.y = <double**>calloc(n, sizeof(double*))
     ps.ybuf = <double**>calloc(n, sizeof(double*))
@@ -350,6 +352,16 @@ cdef int close_streams(Stream** streams, generators) except -1:
 # ---------------------------------------------------------------------------------------------
 # The passes (nogil)
 
+cdef bint any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil:
+    # an exponent of all ones is inf or NaN; integer ORs, which the compiler vectorises
+    cdef const uint64_t* u = <const uint64_t*>z
+    cdef uint64_t bad = 0
+    cdef Py_ssize_t j
+    for j in range(n):
+        bad = bad | ((u[j] & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL)
+    return bad != 0
+
+
 cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
                        const double* lab, Py_ssize_t ldl, const Sites* sites, long long t,
                        bitgen_t* bg, double* scratch) noexcept nogil:
@@ -372,6 +384,8 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
                 ps.y[i] = ps.ybuf[i]
             else:
                 perturbation_apply(&sites.perts[k], bg, ps.y[i], B, net.dims[i], scratch, t)
+        if ps.y[i] != ps.a[i] and any_nonfinite(ps.y[i], B * net.dims[i]):
+            ps.n_nonfinite += 1
 
 
 cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
@@ -396,6 +410,7 @@ cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const d
     # unwritten, for sgd_step(..., deferred=True) or write_deferred_blocks.
     # last_vjp_done: as in backward_pass.
     cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
+    cdef bint struck
     cdef const OpDesc* op
     cdef double block_sumsq
     if gsumsq != NULL:
@@ -416,10 +431,14 @@ cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const d
             gsumsq[0] = gsumsq[0] + block_sumsq
         if sites == NULL or i < 2:
             continue
+        struck = False
         for k in range(sites.start[N + i], sites.end[N + i]):
             if perturbation_active(&sites.perts[k], t, bg):
                 perturbation_apply(&sites.perts[k], bg, ps.v[i - 1], B, net.dims[i - 1], scratch,
                                    t)
+                struck = True
+        if struck and any_nonfinite(ps.v[i - 1], B * net.dims[i - 1]):
+            ps.n_nonfinite += 1
 
 
 cdef void write_deferred_blocks(const Net* net, const double* w, const Pass* ps,
@@ -726,7 +745,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
             const long long[::1] pert_times, data_gen, forward_gen, backward_gen, grad_gen,
             double[::1] h_objective, double[::1] h_grad_norm, double[::1] h_grad_error,
             double[::1] h_step_size, double[:, ::1] h_forward_error,
-            double[:, ::1] h_backward_error, double[:, ::1] h_weights=None):
+            double[:, ::1] h_backward_error, double[:, ::1] h_weights=None,
+            long long[::1] h_nonfinite=None):
     """Run one perturbed SGD trajectory in place on ``w``; fill the history arrays.
 
     The history arrays must be preallocated (filled with NaN) with one entry per record
@@ -737,11 +757,15 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     needs PCG64 streams (a stop at a record goes back to that step's stream states); with other
     bit generators, or when no thread can be started, the run records serially.
 
+    h_nonfinite, when given with one entry, receives the number of (step, site) pairs at which
+    the perturbations left a non-finite value in the perturbed pass (up to the stop).
+
     Returns (stop_iteration or -1, stop_code, whether a helper thread recorded).
     """
     cdef Config cfg = config_from(config)
     cdef Net net
     cdef Pass passes[2]          # the perturbed pass; two when the helper records one of them
+    cdef long long nonfinite_snap = 0   # the passes' non-finite count at the posted record
     cdef Pass* ps
     cdef int cur = 0
     cdef Pass cleanb, full
@@ -837,6 +861,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
     idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
     for i in range(2):
+        passes[i].n_nonfinite = 0
         passes[i].block = NULL
         passes[i].a = passes[i].y = passes[i].ybuf = passes[i].v = NULL
     cleanb.block = full.block = NULL
@@ -1004,6 +1029,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
                     for i in range(4):
                         stream_snap[i] = streams[i].pcg
+                    nonfinite_snap = passes[0].n_nonfinite + passes[1].n_nonfinite
                     rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
                     rc.w, rc.g, rc.pert = w_snap, g_snap, ps
                     rc.xin, rc.labin = xin, labin
@@ -1079,6 +1105,7 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         memcpy(wp, w_snap, n_w * sizeof(double))
                     for i in range(4):
                         streams[i].pcg = stream_snap[i]
+                    passes[0].n_nonfinite, passes[1].n_nonfinite = nonfinite_snap, 0
     finally:
         fc_worker_stop(helper)   # before the buffers it uses go
         if w_loaded and n_w > 0:
@@ -1087,6 +1114,8 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
         free(rec_block)
         free(x_snap)
         free(l_snap)
+        if h_nonfinite is not None and h_nonfinite.shape[0] > 0:
+            h_nonfinite[0] = passes[0].n_nonfinite + passes[1].n_nonfinite
         pass_free(&passes[0])
         pass_free(&passes[1])
         pass_free(&full)
