@@ -1,9 +1,9 @@
-"""The paper's logistic model (PAPER.md section 5) under forward noise and under backward noise.
+"""The paper's logistic model (the paper's section 7; docs/model.md, section 6) under forward noise and under backward noise.
 
 Zero-mean noise of the same size is injected either after f_1 (forward, delta_1) or on the
 message f_2 sends back to f_1 (backward, eps_2). As the step size shrinks, the stable gradient
 norm of clean SGD and of backward-perturbed SGD keeps falling, while forward noise leaves a
-plateau: zero-mean forward noise biases the gradient (PAPER.md section 2).
+plateau: zero-mean forward noise biases the gradient (docs/model.md, section 5: Theorem 2).
 
 Run:  python examples/paper_logistic.py [--iters T] [--jobs N]
 """

@@ -1,4 +1,4 @@
-"""The cascade f_N o ... o f_1 (PAPER.md Eq. 1) and its flat plan for the engine.
+"""The cascade f_N o ... o f_1 (Eq. 1, docs/model.md section 1) and its flat plan for the engine.
 
 Examples
 --------

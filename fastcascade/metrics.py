@@ -1,4 +1,4 @@
-"""Metrics derived from a run's histories (PAPER.md section 5), as plain functions on arrays.
+"""Metrics derived from a run's histories (the paper's section 7; docs/model.md, section 6), as plain functions on arrays.
 
 ``fc.Result`` calls these; they take arrays, so they work on any history with the same layout
 (one row per run, one column per record).

@@ -1,4 +1,4 @@
-"""What a perturbation does to the values it strikes (PAPER.md Eq. 5: delta_i and eps_i).
+"""What a perturbation does to the values it strikes (Eq. 5, docs/model.md section 2: delta_i and eps_i).
 
 Two families, both usable at any site (operator and pass):
 

@@ -1,4 +1,4 @@
-"""Operators f_i(y_{i-1}, w_i) of a cascade (PAPER.md section 1).
+"""Operators f_i(y_{i-1}, w_i) of a cascade (docs/model.md, section 1).
 
 Each operator maps a batch ``z`` of shape ``(B, d_in)`` to ``(B, d_out)``. Its forward pass and its
 two vector-Jacobian products (with respect to the input and to its weights) are compiled kernels in
@@ -190,7 +190,7 @@ class _Elementwise(Operator):
 
 
 class Identity(_Elementwise):
-    """y = z. Useful as a site where noise is injected (PAPER.md Eq. 5, delta_i)."""
+    """y = z. Useful as a site where noise is injected (Eq. 5, docs/model.md section 2, delta_i)."""
 
     kind = "identity"
 
@@ -223,7 +223,7 @@ class Margin(Operator):
     """The paper's f_1: y = -label * <z, w>, one scalar per sample; weights w in R^d.
 
     Reads a +-1 label per sample. With ``Softplus`` after it, the cascade is logistic regression
-    (PAPER.md section 5).
+    (the paper's section 7; docs/model.md, section 6).
     """
 
     kind = "margin"

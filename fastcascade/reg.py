@@ -1,4 +1,4 @@
-"""Regularizers R(w): exact, never perturbed (PAPER.md section 1).
+"""Regularizers R(w): exact, never perturbed (docs/model.md, section 1).
 
 Conventions, stated once:
 

@@ -1,4 +1,4 @@
-"""The theory's constants and bounds (PAPER.md sections 3 and 4), and the measurements to set
+"""The theory's constants and bounds (docs/model.md, section 5), and the measurements to set
 them against.
 
 - :class:`OperatorConstants` holds Assumption A3's constants (C1 = C_grad f, C2 = C_hess f,

@@ -521,7 +521,7 @@ def test_synthetic_logistic_label_frequencies(seed):
 
 
 # --------------------------------------------------------------------------------------------
-# Appendix A.3 (PAPER.md section 6): f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2
+# Appendix A.3 (the paper's appendix A.3): f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2
 
 A3 = np.array([[-15.0, 13.0], [-5.0, 9.0]])
 

@@ -4,7 +4,7 @@
 Every operator is a pair of ``noexcept nogil`` branches on raw pointers, dispatched on the
 operator code. Each adjoint line names the forward statement it differentiates.
 
-Speed (DESIGN.md section 4): the elementwise transcendental operators call the vectorised
+Speed (benchmarks/RESULTS.md): the elementwise transcendental operators call the vectorised
 exp/log1p/sigmoid/tanh of ``_fastmath.h`` (a few ulp from libm, NaN and Inf kept); dot products
 and axpys go through its fixed-order vector reductions; Linear (and FixedLinear) run per sample on
 its register-blocked W z, W^T g and g z^T kernels, and switch to BLAS ``dgemm``
