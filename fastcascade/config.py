@@ -114,10 +114,34 @@ class ConfigError(ValueError):
 _FUNCS = {"sqrt": math.sqrt, "log": math.log, "log10": math.log10, "exp": math.exp,
           "abs": abs, "min": min, "max": max, "int": int, "float": float}
 _CONSTS = {"pi": math.pi, "e": math.e}
+# Bounds that keep every expression instant: integers stay within int64 (Python's big ints
+# would let "10**10**10" run without end), floats overflow to an error, sources are short.
+_MAX_INT = 2 ** 63
+_MAX_SOURCE = 1000
+
+
+def _power(a, b):
+    """a ** b, refusing an integer power whose result would leave int64 before computing it."""
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b))
+    if ints and b > 0 and abs(a) > 1 and b * math.log2(abs(a)) > 63:
+        raise OverflowError(f"{a} ** {b} is beyond the integer range (|result| < 2**63); "
+                            f"write a float, e.g. {a}.0 ** {b}")
+    return a ** b
+
+
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
            ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-           ast.Pow: lambda a, b: a ** b, ast.Mod: lambda a, b: a % b,
+           ast.Pow: _power, ast.Mod: lambda a, b: a % b,
            ast.FloorDiv: lambda a, b: a // b}
+
+
+def _bounded(value, text, key):
+    """``value``, refused when it is an integer beyond int64 or a non-finite float."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _MAX_INT:
+        raise ConfigError(key, f"{text!r}: an integer beyond the range |x| < 2**63")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"{text!r}: gives {value}, not a finite number")
+    return value
 
 
 def expression_names(text):
@@ -129,14 +153,23 @@ def expression_names(text):
 
 
 def evaluate(text, variables, key):
-    """Value of an ``= ...`` expression (a small, safe arithmetic language)."""
+    """Value of an ``= ...`` expression (a small, safe arithmetic language).
+
+    Every intermediate value is bounded (integers within int64, floats finite) and the source
+    is at most 1000 characters, so an expression such as ``10**10**10`` is refused at once.
+    """
     source = text.lstrip()[1:].strip()
+    if len(source) > _MAX_SOURCE:
+        raise ConfigError(key, f"expression of {len(source)} characters; at most {_MAX_SOURCE}")
     try:
         tree = ast.parse(source, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise ConfigError(key, f"cannot parse the expression {text!r}") from None
 
     def ev(node):
+        return _bounded(ev_node(node), text, key)
+
+    def ev_node(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
@@ -154,14 +187,19 @@ def evaluate(text, variables, key):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right = ev(node.left), ev(node.right)
             try:
-                return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+                return _BINOPS[type(node.op)](left, right)
+            except OverflowError as exc:
+                detail = exc if "integer range" in str(exc) else "the result overflows a float"
+                raise ConfigError(key, f"{text!r}: {detail}") from None
             except (ArithmeticError, TypeError, ValueError) as exc:
                 raise ConfigError(key, f"{text!r}: {exc}") from None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id in _FUNCS and not node.keywords:
+            args = [ev(a) for a in node.args]
             try:
-                return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+                return _FUNCS[node.func.id](*args)
             except (ArithmeticError, TypeError, ValueError) as exc:
                 raise ConfigError(key, f"{text!r}: {exc}") from None
         raise ConfigError(key, f"unsupported syntax in the expression {text!r}")

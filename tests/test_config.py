@@ -300,3 +300,35 @@ def test_example_configurations_are_valid():
     for name in names:
         job = load_config(os.path.join(here, name))
         assert job.grid and job.run_kwargs["n_iter"] > 0
+
+
+# -- bounded expressions ------------------------------------------------------------------------
+@pytest.mark.parametrize("expr, why", [
+    ("= 10**10**10", "beyond the integer range"),
+    ("= 9**9**9", "beyond the integer range"),
+    ("= 2**64", "beyond the integer range"),
+    ("= 3**40 * 3**40", "beyond the integer range"),
+    ("= int(1e300)", "integer beyond the range"),
+    ("= 2.0**2000", "overflows a float"),
+    ("= 1e308 * 10", "not a finite number"),
+    ("= exp(1000)", "math range error"),
+    ("= " + "(" * 600 + "1" + ")" * 600, "at most 1000"),
+])
+def test_unbounded_expressions_are_refused_at_once(expr, why):
+    import time
+
+    from fastcascade.config import ConfigError, evaluate
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=why) as info:
+        evaluate(expr, {}, "noise.high")
+    assert time.perf_counter() - t0 < 1.0  # a hang guard: these took forever before
+    assert str(info.value).startswith("noise.high: ") and str(info.value).count("noise.high") == 1
+
+
+@pytest.mark.parametrize("expr, value", [("= 2**62", 2 ** 62), ("= -2 / sqrt(10)", -2 / 10 ** 0.5),
+                                         ("= 2.0**100", 2.0 ** 100), ("= max(1, 3) * 10**6", 3e6)])
+def test_ordinary_expressions_still_work(expr, value):
+    from fastcascade.config import evaluate
+
+    assert evaluate(expr, {}, "k") == value
