@@ -40,8 +40,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ["load", "save_result", "load_result", "jsonable", "RESULT_FORMAT", "SWEEP_FORMAT",
-           "FORMAT_VERSION"]
+__all__ = ["FileFormatError", "load", "save_result", "load_result", "jsonable", "RESULT_FORMAT",
+           "SWEEP_FORMAT", "FORMAT_VERSION"]
 
 RESULT_FORMAT = "fastcascade.result"
 SWEEP_FORMAT = "fastcascade.sweep"
@@ -51,6 +51,16 @@ MANIFEST = "manifest.json"
 _ARRAYS = ("iterations", "objective", "grad_norm", "grad_error", "step_size", "final_weights",
            "stopped_at")
 _OPTIONAL = ("forward_error", "backward_error", "weights")
+# files are untrusted: an entry's declared size must match its bytes, and the archive may not
+# expand to more than this many times its size on disk (plus a small allowance)
+_MAX_EXPANSION = 64
+_EXPANSION_ALLOWANCE = 1 << 20
+_ENTRY_KINDS = "biufU"   # bool, int, float and text entries only (no objects, no raw bytes)
+
+
+class FileFormatError(ValueError):
+    """A result file or sweep folder that cannot be read as one: the message names the file and
+    the field."""
 _RUN_COUNTS = ("nonfinite_injections",)  # optional, int64 (n_runs,)
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -175,9 +185,12 @@ def _read_npz(path, kind):
     if head != _ZIP_MAGIC:
         raise ValueError(f"{path}: not a fastcascade {kind} file (not an .npz archive)")
     try:
+        _check_entries(path)
         # our own file object: numpy leaks its handle when the archive is unreadable
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             return {name: z[name] for name in z.files}
+    except FileFormatError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc):
             raise ValueError(f"{path}: not a fastcascade {kind} file (it holds pickled "
@@ -185,6 +198,40 @@ def _read_npz(path, kind):
         raise ValueError(f"{path}: truncated or corrupt ({exc})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, zlib.error) as exc:
         raise ValueError(f"{path}: truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def _check_entries(path):
+    """Refuse, before anything is decompressed or allocated, an archive that expands far
+    beyond its size (a zip bomb) or whose entries declare arrays their bytes cannot hold."""
+    on_disk = os.path.getsize(path)
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        total = sum(info.file_size for info in infos)
+        if total > _MAX_EXPANSION * on_disk + _EXPANSION_ALLOWANCE:
+            raise FileFormatError(f"{path}: the archive declares {total} bytes for {on_disk} on "
+                                  f"disk; refused (at most {_MAX_EXPANSION}x)")
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise FileFormatError(f"{path}: entry {info.filename!r} is not an array")
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}
+                if version not in readers:
+                    raise FileFormatError(f"{path}: entry {info.filename!r}: unknown array "
+                                          f"format {version}")
+                shape, _, dtype = readers[version](fh)
+            field = info.filename[:-4]
+            if dtype.hasobject:
+                raise FileFormatError(f"{path}: not a fastcascade result file ({field} holds "
+                                      f"pickled objects, which are never loaded)")
+            if dtype.kind not in _ENTRY_KINDS:
+                raise FileFormatError(f"{path}: {field}: dtype {dtype} is not allowed (numbers "
+                                      f"and text only)")
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if need > info.file_size:
+                raise FileFormatError(f"{path}: {field}: declares shape {tuple(shape)} "
+                                      f"({need} bytes) in an entry of {info.file_size} bytes")
 
 
 def _scalar_str(arrays, name, path):
@@ -218,6 +265,9 @@ def load_result(path):
     if int(version) > FORMAT_VERSION:
         raise ValueError(f"{path}: format version {int(version)} was written by a newer "
                          f"fastcascade; this one reads versions up to {FORMAT_VERSION}")
+    if int(version) < 1:
+        raise FileFormatError(f"{path}: version: {int(version)} is not a format version "
+                              f"(1..{FORMAT_VERSION})")
     missing = [n for n in _ARRAYS + ("meta",) if n not in arrays]
     if missing:
         raise ValueError(f"{path}: incomplete result file, missing {', '.join(missing)}")
@@ -226,11 +276,13 @@ def load_result(path):
         seeds = [seed_from_json(s) for s in meta["seeds"]]
         stop_reason = [str(r) for r in meta["stop_reason"]]
         config = meta["config"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: unreadable metadata ({exc})") from None
+    except (ValueError, KeyError, TypeError, RecursionError, AttributeError) as exc:
+        raise FileFormatError(f"{path}: meta: unreadable metadata "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
     it = arrays["iterations"]
     n_runs, n_rec = len(seeds), it.shape[0] if it.ndim == 1 else -1
-    checks = [("iterations", it.ndim == 1 and it.dtype == np.int64)]
+    checks = [("iterations", it.ndim == 1 and it.dtype == np.int64
+               and bool(np.all(np.diff(it) > 0)) and (it.size == 0 or it[0] >= 0))]
     for name in ("objective", "grad_norm", "grad_error", "step_size"):
         a = arrays[name]
         checks.append((name, a.dtype == np.float64 and a.shape == (n_runs, n_rec)))
@@ -245,13 +297,16 @@ def load_result(path):
             a = arrays[name]
             checks.append((name, a.dtype == np.float64 and a.ndim == 3
                            and a.shape[:2] == (n_runs, n_rec)))
+    if "weights" in arrays and fw.ndim == 2:
+        checks.append(("weights", arrays["weights"].ndim == 3
+                       and arrays["weights"].shape[2] == fw.shape[1]))
     for name in _RUN_COUNTS:
         if name in arrays:
             a = arrays[name]
             checks.append((name, a.dtype == np.int64 and a.shape == (n_runs,)))
     bad = [name for name, ok in checks if not ok]
     if bad:
-        raise ValueError(f"{path}: inconsistent result file (bad {', '.join(bad)} for "
+        raise FileFormatError(f"{path}: inconsistent result file (bad {', '.join(bad)} for "
                          f"{n_runs} runs)")
     histories = {name: arrays[name] for name in ("objective", "grad_norm", "grad_error",
                                                  "step_size")}
@@ -296,13 +351,43 @@ def read_manifest(folder):
     if not isinstance(manifest, dict) or manifest.get("format") != SWEEP_FORMAT:
         raise ValueError(f"{path}: not a fastcascade sweep manifest (format "
                          f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if int(manifest.get("version", 0)) > FORMAT_VERSION:
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FileFormatError(f"{path}: version: expected an integer format version "
+                              f"1..{FORMAT_VERSION}, given {version!r}")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{path}: format version {manifest.get('version')} was written by a "
                          f"newer fastcascade; this one reads versions up to {FORMAT_VERSION}")
     for key in ("grid", "points", "seeds", "files", "config"):
         if key not in manifest:
             raise ValueError(f"{path}: incomplete manifest, missing {key!r}")
+    _check_manifest(manifest, os.fspath(folder), path)
     return manifest
+
+
+def _check_manifest(manifest, folder, path):
+    """Types and consistency of a manifest's fields; its files must lie inside its folder."""
+    def bad(field, what):
+        raise FileFormatError(f"{path}: {field}: {what}")
+
+    if not isinstance(manifest["points"], list) or not all(isinstance(p, dict)
+                                                           for p in manifest["points"]):
+        bad("points", "expected a list of tables")
+    if not isinstance(manifest["seeds"], list):
+        bad("seeds", "expected a list")
+    files = manifest["files"]
+    if not isinstance(files, list) or len(files) != len(manifest["points"]):
+        bad("files", f"expected one list per point ({len(manifest['points'])})")
+    root = os.path.realpath(folder)
+    for i, names in enumerate(files):
+        if not isinstance(names, list) or len(names) != len(manifest["seeds"]):
+            bad(f"files[{i}]", f"expected one name per seed ({len(manifest['seeds'])})")
+        for name in names:
+            if not isinstance(name, str) or os.path.isabs(name):
+                bad(f"files[{i}]", f"{name!r} is not a file name inside the folder")
+            real = os.path.realpath(os.path.join(folder, name))
+            if os.path.commonpath([root, real]) != root:
+                bad(f"files[{i}]", f"{name!r} lies outside the folder")
 
 
 def write_manifest(folder, manifest):
