@@ -6,6 +6,7 @@ from fastcascade import datasets, magnitude, metrics, noise, ops, reference, reg
 from fastcascade import plotting, problems, theory, timing  # plotting imports matplotlib lazily
 from fastcascade.cascade import Cascade
 from fastcascade.diagnostics import PerturbationWarning
+from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.info import build_info
 from fastcascade.io import load
 from fastcascade.optim import SGD, Adam
@@ -19,6 +20,7 @@ from fastcascade import experiments  # noqa: E402  (uses sweep)
 __version__ = "0.1.0"
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
-           "PerturbedGradient", "PerturbationWarning", "run", "sweep", "load", "perturbed_gradient", "build_info",
+           "ParameterError", "ParameterTypeError", "PerturbationWarning",
+           "PerturbedGradient", "run", "sweep", "load", "perturbed_gradient", "build_info",
            "metrics", "plotting", "datasets", "magnitude", "noise", "ops", "experiments",
            "problems", "reference", "reg", "schedules", "theory", "timing", "__version__"]

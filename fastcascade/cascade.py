@@ -17,6 +17,7 @@ import numpy as np
 
 from fastcascade.ops import Operator
 from fastcascade._validation import as_float_array, check_positive_int
+from fastcascade.errors import ParameterError, ParameterTypeError
 
 __all__ = ["Cascade", "Plan"]
 
@@ -55,13 +56,21 @@ class Cascade:
     """
 
     def __init__(self, operators, input_dim=None):
-        operators = list(operators) if not isinstance(operators, Operator) else [operators]
+        what = "a sequence of fastcascade.ops.Operator"
+        if isinstance(operators, Operator):
+            operators = [operators]
+        if isinstance(operators, (str, bytes, dict)):
+            raise ParameterTypeError("operators", operators, what)
+        try:
+            operators = list(operators)
+        except TypeError:
+            raise ParameterTypeError("operators", operators, what) from None
         if not operators:
-            raise ValueError("operators: expected at least one operator, given an empty list")
+            raise ParameterError("operators", operators, "at least one operator")
         for i, op in enumerate(operators, start=1):
             if not isinstance(op, Operator):
-                raise ValueError(f"operator {i}: expected a fastcascade.ops.Operator, given "
-                                 f"{op!r}")
+                raise ParameterTypeError(f"operators[{i - 1}]", op,
+                                         f"a fastcascade.ops.Operator (operator {i})")
         self.operators = tuple(operators)
         self.input_dim = None
         if input_dim is not None:
@@ -75,14 +84,15 @@ class Cascade:
         for i, op in enumerate(self.operators, start=1):
             if op.d_in is not None and op.d_in != width:
                 source = "the input" if i == 1 else f"the output width of operator {i - 1}"
-                raise ValueError(f"operator {i} ({op!r}): d_in: expected {width} ({source}), "
-                                 f"given {op.d_in}")
+                raise ParameterError(f"operators[{i - 1}].d_in", op.d_in, f"{width} ({source})",
+                                     owner=f"operator {i} ({op!r})")
             op = op.bound(width)
             bound.append(op)
             width = op.d_out
         if width != 1:
-            raise ValueError(f"operator {len(bound)} ({bound[-1]!r}): d_out: the last operator "
-                             f"must yield one scalar per sample (d_out = 1), given {width}")
+            raise ParameterError(f"operators[{len(bound) - 1}].d_out", width,
+                                 "1 (the last operator must yield one scalar per sample, "
+                                 "d_out = 1)", owner=f"operator {len(bound)} ({bound[-1]!r})")
         self.operators = tuple(bound)
         self.input_dim = input_dim
 
@@ -144,12 +154,13 @@ class Cascade:
         parts = [op.init_weights(rng) for op in self.operators if op.n_weights]
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def check_weights(self, w, name="w"):
-        """``w`` as a float64 vector of length ``n_weights``, or a ValueError naming ``name``."""
-        w = as_float_array(w, name, ndim=1)
+    def check_weights(self, w, name="w", finite=False):
+        """``w`` as a float64 vector of length ``n_weights`` (finite with ``finite=True``), or a
+        ParameterError naming ``name``."""
+        w = as_float_array(w, name, ndim=1, finite=finite)
         if w.shape[0] != self.n_weights:
-            raise ValueError(f"{name}: expected {self.n_weights} weights (cascade.n_weights), "
-                             f"given {w.shape[0]}")
+            raise ParameterError(name, w, f"{self.n_weights} weights (cascade.n_weights)",
+                                 given=f"{w.shape[0]}")
         return w
 
     # -- lowering ----------------------------------------------------------------------------

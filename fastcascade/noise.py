@@ -26,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade._kernels import _noise
-from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade._validation import (check_bool, check_choice, check_instance, check_int_list,
+                                     check_positive_int, check_real)
+from fastcascade.errors import ParameterError
 
 __all__ = ["Noise", "Distribution", "Transform", "Uniform", "Gaussian", "Laplace", "StudentT",
            "Rademacher", "Constant", "Relative", "LowPrecision", "FixedPoint", "TopK", "RandK",
@@ -90,7 +92,7 @@ class Uniform(Distribution):
         self.low = check_real(low, "low", "Uniform")
         self.high = check_real(high, "high", "Uniform")
         if self.high < self.low:
-            raise ValueError(f"Uniform: high: expected >= low ({self.low!r}), given {high!r}")
+            raise ParameterError("high", high, f"a number >= low ({self.low!r})", "Uniform")
 
     def params(self):
         return [self.low, self.high, 0.0, 0.0]
@@ -247,9 +249,8 @@ class Relative(Noise):
     mode = "relative"
 
     def __init__(self, dist):
-        if not isinstance(dist, Distribution):
-            raise ValueError(f"Relative: dist: expected a distribution (Uniform, Gaussian, "
-                             f"Laplace, StudentT, Rademacher, Constant), given {dist!r}")
+        check_instance(dist, "dist", Distribution, "a distribution (Uniform, Gaussian, "
+                       "Laplace, StudentT, Rademacher, Constant)", "Relative")
         self.dist = dist
         self.kind = dist.kind
 
@@ -385,7 +386,8 @@ class FixedPoint(Transform):
 
 class TopK(Transform):
     """Keep the k entries of largest magnitude in each sample (ties: the lower index), zero the
-    rest. ``TopK(1)`` is appendix A.3's compressor. k >= d keeps everything."""
+    rest. ``TopK(1)`` is appendix A.3's compressor. k = d keeps everything; a run refuses k
+    above the width d of the perturbed site."""
 
     kind = "topk"
 
@@ -411,7 +413,8 @@ class TopK(Transform):
 
 class RandK(Transform):
     """Keep k entries of each sample chosen uniformly without replacement, zero the rest;
-    ``unbiased=True`` scales the kept entries by d / k so that E[Q(z)] = z.
+    ``unbiased=True`` scales the kept entries by d / k so that E[Q(z)] = z. A run refuses k
+    above the width d of the perturbed site.
 
     Draws: per sample, k uniforms u_j; entry j of a partial Fisher-Yates shuffle swaps position
     j with j + floor(u_j (d - j)) (a bias below d 2^-53 from the floating-point floor).
@@ -421,9 +424,7 @@ class RandK(Transform):
 
     def __init__(self, k, unbiased=True):
         self.k = check_positive_int(k, "k", "RandK")
-        if not isinstance(unbiased, bool):
-            raise ValueError(f"RandK: unbiased: expected True or False, given {unbiased!r}")
-        self.unbiased = unbiased
+        self.unbiased = check_bool(unbiased, "unbiased", "RandK")
 
     def aux(self):
         return (self.k, int(self.unbiased))
@@ -471,14 +472,10 @@ class BitFlip(Transform):
 
     def __init__(self, p, bits):
         self.p = check_real(p, "p", "BitFlip", low=0.0, high=1.0)
-        try:
-            bits = sorted({int(b) for b in np.atleast_1d(bits)})
-        except (TypeError, ValueError):
-            raise ValueError(f"BitFlip: bits: expected bit indices in 0..63, given {bits!r}") \
-                from None
-        if not bits or bits[0] < 0 or bits[-1] > 63:
-            raise ValueError(f"BitFlip: bits: expected bit indices in 0..63, given {bits!r}")
-        self.bits = tuple(bits)
+        chosen = check_int_list(bits, "bits", "BitFlip", low=0, high=63)
+        if not chosen:
+            raise ParameterError("bits", bits, "at least one bit index in 0..63", "BitFlip")
+        self.bits = tuple(sorted(set(chosen)))
 
     @property
     def mask(self):

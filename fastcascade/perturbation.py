@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade._kernels import _noise
-from fastcascade._validation import check_choice
+from fastcascade._validation import check_choice, check_instance, check_positive_int
+from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.magnitude import Fixed, Magnitude
 from fastcascade.noise import Noise
 from fastcascade.timing import Always, Timing
 
-__all__ = ["Perturbation", "perturbation_tables"]
+__all__ = ["Perturbation", "perturbation_tables", "check_perturbations", "check_widths"]
 
 PASSES = ("forward", "backward")
 GRANULARITIES = ("element", "sample", "step")
@@ -51,34 +52,28 @@ class Perturbation:
 
     def __init__(self, op, pass_="forward", noise=None, timing=None, granularity="element",
                  magnitude=None):
-        if not isinstance(op, (int, np.integer)) or isinstance(op, bool) or op < 1:
-            raise ValueError(f"Perturbation: op: expected an operator index >= 1, given {op!r}")
-        self.op = int(op)
+        self.op = check_positive_int(op, "op", "Perturbation")
         self.pass_ = check_choice(pass_, "pass_", PASSES, "Perturbation")
         if self.pass_ == "backward" and self.op < 2:
-            raise ValueError("Perturbation: op: a backward perturbation at op=i perturbs the "
-                             "message f_i sends to f_{i-1}, so it needs op >= 2, given 1")
-        if not isinstance(noise, Noise):
-            raise ValueError(f"Perturbation: noise: expected a fastcascade.noise kind, "
-                             f"given {noise!r}")
-        self.noise = noise
+            raise ParameterError("op", op, "an operator index >= 2 for pass_='backward' (a "
+                                 "backward perturbation at op=i perturbs the message f_i sends "
+                                 "to f_{i-1})", "Perturbation")
+        self.noise = check_instance(noise, "noise", Noise, "a fastcascade.noise kind",
+                                    "Perturbation")
         timing = Always() if timing is None else timing
-        if not isinstance(timing, Timing):
-            raise ValueError(f"Perturbation: timing: expected a fastcascade.timing kind, "
-                             f"given {timing!r}")
-        self.timing = timing
+        self.timing = check_instance(timing, "timing", Timing, "a fastcascade.timing kind",
+                                     "Perturbation")
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES,
                                         "Perturbation")
         if noise.is_transform and granularity != "element":
-            raise ValueError(f"Perturbation: granularity: {noise!r} is a transform, which "
-                             f"takes 'element', given {granularity!r}")
+            raise ParameterError("granularity", granularity, f"'element' ({noise!r} is a "
+                                 "transform)", "Perturbation")
         magnitude = Fixed() if magnitude is None else magnitude
-        if not isinstance(magnitude, Magnitude):
-            raise ValueError(f"Perturbation: magnitude: expected a fastcascade.magnitude kind, "
-                             f"given {magnitude!r}")
+        check_instance(magnitude, "magnitude", Magnitude, "a fastcascade.magnitude kind",
+                       "Perturbation")
         if noise.is_transform and magnitude != Fixed():
-            raise ValueError(f"Perturbation: magnitude: {noise!r} is a transform and has no "
-                             f"magnitude, given {magnitude!r}")
+            raise ParameterError("magnitude", magnitude, f"none ({noise!r} is a transform and "
+                                 "has no magnitude)", "Perturbation")
         self.magnitude = magnitude
 
     @property
@@ -125,15 +120,41 @@ def check_perturbations(perturbations, n_ops):
         return []
     if isinstance(perturbations, Perturbation):
         perturbations = [perturbations]
-    perts = list(perturbations)
+    what = "a sequence of fastcascade.Perturbation"
+    if isinstance(perturbations, (str, bytes, dict)):
+        raise ParameterTypeError("perturbations", perturbations, what)
+    try:
+        perts = list(perturbations)
+    except TypeError:
+        raise ParameterTypeError("perturbations", perturbations, what) from None
     for k, p in enumerate(perts):
-        if not isinstance(p, Perturbation):
-            raise ValueError(f"perturbations[{k}]: expected a fastcascade.Perturbation, "
-                             f"given {p!r}")
+        check_instance(p, f"perturbations[{k}]", Perturbation, "a fastcascade.Perturbation")
         if p.op > n_ops:
-            raise ValueError(f"perturbations[{k}]: op: expected an operator index in "
-                             f"1..{n_ops}, given {p.op}")
+            raise ParameterError(f"perturbations[{k}].op", p.op,
+                                 f"an operator index in 1..{n_ops}")
     return perts
+
+
+def site_width(perturbation, dims):
+    """The width of the block a perturbation strikes: d_i after f_i (forward), d_{i-1} for the
+    message f_i sends back (backward); ``dims`` = (d_0, ..., d_N)."""
+    return dims[perturbation.op - 1] if perturbation.backward else dims[perturbation.op]
+
+
+def check_widths(perturbations, dims):
+    """Refuse compressors that keep more entries than their site has (``TopK``/``RandK`` with
+    k > d), once the widths ``dims`` = (d_0, ..., d_N) are known. ``perturbations`` come in the
+    user's order, so that the message names the user's index."""
+    for k, p in enumerate(perturbations):
+        kept = getattr(p.noise, "k", None)
+        if p.noise.is_transform and kept is not None:
+            d = site_width(p, dims)
+            if kept > d:
+                where = "message to" if p.backward else "output of"
+                name = "f_{}".format(p.op - 1 if p.backward else p.op)
+                raise ParameterError(f"perturbations[{k}].noise.k", kept,
+                                     f"k <= {d}, the width of the {p.pass_} site (the "
+                                     f"{where} {name})")
 
 
 def sort_by_site(perturbations, n_ops):

@@ -25,10 +25,13 @@ import numpy as np
 from fastcascade import reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._kernels import _engine, _ops
-from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade._validation import (check_bool, check_choice, check_instance, check_memory,
+                                     check_positive_int, check_real, is_int)
 from fastcascade.diagnostics import check_setup, warn_nonfinite_injections
+from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.optim import Optimizer
-from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
+from fastcascade.perturbation import (check_perturbations, check_widths, perturbation_tables,
+                                      sort_by_site)
 from fastcascade.problem import Problem
 from fastcascade.result import Result
 
@@ -49,28 +52,40 @@ def run_streams(seed):
     return [np.random.Generator(np.random.PCG64(s)) for s in seq.spawn(len(STREAMS))]
 
 
-def _check_problem(problem, optimizer=None):
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: expected a fastcascade.Problem, given {problem!r}")
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise ValueError(f"optimizer: expected fastcascade.SGD or fastcascade.Adam, "
-                         f"given {optimizer!r}")
+def _check_problem(problem, optimizer=None, need_optimizer=False):
+    check_instance(problem, "problem", Problem, "a fastcascade.Problem")
+    if need_optimizer or optimizer is not None:
+        check_instance(optimizer, "optimizer", Optimizer,
+                       "fastcascade.SGD or fastcascade.Adam")
+
+
+SEEDS_ALLOWED = "a non-negative integer, a SeedSequence or an iterable of them"
 
 
 def _seed_list(seeds):
-    if isinstance(seeds, (int, np.integer, np.random.SeedSequence)):
-        return [seeds]
+    if isinstance(seeds, np.random.SeedSequence) or is_int(seeds):
+        seeds = [seeds]
+    elif isinstance(seeds, (bool, np.bool_, str, bytes, dict, float)):
+        raise ParameterTypeError("seeds", seeds, SEEDS_ALLOWED)
     try:
         seeds = list(seeds)
     except TypeError:
-        raise ValueError(f"seeds: expected an int or an iterable of ints, given {seeds!r}") from None
+        raise ParameterTypeError("seeds", seeds, SEEDS_ALLOWED) from None
     if not seeds:
-        raise ValueError("seeds: expected at least one seed, given an empty sequence")
-    for s in seeds:
-        if not isinstance(s, (np.random.SeedSequence, int, np.integer)) or isinstance(s, bool) \
-                or (not isinstance(s, np.random.SeedSequence) and s < 0):
-            raise ValueError(f"seeds: expected non-negative integers, given {s!r}")
+        raise ParameterError("seeds", seeds, "at least one seed")
+    for k, s in enumerate(seeds):
+        if isinstance(s, np.random.SeedSequence):
+            continue
+        if not is_int(s):
+            raise ParameterTypeError(f"seeds[{k}]", s, "a non-negative integer or a "
+                                     "SeedSequence")
+        if s < 0:
+            raise ParameterError(f"seeds[{k}]", s, "a non-negative integer")
     return seeds
+
+
+INIT_ALLOWED = ("None, 'zeros', 'random', an array (n_weights,) or (n_runs, n_weights) of "
+                "finite numbers, or a callable init(seed)")
 
 
 def _initial_weights(problem, init, seeds):
@@ -80,18 +95,58 @@ def _initial_weights(problem, init, seeds):
     if isinstance(init, str) and init == "random":
         return np.stack([problem.init_weights(seed=s) for s in seeds]) if n_w else \
             np.zeros((n_runs, 0))
+    if isinstance(init, str):
+        raise ParameterError("init", init, INIT_ALLOWED)
     if callable(init):
-        return np.stack([problem.cascade.check_weights(init(s), "init(seed)") for s in seeds])
-    w0 = np.asarray(init, dtype=np.float64)
+        return np.stack([problem.cascade.check_weights(init(s), f"init({s!r})", finite=True)
+                         for s in seeds])
+    try:
+        w0 = np.asarray(init, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterTypeError("init", init, INIT_ALLOWED) from None
     if w0.ndim == 1:
-        return np.tile(problem.cascade.check_weights(w0, "init"), (n_runs, 1))
+        return np.tile(problem.cascade.check_weights(w0, "init", finite=True), (n_runs, 1))
     if w0.shape != (n_runs, n_w):
-        raise ValueError(f"init: expected shape ({n_w},) or ({n_runs}, {n_w}), given {w0.shape}")
+        raise ParameterError("init", init, f"shape ({n_w},) or ({n_runs}, {n_w})",
+                             given=f"shape {w0.shape}")
+    if not np.all(np.isfinite(w0)):
+        raise ParameterError("init", init, "finite numbers", given="NaN or infinite entries")
     return np.array(w0, dtype=np.float64, order="C")
 
 
+def _label_width(problem):
+    y = problem.data.y
+    return int(y.shape[1]) if y.ndim == 2 else 1
+
+
+def _run_memory(problem, optimizer, n_iter, record_every, n_runs, n_workers, record_profile,
+                record_weights, record_thread):
+    """Refuse, before allocating, runs whose histories and per-thread workspaces (the engine's
+    buffers: three per operator output per pass over the batch and over the data) exceed the
+    machine's memory; the error names the parameter of the largest part."""
+    dims = problem.cascade.dims
+    S, W, d0, n_w = sum(dims[1:]), max(dims), dims[0], problem.n_weights
+    M, ldl, N = problem.n_samples, _label_width(problem), problem.cascade.n_ops
+    full = optimizer.batch == "full"
+    B = M if full else optimizer.batch
+    batch_doubles = 3 * B * S + 2 * W * B + B
+    if not full:
+        batch_doubles += 3 * B * S + B * (d0 + ldl)
+    if record_thread:
+        batch_doubles += 3 * B * S + B * (d0 + ldl)
+    data_doubles = 3 * M * S + (M if optimizer.sampling == "shuffle" else 0)
+    n_rec = -(-n_iter // record_every)
+    hist_doubles = n_runs * n_rec * (4 + (2 * N if record_profile else 0)
+                                     + (n_w if record_weights else 0))
+    parts = {"n_iter": 8 * hist_doubles,
+             "problem": 8 * n_workers * (data_doubles + 10 * n_w + (batch_doubles if full else 0)),
+             "optimizer.batch": 0 if full else 8 * n_workers * batch_doubles}
+    check_memory(parts, f"{n_runs} run(s) on {n_workers} thread(s)",
+                 {"n_iter": n_iter, "problem": problem, "optimizer.batch": optimizer.batch})
+
+
 def _threads(n_jobs):
-    if n_jobs == -1:
+    if is_int(n_jobs) and n_jobs == -1:
         return os.cpu_count() or 1
     return check_positive_int(n_jobs, "n_jobs")
 
@@ -144,30 +199,33 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     -------
     fastcascade.Result
     """
-    _check_problem(problem, optimizer)
+    _check_problem(problem, optimizer, need_optimizer=True)
     n_iter = check_positive_int(n_iter, "n_iter")
     record_every = check_positive_int(record_every, "record_every")
-    if not isinstance(record_profile, bool):
-        raise ValueError(f"record_profile: expected True or False, given {record_profile!r}")
-    if not isinstance(record_weights, bool):
-        raise ValueError(f"record_weights: expected True or False, given {record_weights!r}")
+    record_profile = check_bool(record_profile, "record_profile")
+    record_weights = check_bool(record_weights, "record_weights")
+    progress = check_bool(progress, "progress", allow_none=True)
     engine = check_choice(engine, "engine", ENGINES)
     max_norm = check_real(max_norm, "max_norm", low=0.0, low_open=True, finite=False)
     seeds = _seed_list(seeds)
     n_workers = _n_workers(n_jobs, len(seeds))
     N = problem.cascade.n_ops
-    checked = check_perturbations(perturbations, N)
-    perts = sort_by_site(checked, N)
+    given = check_perturbations(perturbations, N)
+    check_widths(given, problem.cascade.dims)
+    perts = sort_by_site(given, N)
     pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
     optimizer.batch_size(problem.n_samples)  # validates the batch against the data
-    check_setup(checked, n_iter)  # in the user's order, so the messages' indices are theirs
+    check_setup(given, n_iter)  # in the user's order, so the messages' indices are theirs
+    record_thread = int(_threads(n_jobs) >= 2 * len(seeds))
+    _run_memory(problem, optimizer, n_iter, record_every, len(seeds), n_workers,
+                record_profile, record_weights, record_thread)
 
     config = optimizer.engine_config()
     config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
                   record_weights=int(record_weights),
                   reg_code=problem.regularizer.kernel_code,
                   reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
-                  record_thread=int(_threads(n_jobs) >= 2 * len(seeds)))
+                  record_thread=record_thread)
 
     n_runs, n_rec = len(seeds), math.ceil(n_iter / record_every)
     weights = _initial_weights(problem, init, seeds)
@@ -269,13 +327,19 @@ def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iterati
     _check_problem(problem)
     w = problem.cascade.check_weights(w)
     N = problem.cascade.n_ops
-    perts = sort_by_site(check_perturbations(perturbations, N), N)
+    given = check_perturbations(perturbations, N)
+    check_widths(given, problem.cascade.dims)
+    perts = sort_by_site(given, N)
     iteration = check_positive_int(iteration, "iteration", allow_zero=True)
     engine = check_choice(engine, "engine", ENGINES)
     data_gen, forward_gen, backward_gen, _ = run_streams(_seed_list(seed)[0])
     X, Y = problem.data.X, problem.data.y
     if batch is not None:
         batch = check_positive_int(batch, "batch")
+        dims = problem.cascade.dims
+        check_memory({"batch": 8 * batch * (6 * sum(dims[1:]) + 2 * max(dims) + dims[0]
+                                            + _label_width(problem) + 1)},
+                     f"a gradient over {batch} samples", {"batch": batch})
         idx = data_gen.integers(0, problem.n_samples, size=batch)
         X, Y = X[idx], Y[idx]
     pint, preal, ptimes = perturbation_tables(perts, N, n_iter)  # validates the magnitudes

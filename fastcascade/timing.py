@@ -13,10 +13,9 @@ Examples
 """
 from __future__ import annotations
 
-import numpy as np
-
 from fastcascade._kernels import _noise
-from fastcascade._validation import check_positive_int, check_real
+from fastcascade._validation import check_int_list, check_positive_int, check_real
+from fastcascade.errors import ParameterError
 
 __all__ = ["Timing", "Always", "Every", "Bernoulli", "At", "Window"]
 
@@ -120,15 +119,10 @@ class At(Timing):
     kind = "at"
 
     def __init__(self, iterations):
-        try:
-            its = np.unique(np.asarray(list(np.atleast_1d(iterations)), dtype=np.int64))
-        except (TypeError, ValueError):
-            raise ValueError(f"At: iterations: expected non-negative integers, given "
-                             f"{iterations!r}") from None
-        if its.size == 0 or its[0] < 0:
-            raise ValueError(f"At: iterations: expected non-negative integers, given "
-                             f"{iterations!r}")
-        self.iterations = tuple(int(t) for t in its)
+        its = check_int_list(iterations, "iterations", "At", low=0)
+        if not its:
+            raise ParameterError("iterations", iterations, "at least one iteration", "At")
+        self.iterations = tuple(sorted(set(its)))
 
     def table(self, times):
         start = len(times)
@@ -161,7 +155,7 @@ class Window(Timing):
         self.start = check_positive_int(start, "start", "Window", allow_zero=True)
         self.stop = check_positive_int(stop, "stop", "Window", allow_zero=True)
         if self.stop <= self.start:
-            raise ValueError(f"Window: stop: expected > start ({self.start}), given {stop!r}")
+            raise ParameterError("stop", stop, f"an integer > start ({self.start})", "Window")
 
     def table(self, times):
         return self.start, self.stop, 0.0

@@ -166,7 +166,7 @@ def test_unbound_cascade_binds_to_input_width():
      [r"operator 2\b", r"d_in: expected 4", r"given 3"]),
     (lambda: fc.Cascade([]), [r"operators: expected at least one operator"]),
     (lambda: fc.Cascade([fc.ops.Tanh(), "relu"]),
-     [r"operator 2: expected a fastcascade\.ops\.Operator, given 'relu'"]),
+     [r"operators\[1\]: expected a fastcascade\.ops\.Operator \(operator 2\), given 'relu'"]),
     (lambda: fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()], input_dim=0),
      [r"input_dim: expected a positive integer, given 0"]),
 ])

@@ -95,8 +95,8 @@ BAD = [
     ("operator out of range", CONFIG.replace("op = 1", "op = 3"),
      "perturbations[0].op: expected an operator index in 1..2, given 3"),
     ("backward on operator 1", CONFIG.replace('pass = "forward"', 'pass = "backward"'),
-     "perturbations[0].op: a backward perturbation at op=i perturbs the message f_i sends to "
-     "f_{i-1}, so it needs op >= 2, given 1"),
+     "perturbations[0].op: expected an operator index >= 2 for pass_='backward' (a backward "
+     "perturbation at op=i perturbs the message f_i sends to f_{i-1}), given 1"),
     ("negative grid step size", CONFIG.replace("[0.3, 0.1]", "[0.3, -0.1]"),
      "sweep.grid.step_size[1]: expected a finite real number > 0.0, given -0.1"),
     ("TOML syntax", CONFIG.replace("[run]", "[run"), "toml: "),

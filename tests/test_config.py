@@ -224,8 +224,8 @@ noise = {{kind = "Uniform", low = -0.1, high = 0.1}}
     (PERT.format(op=3, pass_="forward"), BASE, "perturbations[0].op",
      "expected an operator index in 1..2, given 3"),
     (PERT.format(op=1, pass_="backward"), BASE, "perturbations[0].op",
-     "a backward perturbation at op=i perturbs the message f_i sends to f_{i-1}, so it needs "
-     "op >= 2, given 1"),
+     "expected an operator index >= 2 for pass_='backward' (a backward perturbation at op=i "
+     "perturbs the message f_i sends to f_{i-1}), given 1"),
     (PERT.format(op=1, pass_="sideways"), BASE, "perturbations[0].pass",
      "expected one of 'forward', 'backward', given 'sideways'"),
     ('[[perturbations]]\nop = 1\nnoise = {kind = "Unifrom"}', BASE,
@@ -233,7 +233,7 @@ noise = {{kind = "Uniform", low = -0.1, high = 0.1}}
     ('[[perturbations]]\nop = 1\nnoise = {kind = "Uniform", low = 1.0, hi = 2.0}', BASE,
      "perturbations[0].noise.hi", "unknown key for Uniform; expected low, high"),
     ('[[perturbations]]\nop = 1\nnoise = {kind = "Uniform", low = 1.0, high = 0.0}', BASE,
-     "perturbations[0].noise.high", "expected >= low (1.0), given 0.0"),
+     "perturbations[0].noise.high", "expected a number >= low (1.0), given 0.0"),
     ('[[perturbations]]\nop = 1\nnoise = {kind = "Gaussian", std = "= s * 2"}', BASE,
      "perturbations[0].noise.std", "unknown name 's' in '= s * 2': give it a value in [params] "
      "or the sweep grid"),

@@ -96,7 +96,7 @@ def test_grid_keys_are_classified(problem):
     ({"step_size": [0.1, -0.1]}, (), r"grid point \{'step_size': -0.1\}: step_size: "
                                      r"expected a finite real number > 0"),
     ({"sigma_f": [1.0]}, lambda sigma_f: [fc.Perturbation(op=3, noise=fc.noise.Constant(1.0))],
-     r"grid point \{'sigma_f': 1.0\}: perturbations\[0\]: op: expected an operator index in "
+     r"grid point \{'sigma_f': 1.0\}: perturbations\[0\]\.op: expected an operator index in "
      r"1..2, given 3"),
 ])
 def test_bad_grids_name_the_key(problem, grid, perts, message):
