@@ -12,7 +12,8 @@ Commands::
     fastcascade bench [--quick] [--json F] speed side by side with the NumPy reference, JAX
                                            and scikit-learn (fastcascade.bench)
 
-An invalid configuration exits with status 2 and one line on stderr that names the key.
+An invalid configuration or argument, a file that cannot be read or written, exits with status
+2 and one line on stderr, ``fastcascade: error: ...``, that names the key, parameter or path.
 
 Examples
 --------
@@ -132,11 +133,42 @@ def _load_job(path):
     return load_config(path)
 
 
+def _check_out_file(out, what):
+    """Refuse, before computing, an output file path that is a folder or in no folder."""
+    if not out:
+        return
+    if os.path.isdir(out):
+        raise CLIError(f"{what} {out}: is a folder; expected a file path (.npz)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise CLIError(f"{what} {out}: {parent} is not a folder")
+
+
+def _check_out_folder(out, what):
+    """Refuse, before computing, a sweep folder path that is a file."""
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"{what} {out}: is a file; expected a folder")
+
+
+def _save(res, out, what):
+    try:
+        res.save(out)
+    except OSError as exc:
+        raise CLIError(f"{what} {out}: cannot write ({_os_reason(exc)})") from None
+
+
+def _os_reason(exc):
+    reason = exc.strerror or type(exc).__name__
+    name = exc.filename
+    return f"{name}: {reason}" if name else reason
+
+
 def cmd_run(args):
     from fastcascade.config import run_job
 
     job = _load_job(args.config)
     out = args.out or job.output.get("run")
+    _check_out_file(out, "--out" if args.out else "[output] run")
     t0 = time.perf_counter()
     if job.grid:
         print("note: run ignores the [sweep] grid (fastcascade sweep runs it)")
@@ -145,7 +177,7 @@ def cmd_run(args):
     print(f"{res.n_runs} runs of {job.run_kwargs.get('n_iter')} iterations in "
           f"{time.perf_counter() - t0:.1f} s")
     if out:
-        res.save(out)
+        _save(res, out, "--out" if args.out else "[output] run")
         print(f"wrote {os.path.abspath(out)}")
     _write_plot(res, args.plot or job.output.get("plot"))
     return 0
@@ -166,8 +198,13 @@ def cmd_sweep(args):
 
     job = _load_job(args.config)
     out = args.out or job.output.get("sweep")
+    what = "--out" if args.out else "[output] sweep"
+    _check_out_folder(out, what)
     t0 = time.perf_counter()
-    sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args))
+    try:
+        sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args))
+    except OSError as exc:
+        raise CLIError(f"{what} {out}: cannot write ({_os_reason(exc)})") from None
     print(sw.summary(factor=args.ewma))
     n = sw.n_computed + sw.n_loaded
     print(f"{n} runs ({sw.n_computed} computed, {sw.n_loaded} reused from {out}) in "
@@ -404,24 +441,31 @@ def _jobs(text):
 def main(argv=None):
     """Entry point of the ``fastcascade`` console script; returns the exit status.
 
-    An invalid configuration or input prints one line, ``error: <key>: <what is wrong>``, on
-    stderr and returns 2.
+    An expected error (an invalid configuration or argument: ``ConfigError``,
+    ``fastcascade.ParameterError`` or any other ``ValueError``; a file that cannot be read or
+    written: ``OSError``) prints one line, ``fastcascade: error: <key, parameter or path>:
+    <what is wrong>``, on stderr, without a traceback, and returns 2.
     """
-    from fastcascade.config import ConfigError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CLIError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
-        return EXIT_USAGE
+    except (CLIError, ValueError) as exc:
+        return _fail(_first_line(exc))
+    except OSError as exc:
+        return _fail(_os_reason(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _first_line(exc):
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _fail(message):
+    print(f"fastcascade: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,6 +82,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastcascade.errors import ParameterError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -107,6 +109,7 @@ class ConfigError(ValueError):
 
     def __init__(self, key, message):
         self.key = key
+        self.detail = message  # the message without the key
         super().__init__(f"{key}: {message}" if key else message)
 
 
@@ -241,7 +244,11 @@ _PARAM = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?): ")
 
 
 def _rekey(exc, path, owner_prefix=True):
-    """A ConfigError at ``path`` from a constructor's ValueError ("Owner: param: message")."""
+    """A ConfigError at ``path`` from a constructor's ValueError: a ParameterError's ``param``
+    extends the key; for other errors, a leading "Owner: param: " in the message does."""
+    if isinstance(exc, ParameterError):
+        key = f"{path}.{exc.param}" if path else exc.param
+        return ConfigError(key, f"expected {exc.allowed}, given {exc.given}")
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if owner_prefix:
         m = _OWNER.match(msg)
@@ -273,14 +280,20 @@ def _show(value):
 
 
 def _classes(module, base):
-    """name -> class of the public subclasses of ``base`` in ``module``."""
+    """name -> class of the public subclasses of ``base`` in ``module``, without the abstract
+    ones (no ``kind`` of their own, and subclassed here: ``noise.Distribution``)."""
     out = {}
     for name in dir(module):
         obj = getattr(module, name)
         if isinstance(obj, type) and issubclass(obj, base) and obj is not base \
                 and not name.startswith("_"):
             out[name] = obj
-    return out
+    return {name: cls for name, cls in out.items() if not _abstract(cls, out.values())}
+
+
+def _abstract(cls, classes):
+    return getattr(cls, "kind", None) is None and \
+        any(other is not cls and issubclass(other, cls) for other in classes)
 
 
 def _lookup(kind, choices, path, what):
@@ -420,7 +433,7 @@ def _perturbation(table, path, variables, n_ops):
     except ValueError as exc:
         err = _rekey(exc, path)
         if err.key == f"{path}.pass_":
-            err = ConfigError(f"{path}.pass", str(err).split(": ", 1)[1])
+            err = ConfigError(f"{path}.pass", err.detail)
         raise err from None
 
 
@@ -450,6 +463,8 @@ def _problem(section, base_dir):
             data = fn(**kwargs)
         except ValueError as exc:
             raise _rekey(exc, "problem.data", owner_prefix=False) from None
+        except TypeError as exc:
+            raise ConfigError("problem.data", f"{fn.__name__}: {exc}") from None
     else:
         _check_table(data_spec, "problem.data", ("X", "y"))
         if "X" not in data_spec:
@@ -487,6 +502,13 @@ def _problem(section, base_dir):
     try:
         cascade = Cascade(op_list)
         return Problem(cascade, data, regularizer=regularizer)
+    except ParameterError as exc:
+        m = re.match(r"operators\[(\d+)\](.*)$", exc.param)
+        if m:
+            raise ConfigError(f"problem.cascade[{m.group(1)}]{m.group(2)}",
+                              f"{exc.owner + ': ' if exc.owner else ''}expected "
+                              f"{exc.allowed}, given {exc.given}") from None
+        raise _rekey(exc, "problem") from None
     except ValueError as exc:
         msg = str(exc)
         m = re.match(r"operator (\d+) \(", msg)
@@ -603,6 +625,10 @@ def build_job(raw, base_dir="."):
     for k, v in params.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
             raise ConfigError(f"params.{k}", f"expected a number or a string, given {_show(v)}")
+        if k in SECTIONS or k in RUN_KEYS:
+            where = f"the section [{k}]" if k in SECTIONS else f"[run] {k}"
+            raise ConfigError(f"params.{k}", f"a [params] value named like {where}; move it "
+                              f"there, or rename it")
     run_kwargs, seeds, n_jobs = _run_section(raw.get("run", {}))
     tables = raw.get("perturbations", [])
     if isinstance(tables, dict):
@@ -627,14 +653,13 @@ def build_job(raw, base_dir="."):
                 try:
                     optimizer.replace(**{k: v})
                 except ValueError as exc:
-                    raise ConfigError(f"{path}[{i}]", str(_rekey(exc, "x")).split(": ", 1)[1]) \
-                        from None
+                    raise ConfigError(f"{path}[{i}]", _rekey(exc, "").detail) from None
         elif k in sweep_run_keys:
             for i, v in enumerate(values):
                 try:
                     _run_section({k: v})
                 except ConfigError as exc:
-                    raise ConfigError(f"{path}[{i}]", str(exc).split(": ", 1)[1]) from None
+                    raise ConfigError(f"{path}[{i}]", exc.detail) from None
         elif k not in used:
             raise ConfigError(path, f"not an optimizer field ({', '.join(opt_fields)}), a run "
                               f"setting ({', '.join(sweep_run_keys)}) nor a name used in "
@@ -650,8 +675,7 @@ def build_job(raw, base_dir="."):
         except ConfigError as exc:
             if point and _names_in(_raw_at(tables, exc.key)) & set(point):
                 where = ", ".join(f"{k}={v}" for k, v in point.items())
-                raise ConfigError(exc.key, f"{str(exc).split(': ', 1)[1]} (at {where})") \
-                    from None
+                raise ConfigError(exc.key, f"{exc.detail} (at {where})") from None
             raise
     if "n_iter" not in run_kwargs and "n_iter" not in grid:
         raise ConfigError("run.n_iter", "missing; expected a positive integer")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastcascade._validation import as_float_array, check_positive_int
+from fastcascade._validation import as_float_array, check_memory, check_positive_int
 
 __all__ = ["Dataset", "synthetic_logistic", "as_dataset"]
 
@@ -78,6 +78,9 @@ def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
     """
     M = check_positive_int(n_samples, "n_samples")
     d = check_positive_int(n_features, "n_features")
+    if seed is not None:
+        seed = check_positive_int(seed, "seed", allow_zero=True)
+    check_memory({"n_samples": 8 * M * (d + 3)}, f"data of {M} x {d}", {"n_samples": M})
     rng = np.random.default_rng(seed)
     x_star = rng.standard_normal(d)
     H = rng.standard_normal((M, d))

@@ -92,7 +92,7 @@ class Uniform(Distribution):
         self.low = check_real(low, "low", "Uniform")
         self.high = check_real(high, "high", "Uniform")
         if self.high < self.low:
-            raise ParameterError("high", high, f"a number >= low ({self.low!r})", "Uniform")
+            raise ParameterError("high", high, f">= low ({self.low!r})", "Uniform")
 
     def params(self):
         return [self.low, self.high, 0.0, 0.0]

@@ -155,7 +155,7 @@ class Window(Timing):
         self.start = check_positive_int(start, "start", "Window", allow_zero=True)
         self.stop = check_positive_int(stop, "stop", "Window", allow_zero=True)
         if self.stop <= self.start:
-            raise ParameterError("stop", stop, f"an integer > start ({self.start})", "Window")
+            raise ParameterError("stop", stop, f"> start ({self.start})", "Window")
 
     def table(self, times):
         return self.start, self.stop, 0.0

@@ -113,7 +113,7 @@ def test_invalid_configurations_exit_2_with_one_line(what, text, line, command, 
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"error: {line}"), lines[0]
+    assert lines[0].startswith(f"fastcascade: error: {line}"), lines[0]
 
 
 def test_invalid_configuration_as_a_real_process(tmp_path):
@@ -126,14 +126,14 @@ def test_invalid_configuration_as_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastcascade.cli", "run", path],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == ("error: perturbations[0].op: expected an operator index in 1..2, "
+    assert proc.stderr == ("fastcascade: error: perturbations[0].op: expected an operator index in 1..2, "
                            "given 3\n")
     assert proc.stdout == ""
 
 
 def test_other_user_errors_exit_2(tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("fastcascade: error: ")
     foreign = tmp_path / "foreign.npz"
     foreign.write_text("not a result")
     assert main(["plot", str(foreign)]) == 2
@@ -191,7 +191,7 @@ def test_sweep_resumes_and_plot_reads_it(tmp_path, capsys):
     assert (tmp_path / "phase.png").stat().st_size > 5000
     assert main(["plot", str(out), "--kind", "phase"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == \
-        "error: --kind phase: needs --x KEY and --y KEY (two grid keys)"
+        "fastcascade: error: --kind phase: needs --x KEY and --y KEY (two grid keys)"
     one = out / "p0000_r00.npz"
     for kind in ("convergence", "spikes"):
         assert main(["plot", str(one), "--kind", kind]) == 0

@@ -66,10 +66,14 @@ def test_plot_labels_the_backward_peak_with_its_op():
 def test_version_1_file_is_moved_to_the_new_indexing():
     old = fc.load(OLD_FILE)
     new = _old_file_run()
-    # the kernel change touched the profile only: the rest is the same bits
-    for name in ("objective", "grad_norm", "grad_error", "forward_error"):
-        np.testing.assert_array_equal(getattr(old, name), getattr(new, name), err_msg=name)
-    np.testing.assert_array_equal(old.backward_error, new.backward_error)
+    # the kernel change touched the profile only: the rest is the same bits in the release
+    # build that wrote the file (the debug build differs from it by ~1e-14)
+    same = np.testing.assert_array_equal
+    if fc.build_info()["debug"]:
+        def same(a, b, err_msg=""):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=err_msg)
+    for name in ("objective", "grad_norm", "grad_error", "forward_error", "backward_error"):
+        same(getattr(old, name), getattr(new, name), err_msg=name)
     raw = np.load(OLD_FILE)["backward_error"]
     assert int(np.argmax(raw.mean(axis=(0, 1)))) == 3  # where version 1 put op 5's error
     np.testing.assert_array_equal(fc.io.upgrade_backward_profile(raw)[..., 1:], raw[..., :-1])
