@@ -109,6 +109,20 @@ def check_instance(value, name, cls, what, owner=None):
     return value
 
 
+def as_list_of(value, name, cls, what):
+    """``value`` as a list: one ``cls`` instance alone becomes a list of one; a string, bytes, a
+    dict or a non-iterable is refused (ParameterTypeError naming ``name`` and ``what``). The
+    items themselves are not checked."""
+    if isinstance(value, cls):
+        return [value]
+    if isinstance(value, (str, bytes, dict)):
+        raise ParameterTypeError(name, value, what)
+    try:
+        return list(value)
+    except TypeError:
+        raise ParameterTypeError(name, value, what) from None
+
+
 def as_float_array(a, name, ndim=None, owner=None, finite=False):
     """float64, C-contiguous view or copy of ``a``; converts losslessly, rejects what it cannot
     (and NaN or infinite entries with ``finite=True``)."""

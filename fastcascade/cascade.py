@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastcascade.ops import Operator
-from fastcascade._validation import as_float_array, check_positive_int
+from fastcascade._validation import as_float_array, as_list_of, check_positive_int
 from fastcascade.errors import ParameterError, ParameterTypeError
 
 __all__ = ["Cascade", "Plan"]
@@ -56,15 +56,8 @@ class Cascade:
     """
 
     def __init__(self, operators, input_dim=None):
-        what = "a sequence of fastcascade.ops.Operator"
-        if isinstance(operators, Operator):
-            operators = [operators]
-        if isinstance(operators, (str, bytes, dict)):
-            raise ParameterTypeError("operators", operators, what)
-        try:
-            operators = list(operators)
-        except TypeError:
-            raise ParameterTypeError("operators", operators, what) from None
+        operators = as_list_of(operators, "operators", Operator,
+                               "a sequence of fastcascade.ops.Operator")
         if not operators:
             raise ParameterError("operators", operators, "at least one operator")
         for i, op in enumerate(operators, start=1):

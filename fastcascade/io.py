@@ -335,7 +335,7 @@ def upgrade_backward_profile(old):
     """
     new = np.zeros_like(old)
     new[..., 1:] = old[..., :-1]
-    new[np.isnan(old[..., :1]).repeat(old.shape[-1], axis=-1)] = np.nan  # unrecorded rows
+    new[np.isnan(old[..., 0])] = np.nan  # records that were not taken (after a stop) stay NaN
     return new
 
 

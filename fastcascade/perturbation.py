@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade._kernels import _noise
-from fastcascade._validation import check_choice, check_instance, check_positive_int
-from fastcascade.errors import ParameterError, ParameterTypeError
+from fastcascade._validation import as_list_of, check_choice, check_instance, check_positive_int
+from fastcascade.errors import ParameterError
 from fastcascade.magnitude import Fixed, Magnitude
 from fastcascade.noise import Noise
 from fastcascade.timing import Always, Timing
@@ -118,15 +118,8 @@ def check_perturbations(perturbations, n_ops):
     """A list of perturbations, each checked against a cascade of ``n_ops`` operators."""
     if perturbations is None:
         return []
-    if isinstance(perturbations, Perturbation):
-        perturbations = [perturbations]
-    what = "a sequence of fastcascade.Perturbation"
-    if isinstance(perturbations, (str, bytes, dict)):
-        raise ParameterTypeError("perturbations", perturbations, what)
-    try:
-        perts = list(perturbations)
-    except TypeError:
-        raise ParameterTypeError("perturbations", perturbations, what) from None
+    perts = as_list_of(perturbations, "perturbations", Perturbation,
+                       "a sequence of fastcascade.Perturbation")
     for k, p in enumerate(perts):
         check_instance(p, f"perturbations[{k}]", Perturbation, "a fastcascade.Perturbation")
         if p.op > n_ops:

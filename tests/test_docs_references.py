@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("fastcascade", "docs", "examples", "benchmarks", "tests")
 SUFFIXES = (".py", ".pyx", ".pxd", ".h", ".md", ".toml", ".pyi")

@@ -9,6 +9,7 @@ the new indexing when loaded.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -68,10 +69,8 @@ def test_version_1_file_is_moved_to_the_new_indexing():
     new = _old_file_run()
     # the kernel change touched the profile only: the rest is the same bits in the release
     # build that wrote the file (the debug build differs from it by ~1e-14)
-    same = np.testing.assert_array_equal
-    if fc.build_info()["debug"]:
-        def same(a, b, err_msg=""):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=err_msg)
+    same = (functools.partial(np.testing.assert_allclose, rtol=1e-12, atol=1e-15)
+            if fc.build_info()["debug"] else np.testing.assert_array_equal)
     for name in ("objective", "grad_norm", "grad_error", "forward_error", "backward_error"):
         same(getattr(old, name), getattr(new, name), err_msg=name)
     raw = np.load(OLD_FILE)["backward_error"]
