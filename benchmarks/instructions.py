@@ -8,7 +8,7 @@ Run:  python benchmarks/instructions.py [case ...]
 (needs valgrind on PATH and fastcascade importable: installed, or PYTHONPATH=. after
 `python setup.py build_ext --inplace`)
 
-Cases: paper (the paper's section 7 configuration (docs/model.md, section 6), recorded every step), paper_r10 (recorded
+Cases: paper (the paper's setup (docs/model.md sec. 6), recorded every step), paper_r10 (recorded
 every 10 steps), mlp (per-sample tanh MLP, width 64), logreg (per-sample logistic, d = 123).
 Only the compiled ``run_one`` call is counted (toggle-collect), divided by the iterations run.
 """

@@ -1,4 +1,4 @@
-"""The paper's logistic model (the paper's section 7; docs/model.md, section 6) under forward noise and under backward noise.
+"""The paper's logistic model (docs/model.md sec. 6) under forward noise and under backward noise.
 
 Zero-mean noise of the same size is injected either after f_1 (forward, delta_1) or on the
 message f_2 sends back to f_1 (backward, eps_2). As the step size shrinks, the stable gradient

@@ -1,6 +1,6 @@
 """fastcascade: SGD on operator cascades with perturbed forward and backward passes.
 
-See README.md for a tour; docs/model.md describes the model: Eq. 5 is the step the engine implements.
+See README.md for a tour; docs/model.md is the model (Eq. 5: the engine's step).
 """
 from fastcascade import datasets, magnitude, metrics, noise, ops, reference, reg, schedules
 from fastcascade import plotting, problems, theory, timing  # plotting imports matplotlib lazily

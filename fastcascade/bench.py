@@ -6,7 +6,7 @@ from other processes, which only ever slows a repeat down, is filtered out as fa
 and a busy spell of the host reaches both sides of the ratio), and reports the ratio
 baseline / fastcascade (how many times faster fastcascade is):
 
-  (a) paper      the paper's section 7 configuration (docs/model.md, section 6): M = 2000, d = 10, full batch, uniform forward
+  (a) paper      docs/model.md sec. 6's setup: M = 2000, d = 10, full batch, uniform forward
                  and backward noise, gradient noise, true gradient norm recorded every step
                  (paper_r10: recorded every 10 steps). Baseline: the NumPy reference engine;
                  also JAX (jit + lax.scan, float64) when it is installed.

@@ -66,7 +66,7 @@ class Dataset:
 
 
 def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
-    """The paper's synthetic logistic data (the paper's section 7; docs/model.md, section 6).
+    """The paper's synthetic logistic data (docs/model.md sec. 6).
 
     x* ~ N(0, I_d); h_l ~ N(0, I_d); y_l = +1 with probability 1 / (1 + exp(-h_l^T x*)), else -1.
     Draws come from ``numpy.random.default_rng(seed)`` in that order (x*, H, then M uniforms).

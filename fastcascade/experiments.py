@@ -1,4 +1,4 @@
-"""The paper's experiments (the paper's section 7; docs/model.md, section 6) as named, declarative configurations.
+"""The paper's experiments (docs/model.md sec. 6) as named, declarative configurations.
 
 Each :class:`Experiment` is a list of :class:`Panel` sweeps (a problem, an optimizer, a
 perturbation factory with fixed settings, and a grid that depends on the scale) and an analysis
@@ -752,7 +752,7 @@ def report(sections, scale, command, seconds):
              f"noise levels {list(scale.sigmas)}, dt_f {list(scale.dts)}, seeds "
              f"{list(scale.seeds)}, recording every {scale.record_every} iterations.",
              f"Made by `{command}` in {seconds / 60:.1f} minutes.", "",
-             "Each row states a finding of the paper (the paper's section 7; docs/model.md, section 6) next to what we "
+             "Each row states a finding of the paper (docs/model.md sec. 6) next to what we "
              "measured; *supported* is the verdict of the rule written in "
              "`fastcascade/experiments.py`.", ""]
     n_ok = n_all = 0

@@ -1,4 +1,4 @@
-"""Metrics derived from a run's histories (the paper's section 7; docs/model.md, section 6), as plain functions on arrays.
+"""Metrics derived from a run's histories (docs/model.md, Metrics), as plain functions on arrays.
 
 ``fc.Result`` calls these; they take arrays, so they work on any history with the same layout
 (one row per run, one column per record).
@@ -48,7 +48,8 @@ import numpy as np
 
 from fastcascade._validation import check_positive_int, check_real
 
-__all__ = ["ewma", "record_decay", "stable_grad_norm", "stable_iteration_complexity", "spike_events",
+__all__ = ["ewma", "record_decay", "stable_grad_norm", "stable_iteration_complexity",
+           "spike_events",
            "SPIKE_DTYPE", "SPIKE_LABELS"]
 
 SPIKE_LABELS = ("recovered", "persistent", "diverged")

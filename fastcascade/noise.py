@@ -1,4 +1,5 @@
-"""What a perturbation does to the values it strikes (Eq. 5, docs/model.md section 2: delta_i and eps_i).
+"""What a perturbation does to the values it strikes (delta_i and eps_i of Eq. 5,
+docs/model.md sec. 2).
 
 Two families, both usable at any site (operator and pass):
 

@@ -190,7 +190,7 @@ class _Elementwise(Operator):
 
 
 class Identity(_Elementwise):
-    """y = z. Useful as a site where noise is injected (Eq. 5, docs/model.md section 2, delta_i)."""
+    """y = z. Useful as a site where noise is injected (Eq. 5, docs/model.md sec. 2, delta_i)."""
 
     kind = "identity"
 
@@ -223,7 +223,7 @@ class Margin(Operator):
     """The paper's f_1: y = -label * <z, w>, one scalar per sample; weights w in R^d.
 
     Reads a +-1 label per sample. With ``Softplus`` after it, the cascade is logistic regression
-    (the paper's section 7; docs/model.md, section 6).
+    (docs/model.md sec. 6).
     """
 
     kind = "margin"

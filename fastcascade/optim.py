@@ -1,6 +1,6 @@
 """Optimizers and where their gradients come from (full batch or minibatches).
 
-The step gradient is g_t = ~u_t + grad R(w_t) + sigma_n xi_t (the paper's section 7 protocol, docs/model.md section 2,
+The step gradient is g_t = ~u_t + grad R(w_t) + sigma_n xi_t (docs/model.md sec. 2,
 xi_t ~ N(0, I)), optionally clipped to a global norm, then:
 
 - ``SGD``: w <- w - gamma_t g (``momentum=0``); heavy ball m <- beta m + g, w <- w - gamma_t m

@@ -1,6 +1,7 @@
 """A perturbation: which noise, where (operator and pass), when, how large, how many draws.
 
-Semantics (Eq. 5, docs/model.md section 2): ``pass_="forward"`` at ``op=i`` adds delta_i to the output of f_i;
+Semantics (Eq. 5, docs/model.md sec. 2):
+``pass_="forward"`` at ``op=i`` adds delta_i to the output of f_i;
 ``pass_="backward"`` at ``op=i`` adds eps_i to the message f_i sends back to f_{i-1}, so it
 needs i >= 2. Several perturbations at the same site apply in the order given.
 

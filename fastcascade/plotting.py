@@ -167,7 +167,8 @@ def convergence(results, field="grad_norm", ax=None, labels=None, smooth=None, b
                             linewidth=0)
         drawn.append(med)
     ax.set_xlabel("iteration")
-    ax.set_ylabel(LABELS[field] + (f" (EWMA {smooth:.3g} per iteration)" if smooth is not None else ""))
+    suffix = f" (EWMA {smooth:.3g} per iteration)" if smooth is not None else ""
+    ax.set_ylabel(LABELS[field] + suffix)
     if drawn:
         _auto_scale(ax, "y", np.concatenate([np.ravel(d) for d in drawn]))
     n_seeds = max(r.n_runs for _, r in pairs)

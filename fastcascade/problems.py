@@ -38,7 +38,7 @@ ACTIVATIONS = {"tanh": ops.Tanh, "sigmoid": ops.Sigmoid, "relu": ops.ReLU,
 
 
 def paper_logistic(regularizer="nonconvex", rho=None, n_samples=2000, n_features=10, seed=0):
-    """The paper's logistic regression (the paper's section 7; docs/model.md, section 6) as a 2-operator cascade.
+    """The paper's logistic regression (docs/model.md sec. 6) as a 2-operator cascade.
 
     Parameters
     ----------

@@ -158,7 +158,7 @@ def _n_workers(n_jobs, n_runs):
 def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
         record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False,
         progress=None):
-    """Run perturbed SGD (Eq. 5, docs/model.md section 2) once per seed.
+    """Run perturbed SGD (Eq. 5, docs/model.md sec. 2) once per seed.
 
     Parameters
     ----------

@@ -1,4 +1,5 @@
-"""Tests of the perturbed SGD engine: ``fc.run`` and ``fc.perturbed_gradient`` (Eq. 5, docs/model.md section 2).
+"""Tests of the perturbed SGD engine: ``fc.run`` and ``fc.perturbed_gradient`` (Eq. 5,
+docs/model.md sec. 2).
 
 What is shown here:
 
@@ -34,7 +35,7 @@ PROFILE = ("forward_error", "backward_error")
 
 
 def logistic_problem(M=200, d=5, seed=3, regularizer=None):
-    """The paper's logistic regression as a cascade of two operators (the paper's section 7; docs/model.md, section 6)."""
+    """The paper's logistic regression as a cascade of two operators (docs/model.md sec. 6)."""
     data = fc.datasets.synthetic_logistic(M, d, seed=seed)
     cascade = fc.Cascade([fc.ops.Margin(), fc.ops.Softplus()])
     return fc.Problem(cascade, data, regularizer=regularizer)

@@ -100,7 +100,8 @@ def test_without_profile_and_name_used_as_given(problem, tmp_path):
                                                  "step_size", "final_weights", "stopped_at",
                                                  "nonfinite_injections"))
     with np.load(path, allow_pickle=False) as z:
-        assert str(z["format"]) == "fastcascade.result" and int(z["version"]) == fc.io.FORMAT_VERSION == 2
+        assert str(z["format"]) == "fastcascade.result"
+        assert int(z["version"]) == fc.io.FORMAT_VERSION == 2
         meta = json.loads(str(z["meta"]))
     assert meta["seeds"] == [4] and meta["config"]["n_iter"] == 50
 

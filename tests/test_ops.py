@@ -476,7 +476,8 @@ def test_unbound_op_takes_width_from_z_and_bound_copies():
     (lambda: fc.ops.Tanh(-2), r"Tanh.*d_in: expected a positive integer, given -2"),
     (lambda: fc.ops.Identity(True), r"d_in: expected a positive integer, given True"),
     (lambda: fc.ops.FixedLinear(np.zeros((0, 3))), r"FixedLinear.*d_out: .*positive.*given 0"),
-    (lambda: fc.ops.DiagLinear(np.ones(3)), r"A: expected a 2-d array of real numbers, given shape \(3,\)"),
+    (lambda: fc.ops.DiagLinear(np.ones(3)),
+     r"A: expected a 2-d array of real numbers, given shape \(3,\)"),
     (lambda: fc.ops.FixedLinear([["a"]]), r"A: expected a 2-d array of real numbers, given dtype <U1"),
 ])
 def test_constructor_errors(make, match):
@@ -499,8 +500,10 @@ def _lin():
     # wrong input width / rank
     (lambda: _lin().forward(np.ones((2, 4)), np.ones(8)), r"z: expected 3 columns, given 4"),
     (lambda: fc.ops.Tanh(3).forward(np.ones((2, 2))), r"z: expected 3 columns, given 2"),
-    (lambda: fc.ops.Tanh().forward(np.ones(3)), r"z: expected a 2-d array of real numbers, given shape \(3,\)"),
-    (lambda: fc.ops.Tanh().forward(np.ones((2, 2)) * 1j), r"z: expected a 2-d array of real numbers, given dtype complex128"),
+    (lambda: fc.ops.Tanh().forward(np.ones(3)),
+     r"z: expected a 2-d array of real numbers, given shape \(3,\)"),
+    (lambda: fc.ops.Tanh().forward(np.ones((2, 2)) * 1j),
+     r"z: expected a 2-d array of real numbers, given dtype complex128"),
     # wrong cotangent
     (lambda: _lin().vjp(np.ones((2, 3)), np.ones((2, 3)), np.ones(8)),
      r"g: expected shape \(2, 2\), given \(2, 3\)"),

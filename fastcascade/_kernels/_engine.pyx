@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""The perturbed SGD engine: Eq. 5, docs/model.md section 2, the whole T-iteration loop in one nogil call.
+"""The perturbed SGD engine (Eq. 5, docs/model.md sec. 2): the whole T-iteration loop in one
+nogil call.
 
 One step at iteration t (per-sample semantics on a batch of B samples):
 
