@@ -13,8 +13,8 @@ from fastcascade.optim import SGD, Adam
 from fastcascade.perturbation import Perturbation
 from fastcascade.problem import Problem
 from fastcascade.result import Result
-from fastcascade.run import PerturbedGradient, perturbed_gradient, run
-from fastcascade.sweep import SweepResult, sweep
+from fastcascade.runner import PerturbedGradient, perturbed_gradient, run
+from fastcascade.sweeper import SweepResult, sweep
 from fastcascade import experiments  # noqa: E402  (uses sweep)
 
 __version__ = "0.1.0"

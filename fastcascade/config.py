@@ -667,7 +667,7 @@ def build_job(raw, base_dir="."):
                               + (f" ({', '.join(sorted(used))})" if used else ""))
     # build the perturbations at every grid point now, so that errors come before any run
     var_keys = [k for k in grid if k not in opt_fields and k not in sweep_run_keys]
-    from fastcascade.sweep import grid_points
+    from fastcascade.sweeper import grid_points
 
     for point in grid_points({k: grid[k] for k in var_keys}) or [{}]:
         try:
@@ -697,7 +697,7 @@ def _source_config(job):
 def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None):
     """Run a job's sweep (its grid, or a single point when it has none), writing each run to
     ``out`` (default ``[output] sweep``) as it finishes; returns the SweepResult."""
-    from fastcascade.sweep import sweep
+    from fastcascade.sweeper import sweep
 
     out = job.output.get("sweep") if out is None else out
     perts = job.perturbations
@@ -714,7 +714,7 @@ def run_job(job, n_jobs=None, progress=None):
     """Run a job without its grid: one Result over its seeds (the ``[params]`` values fill the
     expressions). The runs go through the sweep machinery, one per seed, so a progress bar can
     follow them; the Result equals ``fc.run`` with the same settings."""
-    from fastcascade.sweep import sweep
+    from fastcascade.sweeper import sweep
 
     perts = job.perturbations() if isinstance(job.perturbations, TomlPerturbations) \
         else job.perturbations

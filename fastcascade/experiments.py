@@ -38,7 +38,7 @@ from fastcascade.ops import DiagLinear, InnerSquare
 from fastcascade.optim import SGD
 from fastcascade.perturbation import Perturbation
 from fastcascade.problem import Problem
-from fastcascade.sweep import sweep as run_sweep
+from fastcascade.sweeper import sweep as run_sweep
 
 __all__ = ["Scale", "SCALES", "Panel", "Experiment", "Finding", "EXPERIMENTS", "reproduce",
            "logistic_perturbations", "a3_problem", "a3_perturbations"]

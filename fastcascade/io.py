@@ -423,7 +423,7 @@ def load(path):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        from fastcascade.sweep import SweepResult
+        from fastcascade.sweeper import SweepResult
 
         return SweepResult.load(path)
     return load_result(path)

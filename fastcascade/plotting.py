@@ -86,7 +86,7 @@ def _point_label(values):
 def _named_results(results, labels=None):
     """[(label, Result)] from a Result, a SweepResult, a dict label -> Result, or a list."""
     from fastcascade.result import Result
-    from fastcascade.sweep import SweepResult
+    from fastcascade.sweeper import SweepResult
 
     if isinstance(results, Result):
         pairs = [(_point_label(results.grid) if results.grid else None, results)]
@@ -216,7 +216,7 @@ def _metric(res, value, factor):
 
 
 def _matches(point, fixed):
-    from fastcascade.sweep import _same
+    from fastcascade.sweeper import _same
 
     return all(_same(point[k], v) for k, v in fixed.items())
 
@@ -248,7 +248,7 @@ def stable_norm(sweep, x="step_size", curve=None, where=None, factor=0.99, ax=No
     --------
     ``fc.plotting.stable_norm(sw, x="step_size", curve="sigma_f")``
     """
-    from fastcascade.sweep import SweepResult
+    from fastcascade.sweeper import SweepResult
 
     if not isinstance(sweep, SweepResult):
         raise ValueError(f"sweep: expected a fastcascade.SweepResult, given {sweep!r}")
@@ -421,7 +421,7 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
 
     from matplotlib.colors import LogNorm
 
-    from fastcascade.sweep import SweepResult
+    from fastcascade.sweeper import SweepResult
 
     if not isinstance(sweep, SweepResult):
         raise ValueError(f"sweep: expected a fastcascade.SweepResult, given {sweep!r}")
@@ -439,7 +439,7 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
     for p, r in sweep.items():
         if not _matches(p, where):
             continue
-        from fastcascade.sweep import _same
+        from fastcascade.sweeper import _same
 
         i = next(k for k, v in enumerate(yv) if _same(v, p[y]))
         j = next(k for k, v in enumerate(xv) if _same(v, p[x]))

@@ -305,7 +305,7 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
     """
     from fastcascade._kernels import _engine
     from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
-    from fastcascade.run import run_streams
+    from fastcascade.runner import run_streams
 
     w = problem.cascade.check_weights(w)
     n_draws = check_positive_int(n_draws, "n_draws")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastcascade as fc
-from fastcascade.run import run_streams
+from fastcascade.runner import run_streams
 from fastcascade._kernels import _engine
 from fastcascade.bench import mlp_problem
 from fastcascade.perturbation import check_perturbations, sort_by_site, perturbation_tables

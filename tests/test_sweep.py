@@ -77,7 +77,7 @@ def test_replace_is_a_validated_copy():
 
 
 def test_grid_keys_are_classified(problem):
-    from fastcascade.sweep import classify_grid
+    from fastcascade.sweeper import classify_grid
 
     kinds = classify_grid({"step_size": [1], "record_every": [1], "sigma_f": [0.0]},
                           fc.SGD(0.1), forward_noise)
@@ -274,7 +274,7 @@ def test_summary_table_select_and_frame(serial):
 
 
 def test_progress_switch(problem, capsys):
-    from fastcascade.sweep import progress_bar
+    from fastcascade._progress import progress_bar
 
     assert progress_bar(10, False, "x") is None
     assert progress_bar(10, None, "x") is None  # stderr is not a terminal under pytest
@@ -302,11 +302,11 @@ class CountingBar:
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_progress_counts_runs_and_sweep_units(problem, monkeypatch, n_jobs):
-    sweep_module = sys.modules["fastcascade.sweep"]  # fc.sweep, the function, shadows the name
     CountingBar.made = []
-    monkeypatch.setattr(sweep_module, "progress_bar",
-                        lambda total, progress, desc: None if progress is False
-                        else CountingBar(total, progress, desc))
+    for module in ("fastcascade.runner", "fastcascade.sweeper"):
+        monkeypatch.setattr(sys.modules[module], "progress_bar",
+                            lambda total, progress, desc: None if progress is False
+                            else CountingBar(total, progress, desc))
     fc.run(problem, fc.SGD(0.1), 20, seeds=[0, 1, 2], n_jobs=n_jobs, progress=True)
     (bar,) = CountingBar.made
     assert (bar.total, bar.count, bar.closed, bar.desc) == (3, 3, True, "runs")
@@ -320,7 +320,7 @@ def test_progress_counts_runs_and_sweep_units(problem, monkeypatch, n_jobs):
 def test_demo_perturbations_pickle_and_describe():
     import pickle
 
-    from fastcascade.sweep import describe_callable
+    from fastcascade.sweeper import describe_callable
 
     fn = functools.partial(demo_perturbations, sigma=1.0)
     assert pickle.loads(pickle.dumps(fn))("forward") == fn("forward")

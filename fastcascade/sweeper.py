@@ -45,7 +45,6 @@ import inspect
 import itertools
 import json
 import os
-import sys
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -57,7 +56,8 @@ from fastcascade.optim import Optimizer
 from fastcascade.perturbation import check_perturbations
 from fastcascade.problem import Problem
 from fastcascade.result import OPTIONAL_FIELDS, Result, _frame
-from fastcascade.run import run
+from fastcascade._progress import progress_bar
+from fastcascade.runner import run
 
 __all__ = ["sweep", "SweepResult", "run_unit", "RUN_KEYS"]
 
@@ -173,18 +173,6 @@ def _unit_key(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def progress_bar(total, progress, desc):
-    """A tqdm bar, or None. ``progress``: None (on when stderr is a terminal), True, False."""
-    if progress is None:
-        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    # delay: nothing is shown for work shorter than a few seconds
-    return tqdm(total=total, desc=desc, unit="run", delay=2.0, file=sys.stderr, leave=False)
-
-
 # -- sweep --------------------------------------------------------------------------------------
 def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(), n_jobs=1,
           executor=None, out=None, progress=None, metadata=None, **run_kwargs):
@@ -256,7 +244,7 @@ def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(),
         n_jobs = check_positive_int(n_jobs, "n_jobs")
     elif not hasattr(executor, "submit"):
         raise ValueError(f"executor: expected a concurrent.futures.Executor, given {executor!r}")
-    from fastcascade.run import _seed_list
+    from fastcascade.runner import _seed_list
 
     seeds = _seed_list(seeds)
     grid = {k: list(v) for k, v in grid.items()}
@@ -413,7 +401,7 @@ class SweepResult:
 
     Examples
     --------
-    See ``fastcascade.sweep``.
+    See :func:`fastcascade.sweep` (defined in ``fastcascade.sweeper``).
     """
 
     def __init__(self, grid, points, results, seeds, config):

@@ -25,6 +25,7 @@ import numpy as np
 from fastcascade import reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._kernels import _engine, _ops
+from fastcascade._progress import progress_bar
 from fastcascade._validation import (check_bool, check_choice, check_instance, check_memory,
                                      check_positive_int, check_real, is_int)
 from fastcascade.diagnostics import check_setup, warn_nonfinite_injections
@@ -248,8 +249,6 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
                 hist["weights"][k], hist["nonfinite"][k])
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
-
-    from fastcascade.sweep import progress_bar
 
     bar = progress_bar(n_runs, progress, "runs")
 
