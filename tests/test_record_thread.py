@@ -39,7 +39,7 @@ def diverging_regression(M=50, d=4, seed=0):
 
 
 def direct_run(problem, opt, n_iter, perts, seed, record_every, record_thread, max_norm=1e10,
-               generators=None, record_profile=False, record_weights=False):
+               generators=None, record_profile=False, record_weights=False, behind_every=0):
     """One run through _engine.run_one as fc.run makes it, with the helper thread asked for or
     not; returns the histories, the final weights, the outcome and the generators."""
     N = problem.cascade.n_ops
@@ -49,7 +49,7 @@ def direct_run(problem, opt, n_iter, perts, seed, record_every, record_thread, m
     config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
                   record_weights=int(record_weights), reg_code=problem.regularizer.kernel_code,
                   reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
-                  record_thread=int(record_thread))
+                  record_thread=int(record_thread), _record_behind_every=behind_every)
     n_rec, n_w = math.ceil(n_iter / record_every), problem.n_weights
     hist = {name: np.full(n_rec, np.nan) for name in HISTORIES}
     prof = (n_rec if record_profile else 0, N)
@@ -103,6 +103,36 @@ def test_records_on_a_helper_thread_are_bit_identical(case, extras):
     assert not serial["concurrent"] and helper["concurrent"]
     assert not np.isnan(helper["hist"]["objective"]).any()
     assert_same(serial, helper)
+
+
+@pytest.mark.parametrize("case", list(CASES)[:4] + list(CASES)[-2:])
+@pytest.mark.parametrize("behind_every", [1, 2, 3, 5])
+def test_records_made_inline_when_the_helper_is_behind_are_bit_identical(case, behind_every):
+    """When the helper is still busy at the next record (its core taken by another process),
+    the run records inline for a while (1, 2, 4, ... records) and then hands records to the
+    helper again. ``_record_behind_every=k`` makes every k-th judged hand-over count as behind,
+    so both ways and the switches between them happen in one run: the bits are the serial ones.
+    """
+    make, opt, every = CASES[case]
+    problem, perts = make()
+    kw = dict(n_iter=200, perts=perts, seed=3, record_every=every, record_profile=True,
+              record_weights=True)
+    serial = direct_run(problem, opt, record_thread=False, **kw)
+    mixed = direct_run(problem, opt, record_thread=True, behind_every=behind_every, **kw)
+    assert mixed["concurrent"]
+    assert_same(serial, mixed)
+
+
+@pytest.mark.parametrize("behind_every", [1, 2])
+def test_an_inline_record_that_stops_the_run(behind_every):
+    problem, opt = diverging_regression()
+    perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.1))]
+    opt = fc.SGD(8.0, grad_noise_std=1e-3)
+    kw = dict(n_iter=400, perts=perts, seed=1, record_every=1, max_norm=math.inf)
+    serial = direct_run(problem, opt, record_thread=False, **kw)
+    mixed = direct_run(problem, opt, record_thread=True, behind_every=behind_every, **kw)
+    assert _engine.STOP_REASONS[serial["stop"][1]] == "non-finite objective"
+    assert_same(serial, mixed)
 
 
 @pytest.mark.parametrize("every", [1, 2, 3])

@@ -67,6 +67,7 @@ cdef enum:
     STOP_NONFINITE_WEIGHTS = 3
     STOP_WEIGHT_NORM = 4
     STOP_NONFINITE_OBJECTIVE = 5
+    STOP_INTERRUPTED = 6         # SIGINT (Ctrl-C) arrived: fc.run discards the run
 
 cdef extern from *:
     """
@@ -101,6 +102,8 @@ cdef extern from "_worker.h":
     fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) noexcept nogil
     void fc_worker_post(fc_worker* w) noexcept nogil
     void fc_worker_wait(fc_worker* w) noexcept nogil
+    int fc_worker_idle(fc_worker* w) noexcept nogil
+    void fc_worker_wait_sleeping(fc_worker* w) noexcept nogil
     void fc_worker_stop(fc_worker* w) noexcept nogil
 
 # How this extension was built (setup.py's switches), for `fastcascade info`.
@@ -119,7 +122,31 @@ STOP_REASONS = {
     STOP_NONFINITE_WEIGHTS: "non-finite weights",
     STOP_WEIGHT_NORM: "weight norm above max_norm",
     STOP_NONFINITE_OBJECTIVE: "non-finite objective",
+    STOP_INTERRUPTED: "interrupted",
 }
+
+
+cdef extern from "_interrupt.h":
+    int fc_interrupt_install() noexcept nogil
+    void fc_interrupt_restore() noexcept nogil
+    int fc_interrupt_requested() noexcept nogil
+
+
+def interrupt_install():
+    """Route SIGINT to the engine's stop flag, then to the handler it replaces (call from the
+    main thread; calls nest). Raises OSError when the handler cannot be installed."""
+    if fc_interrupt_install() != 0:
+        raise OSError("could not install the SIGINT handler")
+
+
+def interrupt_restore():
+    """Undo the matching :func:`interrupt_install` (the outermost one restores the handler)."""
+    fc_interrupt_restore()
+
+
+def interrupt_requested():
+    """Whether SIGINT arrived since the outermost :func:`interrupt_install`."""
+    return bool(fc_interrupt_requested())
 
 
 ctypedef struct Net:
@@ -165,6 +192,7 @@ ctypedef struct Config:
     int record_profile
     int record_weights
     int record_thread         # record on a helper thread, concurrently with the steps
+    long long behind_every    # tests: count every k-th posted record as behind (0: never)
     double max_norm
 
 
@@ -736,6 +764,7 @@ cdef Config config_from(dict c) except *:
     cfg.record_profile = c["record_profile"]
     cfg.record_weights = c.get("record_weights", 0)
     cfg.record_thread = c.get("record_thread", 0)
+    cfg.behind_every = c.get("_record_behind_every", 0)
     cfg.max_norm = c["max_norm"]
     return cfg
 
@@ -811,6 +840,11 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
     cdef double* g_snap
     cdef double* x_snap = NULL
     cdef double* l_snap = NULL
+    cdef int backoff = 1               # records to make inline when the helper falls behind
+    cdef int inline_left = 0           # ... of which these are left
+    cdef int unjudged = 0              # posts not judged (the helper was asleep)
+    cdef long long n_checks = 0
+    cdef bint idle, posted_last = False
 
     _check_distinct(data_gen, forward_gen, backward_gen, grad_gen)
     st_data.fast = st_fwd.fast = st_bwd.fast = st_grad.fast = False
@@ -955,6 +989,10 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
         with nogil:
             for t in range(cfg.n_iter):
+                if fc_interrupt_requested():   # Ctrl-C: one relaxed load a step
+                    stop = STOP_INTERRUPTED
+                    stop_iter = t
+                    break
                 # -- the step's samples (data stream) ------------------------------------
                 if full_batch:
                     xin = &X[0, 0]
@@ -1017,9 +1055,43 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
                         stop_iter = t
                         break
                 elif recording:
+                    # The helper must be done with the previous record. When it is not (its
+                    # core is taken, say by another process) the run would wait on it: then
+                    # the next records are made inline, 1, 2, 4, ... up to 4096 of them, before
+                    # it is tried again (halving on each record it keeps up with). The first
+                    # post after an inline stretch wakes a sleeping helper: it is not judged.
+                    # Inline or not, a record computes the same values.
+                    n_checks += 1
+                    if inline_left == 0 and posted_last:
+                        idle = fc_worker_idle(helper) and not (
+                            cfg.behind_every > 0 and n_checks % cfg.behind_every == 0)
+                        if not idle:
+                            fc_worker_wait_sleeping(helper)   # its core may be ours: no spin
+                        if unjudged > 0:
+                            unjudged -= 1
+                        elif not idle:
+                            inline_left = backoff
+                            backoff = min(2 * backoff, 4096)
+                        elif backoff > 1:
+                            backoff = backoff // 2
                     fc_worker_wait(helper)   # the previous record is done, its buffers free
                     if rc.stop:
                         break                # it stopped the run (resolved after the loop)
+                if recording and concurrent and inline_left > 0:
+                    inline_left -= 1
+                    unjudged = 1 if inline_left == 0 else 0
+                    posted_last = False
+                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
+                    rc.w, rc.g, rc.pert = wp, g, ps
+                    rc.xin, rc.labin = xin, labin
+                    record_step(rc)
+                    if rc.stop:              # as serially: the run ends here, at w_t
+                        rc.stop = False      # (nothing for the helper's stop to undo)
+                        stop = STOP_NONFINITE_OBJECTIVE
+                        stop_iter = t
+                        break
+                elif recording and concurrent:
+                    posted_last = True
                     if n_w > 0:
                         memcpy(w_snap, wp, n_w * sizeof(double))
                         memcpy(g_snap, g, n_w * sizeof(double))

@@ -3,6 +3,8 @@
    fc_worker_start(fn, ctx)  starts the thread (NULL when it cannot: the caller runs serially)
    fc_worker_post(w)         runs fn(ctx) once on the helper; the previous job must be done
    fc_worker_wait(w)         returns when the posted job is done (its writes are then visible)
+   fc_worker_idle(w)         whether it is done already
+   fc_worker_wait_sleeping(w) fc_worker_wait without the spinning (for a job known to be behind)
    fc_worker_stop(w)         waits, ends the thread and frees w (w may be NULL)
 
    One job at a time. Waiting spins first (a run's records can be microseconds apart), then
@@ -26,6 +28,8 @@ typedef struct fc_worker { int unused; } fc_worker;
 static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) { (void)fn; (void)ctx; return NULL; }
 static inline void fc_worker_post(fc_worker* w) { (void)w; }
 static inline void fc_worker_wait(fc_worker* w) { (void)w; }
+static inline int fc_worker_idle(fc_worker* w) { (void)w; return 1; }
+static inline void fc_worker_wait_sleeping(fc_worker* w) { (void)w; }
 static inline void fc_worker_stop(fc_worker* w) { (void)w; }
 #else
 
@@ -75,9 +79,9 @@ static inline int fc_worker_is_idle(fc_worker* w) {
     return atomic_load(&w->done) == atomic_load_explicit(&w->posted, memory_order_relaxed);
 }
 
-/* spin, then sleep, until pred(w) holds */
-static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*)) {
-    for (int k = 0; k < FC_WORKER_SPINS; k++) {
+/* spin (up to spins pauses), then sleep, until pred(w) holds */
+static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*), int spins) {
+    for (int k = 0; k < spins; k++) {
         if (pred(w)) return;
         fc_cpu_relax();
     }
@@ -91,7 +95,7 @@ static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*)) {
 static void* fc_worker_main(void* arg) {
     fc_worker* w = (fc_worker*)arg;
     for (;;) {
-        fc_worker_await(w, fc_worker_has_job);
+        fc_worker_await(w, fc_worker_has_job, FC_WORKER_SPINS);
         if (atomic_load(&w->posted) != atomic_load_explicit(&w->done, memory_order_relaxed)) {
             w->fn(w->ctx);
             atomic_fetch_add(&w->done, 1);
@@ -135,7 +139,13 @@ static inline void fc_worker_post(fc_worker* w) {
 }
 
 static inline void fc_worker_wait(fc_worker* w) {
-    fc_worker_await(w, fc_worker_is_idle);
+    fc_worker_await(w, fc_worker_is_idle, FC_WORKER_SPINS);
+}
+/* whether the posted job is done (then fc_worker_wait returns at once) */
+static inline int fc_worker_idle(fc_worker* w) { return fc_worker_is_idle(w); }
+/* wait without spinning: the caller knows the job is behind (its core may be the helper's) */
+static inline void fc_worker_wait_sleeping(fc_worker* w) {
+    fc_worker_await(w, fc_worker_is_idle, 0);
 }
 
 static inline void fc_worker_stop(fc_worker* w) {
