@@ -32,6 +32,7 @@ import time
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class CLIError(Exception):
@@ -179,6 +180,12 @@ def cmd_run(args):
     if out:
         _save(res, out, "--out" if args.out else "[output] run")
         print(f"wrote {os.path.abspath(out)}")
+    else:
+        print("not saved: give --out FILE.npz or [output] run = \"FILE.npz\" to keep the result")
+    if res.interrupted:
+        print(f"interrupted: kept the {res.n_runs} of {len(job.seeds)} runs that finished",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     _write_plot(res, args.plot or job.output.get("plot"))
     return 0
 
@@ -201,17 +208,36 @@ def cmd_sweep(args):
     what = "--out" if args.out else "[output] sweep"
     _check_out_folder(out, what)
     t0 = time.perf_counter()
+    from fastcascade.sweeper import SweepFolderError
+
     try:
-        sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args))
+        sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args),
+                       overwrite=args.overwrite)
     except OSError as exc:
         raise CLIError(f"{what} {out}: cannot write ({_os_reason(exc)})") from None
-    print(sw.summary(factor=args.ewma))
+    except SweepFolderError as exc:
+        raise CLIError(f"{what} {out}: holds the runs of another configuration, which differ "
+                       f"in {'; '.join(exc.differences[:3])}; --overwrite replaces them, or "
+                       "choose another folder") from None
+    if sw.points:
+        print(sw.summary(factor=args.ewma))
     n = sw.n_computed + sw.n_loaded
     print(f"{n} runs ({sw.n_computed} computed, {sw.n_loaded} reused from {out}) in "
           f"{time.perf_counter() - t0:.1f} s" if out else
           f"{n} runs in {time.perf_counter() - t0:.1f} s")
-    if out:
+    if out and not sw.unsaved:
         print(f"wrote {os.path.abspath(out)}")
+    elif not out:
+        print("not saved: give --out FOLDER or [output] sweep = \"FOLDER\" to keep the runs")
+    if sw.unsaved:
+        path, reason = sw.unsaved[0]
+        raise CLIError(f"{what} {path}: cannot write ({reason}); {len(sw.unsaved)} of {n} "
+                       "runs were not saved (the table above holds them)")
+    if sw.interrupted:
+        where = f"; they are in {os.path.abspath(out)} and the same command resumes" if out \
+            else ""
+        print(f"interrupted: {n} runs finished{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     _write_plot(sw, args.plot or job.output.get("plot"))
     return 0
 
@@ -346,6 +372,9 @@ def build_parser():
         p.add_argument("--ewma", type=_unit_interval, default=0.99, help="EWMA factor per "
                        "iteration of the gradient norm in the summary (default: 0.99)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "sweep":
+            p.add_argument("--overwrite", action="store_true", help="replace the runs of "
+                           "another configuration in the output folder (refused otherwise)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("plot", help="a PNG of a saved result or sweep",
@@ -389,11 +418,12 @@ def build_parser():
                        "the NumPy reference, scikit-learn and JAX in one process: cases (a) the "
                        "paper's configuration, (b) per-sample SGD, (c) an epoch against "
                        "SGDClassifier, (d) 16 runs on 1 and 2 threads, (e) network widths "
-                       "16-512. Prints a table of ratios.")
+                       "16-512, (f) one run on 2 threads beside a busy process. Prints a table "
+                       "of ratios.")
     p.add_argument("--quick", action="store_true", help="short runs (a rough check)")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--cases", default="abcde", type=_bench_cases,
-                   help="which cases to run, letters from 'abcde' (default: all)")
+    p.add_argument("--cases", default="abcdef", type=_bench_cases,
+                   help="which cases to run, letters from 'abcdef' (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -427,8 +457,8 @@ def _unit_interval(text):
 
 def _bench_cases(text):
     cases = text.replace(",", "")
-    if not cases or set(cases) - set("abcde"):
-        raise argparse.ArgumentTypeError(f"expected letters from 'abcde', given {text!r}")
+    if not cases or set(cases) - set("abcdef"):
+        raise argparse.ArgumentTypeError(f"expected letters from 'abcdef', given {text!r}")
     return cases
 
 
@@ -454,8 +484,8 @@ def main(argv=None):
     except OSError as exc:
         return _fail(_os_reason(exc))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("fastcascade: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _first_line(exc):

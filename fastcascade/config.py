@@ -694,7 +694,7 @@ def _source_config(job):
     return jsonable(job.source)
 
 
-def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None):
+def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None, overwrite=False):
     """Run a job's sweep (its grid, or a single point when it has none), writing each run to
     ``out`` (default ``[output] sweep``) as it finishes; returns the SweepResult."""
     from fastcascade.sweeper import sweep
@@ -705,7 +705,7 @@ def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None):
         perts = perts()
     sw = sweep(job.problem, job.optimizer, grid=job.grid, seeds=job.seeds,
                perturbations=perts, n_jobs=job.n_jobs if n_jobs is None else n_jobs,
-               executor=executor, out=out, progress=progress,
+               executor=executor, out=out, progress=progress, overwrite=overwrite,
                metadata={"source": _source_config(job)}, **job.run_kwargs)
     return sw
 
@@ -713,7 +713,8 @@ def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None):
 def run_job(job, n_jobs=None, progress=None):
     """Run a job without its grid: one Result over its seeds (the ``[params]`` values fill the
     expressions). The runs go through the sweep machinery, one per seed, so a progress bar can
-    follow them; the Result equals ``fc.run`` with the same settings."""
+    follow them; the Result equals ``fc.run`` with the same settings. After Ctrl-C it holds the
+    seeds that finished, and its attribute ``interrupted`` is True."""
     from fastcascade.sweeper import sweep
 
     perts = job.perturbations() if isinstance(job.perturbations, TomlPerturbations) \
@@ -721,7 +722,15 @@ def run_job(job, n_jobs=None, progress=None):
     sw = sweep(job.problem, job.optimizer, grid={}, seeds=job.seeds, perturbations=perts,
                n_jobs=job.n_jobs if n_jobs is None else n_jobs, progress=progress,
                **job.run_kwargs)
-    res = sw.results[0]
+    if sw.results:
+        res = sw.results[0]
+    elif sw.partial_runs.get(0):  # Ctrl-C: the seeds that finished
+        from fastcascade.sweeper import _point_result
+
+        res = _point_result(sw.partial_runs[0])
+    else:
+        raise KeyboardInterrupt
+    res.interrupted = sw.interrupted
     for key in ("grid", "sweep"):
         res.config.pop(key, None)
     res.config["source"] = _source_config(job)

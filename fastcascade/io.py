@@ -378,16 +378,25 @@ def _check_manifest(manifest, folder, path):
     files = manifest["files"]
     if not isinstance(files, list) or len(files) != len(manifest["points"]):
         bad("files", f"expected one list per point ({len(manifest['points'])})")
-    root = os.path.realpath(folder)
     for i, names in enumerate(files):
         if not isinstance(names, list) or len(names) != len(manifest["seeds"]):
             bad(f"files[{i}]", f"expected one name per seed ({len(manifest['seeds'])})")
-        for name in names:
-            if not isinstance(name, str) or os.path.isabs(name):
-                bad(f"files[{i}]", f"{name!r} is not a file name inside the folder")
-            real = os.path.realpath(os.path.join(folder, name))
-            if os.path.commonpath([root, real]) != root:
-                bad(f"files[{i}]", f"{name!r} lies outside the folder")
+        _check_inside(names, folder, lambda what, i=i: bad(f"files[{i}]", what))
+    earlier = manifest.get("earlier_files", [])
+    if not isinstance(earlier, list):
+        bad("earlier_files", "expected a list of file names")
+    _check_inside(earlier, folder, lambda what: bad("earlier_files", what))
+
+
+def _check_inside(names, folder, bad):
+    """Each name must be a relative file name that resolves (links too) inside ``folder``."""
+    root = os.path.realpath(folder)
+    for name in names:
+        if not isinstance(name, str) or os.path.isabs(name):
+            bad(f"{name!r} is not a file name inside the folder")
+        real = os.path.realpath(os.path.join(folder, name))
+        if os.path.commonpath([root, real]) != root:
+            bad(f"{name!r} lies outside the folder")
 
 
 def write_manifest(folder, manifest):

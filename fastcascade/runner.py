@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import namedtuple
+from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from fastcascade import reference_engine
 from fastcascade._blas import single_threaded_blas
+from fastcascade._interrupt import engine_interrupts
 from fastcascade._kernels import _engine, _ops
 from fastcascade._progress import progress_bar
 from fastcascade._validation import (check_bool, check_choice, check_instance, check_memory,
@@ -36,9 +39,10 @@ from fastcascade.perturbation import (check_perturbations, check_widths, perturb
 from fastcascade.problem import Problem
 from fastcascade.result import Result
 
-__all__ = ["run", "perturbed_gradient", "PerturbedGradient", "run_streams"]
+__all__ = ["run", "check_settings", "perturbed_gradient", "PerturbedGradient", "run_streams"]
 
 ENGINES = ("cython", "numpy")
+STOP_INTERRUPTED = {reason: code for code, reason in _engine.STOP_REASONS.items()}["interrupted"]
 STREAMS = ("data", "forward", "backward", "gradient")
 
 PerturbedGradient = namedtuple("PerturbedGradient", ["perturbed", "clean"])
@@ -156,9 +160,67 @@ def _n_workers(n_jobs, n_runs):
     return max(1, min(_threads(n_jobs), n_runs))
 
 
+def check_settings(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1,
+                   record_every=1, record_profile=False, init=None, engine="cython",
+                   max_norm=1e10, record_weights=False):
+    """Check ``fc.run``'s arguments and lower them for the engine, without running anything.
+
+    Parameters
+    ----------
+    problem, optimizer, n_iter, perturbations, seeds, n_jobs, record_every, record_profile, \
+init, engine, max_norm, record_weights
+        As for :func:`run`.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        The normalised settings (``n_iter``, ``seeds``, ``perts`` sorted by site, ...), the
+        engine's tables (``pint``, ``preal``, ``ptimes``, ``config``), ``n_workers`` and the
+        initial ``weights`` (n_runs x n_weights).
+
+    Raises
+    ------
+    fastcascade.ParameterError
+        Naming the first argument it does not accept (``fc.sweep`` calls this for every grid
+        point before it runs any).
+    """
+    _check_problem(problem, optimizer, need_optimizer=True)
+    n_iter = check_positive_int(n_iter, "n_iter")
+    record_every = check_positive_int(record_every, "record_every")
+    record_profile = check_bool(record_profile, "record_profile")
+    record_weights = check_bool(record_weights, "record_weights")
+    engine = check_choice(engine, "engine", ENGINES)
+    max_norm = check_real(max_norm, "max_norm", low=0.0, low_open=True, finite=False)
+    seeds = _seed_list(seeds)
+    n_workers = _n_workers(n_jobs, len(seeds))
+    N = problem.cascade.n_ops
+    given = check_perturbations(perturbations, N)
+    check_widths(given, problem.cascade.dims)
+    perts = sort_by_site(given, N)
+    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
+    optimizer.batch_size(problem.n_samples)  # validates the batch against the data
+    check_setup(given, n_iter)  # in the user's order, so the messages' indices are theirs
+    record_thread = int(_threads(n_jobs) >= 2 * len(seeds))
+    _run_memory(problem, optimizer, n_iter, record_every, len(seeds), n_workers,
+                record_profile, record_weights, record_thread)
+
+    config = optimizer.engine_config()
+    config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
+                  record_weights=int(record_weights),
+                  reg_code=problem.regularizer.kernel_code,
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
+                  record_thread=record_thread)
+
+    return SimpleNamespace(
+        n_iter=n_iter, record_every=record_every, record_profile=record_profile,
+        record_weights=record_weights, engine=engine, max_norm=max_norm, seeds=seeds,
+        perts=perts, N=N, pint=pint, preal=preal, ptimes=ptimes, config=config,
+        n_workers=n_workers, weights=_initial_weights(problem, init, seeds))
+
+
 def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
         record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False,
-        progress=None):
+        progress=None, partial=False):
     """Run perturbed SGD (Eq. 5, docs/model.md sec. 2) once per seed.
 
     Parameters
@@ -195,41 +257,33 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     progress : None or bool
         A progress bar over the runs on stderr (tqdm): None shows it when stderr is a terminal
         and the runs last more than a few seconds; False never.
+    partial : bool
+        What Ctrl-C (SIGINT) does. The runs in flight stop within one step either way. False
+        (default): KeyboardInterrupt is raised. True: the runs that finished are returned (a
+        ``RuntimeWarning`` says how many were cut short); KeyboardInterrupt is raised only when
+        none finished.
 
     Returns
     -------
     fastcascade.Result
+
+    Raises
+    ------
+    fastcascade.ParameterError
+        For an argument it does not accept, before any work starts.
+    KeyboardInterrupt
+        On SIGINT, unless ``partial`` and some runs finished.
     """
-    _check_problem(problem, optimizer, need_optimizer=True)
-    n_iter = check_positive_int(n_iter, "n_iter")
-    record_every = check_positive_int(record_every, "record_every")
-    record_profile = check_bool(record_profile, "record_profile")
-    record_weights = check_bool(record_weights, "record_weights")
     progress = check_bool(progress, "progress", allow_none=True)
-    engine = check_choice(engine, "engine", ENGINES)
-    max_norm = check_real(max_norm, "max_norm", low=0.0, low_open=True, finite=False)
-    seeds = _seed_list(seeds)
-    n_workers = _n_workers(n_jobs, len(seeds))
-    N = problem.cascade.n_ops
-    given = check_perturbations(perturbations, N)
-    check_widths(given, problem.cascade.dims)
-    perts = sort_by_site(given, N)
-    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
-    optimizer.batch_size(problem.n_samples)  # validates the batch against the data
-    check_setup(given, n_iter)  # in the user's order, so the messages' indices are theirs
-    record_thread = int(_threads(n_jobs) >= 2 * len(seeds))
-    _run_memory(problem, optimizer, n_iter, record_every, len(seeds), n_workers,
-                record_profile, record_weights, record_thread)
-
-    config = optimizer.engine_config()
-    config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
-                  record_weights=int(record_weights),
-                  reg_code=problem.regularizer.kernel_code,
-                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
-                  record_thread=record_thread)
-
+    partial = check_bool(partial, "partial")
+    st = check_settings(problem, optimizer, n_iter, perturbations, seeds, n_jobs, record_every,
+                        record_profile, init, engine, max_norm, record_weights)
+    n_iter, record_every, record_profile, record_weights = \
+        st.n_iter, st.record_every, st.record_profile, st.record_weights
+    engine, max_norm, seeds, perts, N = st.engine, st.max_norm, st.seeds, st.perts, st.N
+    pint, preal, ptimes, config, n_workers = st.pint, st.preal, st.ptimes, st.config, st.n_workers
+    weights = st.weights
     n_runs, n_rec = len(seeds), math.ceil(n_iter / record_every)
-    weights = _initial_weights(problem, init, seeds)
     hist = {name: np.full((n_runs, n_rec), np.nan)
             for name in ("objective", "grad_norm", "grad_error", "step_size")}
     prof_shape = (n_runs, n_rec, N) if record_profile else (n_runs, 0, N)
@@ -251,28 +305,44 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
                                         weights[k], {name: h[k] for name, h in hist.items()})
 
     bar = progress_bar(n_runs, progress, "runs")
+    outcomes = {}  # run index -> (stop iteration, stop code, helper used), as runs finish
 
-    def one_counted(k):
-        outcome = one(k)
+    def one_kept(k):
+        outcomes[k] = one(k)
         if bar is not None:
             bar.update(1)
-        return outcome
 
     # BLAS on one thread per run while runs execute (see fastcascade._blas)
     pin = engine == "cython" and _ops.uses_blas(plan.op_table, data.X.shape[0])
+
+    interrupted = False
     try:
-        with single_threaded_blas(pin):
+        with single_threaded_blas(pin), engine_interrupts():
             if n_workers == 1 or engine == "numpy":
-                outcomes = [one_counted(k) for k in range(n_runs)]
+                for k in range(n_runs):
+                    one_kept(k)
             else:
-                with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                    outcomes = list(pool.map(one_counted, range(n_runs)))
+                pool = ThreadPoolExecutor(max_workers=n_workers)
+                try:
+                    list(pool.map(one_kept, range(n_runs)))
+                finally:  # on Ctrl-C the runs in flight stop within a step; the rest never start
+                    pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if bar is not None:
             bar.close()
+    kept = [k for k in range(n_runs) if k in outcomes and outcomes[k][1] != STOP_INTERRUPTED]
+    if interrupted or len(kept) < n_runs:
+        if not partial or not kept:
+            raise KeyboardInterrupt
+        warnings.warn(f"fc.run: interrupted (SIGINT): returning the {len(kept)} of {n_runs} "
+                      "runs that finished", RuntimeWarning, stacklevel=2)
+        seeds, weights = [seeds[k] for k in kept], weights[kept]
+        hist = {name: h[kept] for name, h in hist.items()}
 
-    stopped_at = [o[0] for o in outcomes]
-    reasons = [_engine.STOP_REASONS[o[1]] for o in outcomes]
+    stopped_at = [outcomes[k][0] for k in kept]
+    reasons = [_engine.STOP_REASONS[outcomes[k][1]] for k in kept]
     if not record_profile:
         hist["forward_error"] = hist["backward_error"] = None
     if not record_weights:

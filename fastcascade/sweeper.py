@@ -51,15 +51,18 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import numpy as np
 
 from fastcascade import io
-from fastcascade._validation import check_positive_int
+from fastcascade._interrupt import engine_interrupts
+from fastcascade._kernels import _engine
+from fastcascade._validation import check_bool, check_instance, check_positive_int
+from fastcascade.errors import ParameterError, ParameterTypeError, show_value
 from fastcascade.optim import Optimizer
 from fastcascade.perturbation import check_perturbations
 from fastcascade.problem import Problem
 from fastcascade.result import OPTIONAL_FIELDS, Result, _frame
 from fastcascade._progress import progress_bar
-from fastcascade.runner import run
+from fastcascade.runner import _seed_list, check_settings, run
 
-__all__ = ["sweep", "SweepResult", "run_unit", "RUN_KEYS"]
+__all__ = ["sweep", "SweepResult", "SweepFolderError", "run_unit", "RUN_KEYS"]
 
 RUN_KEYS = ("n_iter", "record_every", "record_profile", "record_weights", "init", "engine",
             "max_norm")
@@ -160,22 +163,239 @@ def describe_callable(fn):
     return f"{getattr(fn, '__module__', '?')}.{name}"
 
 
-def _describe_init(init):
+def _describe_init(init, problem=None, seed=None):
+    """How a run's ``init`` enters its key: a callable by the hash of what it returns for the
+    run's seed (two closures with one name differ), an array by its hash."""
     if init is None or isinstance(init, str):
         return init
     if callable(init):
-        return f"callable {describe_callable(init)}"
+        if seed is None:  # the folder's binding: the runs' keys hold what it returns
+            return "callable"
+        init = problem.cascade.check_weights(init(seed), f"init({seed!r})", finite=True)
     a = np.ascontiguousarray(np.asarray(init, dtype=np.float64))
     return f"array {a.shape} sha256 {hashlib.sha256(a.tobytes()).hexdigest()[:16]}"
+
+
+def build_key():
+    """The parts of the build that can change a run's bits (debug and release differ in the
+    last digits); SIMD levels give the same bits (benchmarks/fingerprints.py checks it)."""
+    from fastcascade import __version__
+
+    return {"fastcascade": __version__, "debug": bool(_engine.BUILD_FLAGS["debug"]),
+            "native": bool(_engine.BUILD_FLAGS["native"])}
 
 
 def _unit_key(spec):
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
+def run_file_name(key):
+    """The file of a run in a sweep folder: named by its key, so that no run of another
+    configuration can ever be written over it."""
+    return f"run-{key[:24]}.npz"
+
+
+def _at_point(exc, values):
+    """``exc`` with the grid point named in its message (a ParameterError stays one)."""
+    if not values:
+        return exc
+    where = f"grid point {io.jsonable(values)}"
+    if isinstance(exc, ParameterError):
+        owner = f"{where}: {exc.owner}" if exc.owner else where
+        return type(exc)(exc.param, exc.value, exc.allowed, owner=owner, given=exc.given)
+    return ValueError(f"{where}: {exc}")
+
+
+def _point_settings(optimizer, perturbations, kinds, values, base_run, N):
+    """One grid point's optimizer, perturbations and run keywords."""
+    opt_changes = {k: v for k, v in values.items() if kinds[k] == "optimizer"}
+    p_values = {k: v for k, v in values.items() if kinds[k] == "perturbations"}
+    kw = dict(base_run)
+    kw.update({k: v for k, v in values.items() if kinds[k] == "run"})
+    try:
+        opt = optimizer.replace(**opt_changes) if opt_changes else optimizer
+    except ParameterError as exc:  # the grid key is the field's name: no owner in front
+        raise type(exc)(exc.param, exc.value, exc.allowed, given=exc.given) from None
+    perts = perturbations(**p_values) if callable(perturbations) else perturbations
+    return opt, check_perturbations(perts, N), kw
+
+
+def _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run):
+    """Every (point, seed) run with its key, each point checked as ``fc.run`` would check it,
+    before any run starts; an error names the point."""
+    units = []  # (point index, seed index, optimizer, perturbations, run kwargs, extra, seed)
+    fingerprint, build = _fingerprint(problem), build_key()
+    for i, values in enumerate(points):
+        try:
+            opt, perts, kw = _point_settings(optimizer, perturbations, kinds, values, base_run,
+                                             problem.cascade.n_ops)
+            init = kw.get("init")
+            if isinstance(init, np.ndarray) and init.ndim == 2 and init.shape[0] != len(seeds):
+                raise ParameterError("init", init, f"shape ({problem.n_weights},) or "
+                                     f"({len(seeds)}, {problem.n_weights})",
+                                     given=f"shape {init.shape}")
+            with warnings.catch_warnings():  # the run itself warns, once
+                warnings.simplefilter("ignore")
+                check_settings(problem, opt, perturbations=perts, seeds=seeds[:1],
+                               **{k: v[0] if k == "init" and isinstance(v, np.ndarray)
+                                  and v.ndim == 2 else v for k, v in kw.items()})
+            for j, seed in enumerate(seeds):
+                kw_j = dict(kw)
+                if isinstance(init, np.ndarray) and init.ndim == 2:
+                    kw_j["init"] = init[j]
+                run_spec = {k: (_describe_init(v, problem, seed) if k == "init" else v)
+                            for k, v in sorted(kw_j.items())}
+                spec = {"problem": repr(problem), "data": fingerprint, "optimizer": repr(opt),
+                        "perturbations": [repr(p) for p in perts],
+                        "seed": io.seed_to_json(seed), "run": io.jsonable(run_spec),
+                        "build": build}
+                extra = {"grid": io.jsonable(values),
+                         "sweep": {"point": i, "seed_index": j, "key": _unit_key(spec)}}
+                units.append((i, j, opt, perts, kw_j, extra, seed))
+        except (ParameterError, ValueError, TypeError) as exc:
+            raise _at_point(exc, values) from None
+    return units
+
+
+def _binding(problem, optimizer, perturbations, kinds, base_run):
+    """What a sweep folder is bound to: everything but the grid's values and the seeds."""
+    N = problem.cascade.n_ops
+    return io.jsonable({
+        "problem": repr(problem), "data_sha256": _fingerprint(problem),
+        "optimizer": repr(optimizer),
+        "perturbations": (describe_callable(perturbations) if callable(perturbations)
+                          else [repr(p) for p in check_perturbations(perturbations, N)]),
+        "run": {k: (_describe_init(v) if k == "init" else v) for k, v in base_run.items()},
+        "grid_keys": kinds, "build": build_key()})
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def binding_differences(stored, asked):
+    """The keys where two folder bindings differ, as ``key: stored -> asked`` phrases."""
+    a, b = _flat(stored), _flat(asked)
+    return [f"{k}: {show_value(a.get(k, '(absent)'))} in the folder, "
+            f"{show_value(b.get(k, '(absent)'))} asked"
+            for k in sorted(set(a) | set(b)) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+
+
+class SweepFolderError(ParameterError):
+    """A sweep folder that holds another configuration's runs (``out`` of ``fc.sweep``)."""
+
+    def __init__(self, folder, differences):
+        self.differences = list(differences)
+        shown = "; ".join(self.differences[:4]) + (
+            f"; and {len(self.differences) - 4} more" if len(self.differences) > 4 else "")
+        super().__init__("out", folder, "a folder of the same configuration (only the grid's "
+                         "values and the seeds may differ), or overwrite=True to replace it",
+                         given=f"{folder!r}, whose runs differ in {shown}")
+
+    def __reduce__(self):
+        return (type(self), (self.value, self.differences))
+
+
+def _folder_files(manifest):
+    files = [name for names in manifest["files"] for name in names]
+    return files + list(manifest.get("earlier_files", []))
+
+
+def _open_folder(out, binding, overwrite):
+    """Check ``out`` against the binding; returns the file names the folder already lists
+    (kept in the new manifest when this sweep does not use them)."""
+    os.makedirs(out, exist_ok=True)
+    if not os.path.exists(os.path.join(out, io.MANIFEST)):
+        return []
+    manifest = io.read_manifest(out)
+    stored = manifest.get("binding")
+    if stored is None:  # written before folders were bound: compare what it recorded
+        config = manifest["config"]
+        stored = {k: config.get(k) for k in ("problem", "data_sha256", "optimizer",
+                                             "perturbations", "run")}
+        stored.update(grid_keys=config.get("grid_kinds"), build=binding["build"])
+    differences = binding_differences(stored, binding)
+    if differences and not overwrite:
+        raise SweepFolderError(out, differences)
+    if differences:  # overwrite=True: the folder's runs go
+        for name in _folder_files(manifest):
+            try:
+                os.remove(os.path.join(out, name))
+            except FileNotFoundError:
+                pass
+        return []
+    return _folder_files(manifest)
+
+
+def _reusable(out, units, files):
+    """The runs already in ``out`` whose key is the one asked for."""
+    done = {}
+    for unit in units:
+        i, j, extra = unit[0], unit[1], unit[5]
+        path = os.path.join(out, files[i][j])
+        if not os.path.exists(path):
+            continue
+        try:
+            res = io.load_result(path)
+        except ValueError as exc:
+            warnings.warn(f"sweep: recomputing {path}: {exc}", stacklevel=3)
+            continue
+        if res.config.get("sweep", {}).get("key") == extra["sweep"]["key"]:
+            done[(i, j)] = res
+    for name in os.listdir(out):  # temporary files of writes that were cut short
+        if name.startswith(".") and ".tmp-" in name:
+            try:
+                os.remove(os.path.join(out, name))
+            except OSError:
+                pass
+    return done
+
+
+def _execute(units, problem, n_jobs, executor, finish):
+    """Run the units; on Ctrl-C the runs in flight stop within a step and the finished ones
+    are kept. Returns whether the sweep was interrupted."""
+    def submit(pool, unit):
+        i, j, opt, perts, kw, extra, seed = unit
+        return pool.submit(run_unit, problem, opt, perts, seed, kw, extra)
+
+    try:
+        with engine_interrupts():
+            if executor is None and n_jobs == 1:
+                for unit in units:
+                    i, j, opt, perts, kw, extra, seed = unit
+                    finish(unit, run_unit(problem, opt, perts, seed, kw, extra))
+                return False
+            own = executor is None
+            pool = ThreadPoolExecutor(max_workers=min(n_jobs, max(1, len(units)))) if own \
+                else executor
+            pending = {}
+            try:
+                pending = {submit(pool, u): u for u in units}
+                while pending:
+                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        unit = pending.pop(fut)
+                        finish(unit, fut.result())
+            finally:
+                for fut in pending:
+                    fut.cancel()
+                if own:
+                    pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
 # -- sweep --------------------------------------------------------------------------------------
 def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(), n_jobs=1,
-          executor=None, out=None, progress=None, metadata=None, **run_kwargs):
+          executor=None, out=None, progress=None, metadata=None, overwrite=False,
+          **run_kwargs):
     """Run a grid of settings, once per seed.
 
     Parameters
@@ -199,135 +419,95 @@ def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(),
         Where to run the runs instead (processes, dask.distributed's ``client.get_executor()``,
         ...). The results are the same to the bit.
     out : str or os.PathLike, optional
-        A folder: each run is written there as it finishes, with a manifest; the same call with
-        the same folder reuses the finished runs (resume after an interruption).
+        A folder: each run is written there as it finishes (``run-<key>.npz``), with a
+        manifest. The folder is bound to the sweep's configuration (everything but the grid's
+        values and the seeds): the same call again reuses the finished runs (resume after an
+        interruption), a call with more grid values or seeds reuses those that match, and a
+        different configuration is refused (:class:`SweepFolderError`, naming the keys that
+        differ). No run file is ever written over by a run of another configuration.
     progress : None, bool
         A progress bar on stderr (tqdm): None shows it when stderr is a terminal and the
         sweep lasts more than a few seconds.
     metadata : dict, optional
         JSON-able data added to the sweep's configuration (and its manifest), for example the
         configuration file it came from.
+    overwrite : bool
+        With ``out`` holding another configuration's sweep: delete its runs and run this one.
     **run_kwargs
-        Other ``fc.run`` keywords: record_every, record_profile, init, engine, max_norm.
+        Other ``fc.run`` keywords: record_every, record_profile, record_weights, init, engine,
+        max_norm. A callable ``init`` enters a run's key by the hash of what it returns for the
+        run's seed.
 
     Returns
     -------
     SweepResult
+        With ``interrupted`` True after Ctrl-C (SIGINT): then it holds the points whose runs
+        all finished, and the finished runs are in ``out``. ``unsaved`` lists the runs that
+        could not be written (``(path, reason)``; a ``RuntimeWarning`` names the first); they
+        are in the result all the same.
 
     Raises
     ------
-    ValueError
-        For a grid key that is none of the above, or a grid value the optimizer or the
-        perturbations reject (the message names the key and the point).
+    fastcascade.ParameterError
+        For a grid key that is none of the above, or a grid value the optimizer, the
+        perturbations or ``fc.run`` reject: every point is checked before any run starts, and
+        the message names the point.
+    SweepFolderError
+        For an ``out`` folder of another configuration (unless ``overwrite``).
 
     Examples
     --------
     See the module docstring.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: expected a fastcascade.Problem, given {problem!r}")
-    if not isinstance(optimizer, Optimizer):
-        raise ValueError(f"optimizer: expected fastcascade.SGD or fastcascade.Adam, given "
-                         f"{optimizer!r}")
+    check_instance(problem, "problem", Problem, "a fastcascade.Problem")
+    check_instance(optimizer, "optimizer", Optimizer, "fastcascade.SGD or fastcascade.Adam")
     for key in run_kwargs:
         if key not in RUN_KEYS:
-            raise ValueError(f"{key}: not a keyword of fc.sweep; expected one of "
-                             f"{', '.join(RUN_KEYS)} (or grid=..., seeds=..., n_jobs=..., "
-                             "executor=..., out=..., progress=...)")
+            raise ParameterError(key, run_kwargs[key], "a keyword of fc.sweep: one of "
+                                 f"{', '.join(RUN_KEYS)} (or grid=..., seeds=..., n_jobs=..., "
+                                 "executor=..., out=..., progress=...)")
+    overwrite = check_bool(overwrite, "overwrite")
     grid = {} if grid is None else grid
     kinds = classify_grid(grid, optimizer, perturbations)
     if n_iter is None and "n_iter" not in grid:
-        raise ValueError("n_iter: expected a positive integer (or a grid key), given None")
+        raise ParameterError("n_iter", None, "a positive integer (or a grid key)")
     if executor is None:
-        if n_jobs == -1:
-            n_jobs = os.cpu_count() or 1
-        n_jobs = check_positive_int(n_jobs, "n_jobs")
+        n_jobs = check_positive_int(os.cpu_count() or 1 if n_jobs == -1 else n_jobs, "n_jobs")
     elif not hasattr(executor, "submit"):
-        raise ValueError(f"executor: expected a concurrent.futures.Executor, given {executor!r}")
-    from fastcascade.runner import _seed_list
-
+        raise ParameterTypeError("executor", executor, "a concurrent.futures.Executor")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ParameterTypeError("metadata", metadata, "a dict")
     seeds = _seed_list(seeds)
     grid = {k: list(v) for k, v in grid.items()}
     points = grid_points(grid)
-    N = problem.cascade.n_ops
     base_run = dict(run_kwargs)
     if n_iter is not None:
         base_run["n_iter"] = n_iter
-
-    # Build and check every point's settings before running anything.
-    units = []  # (point index, seed index, optimizer, perturbations, run kwargs, extra config)
-    fingerprint = _fingerprint(problem)
-    for i, values in enumerate(points):
-        opt_changes = {k: v for k, v in values.items() if kinds[k] == "optimizer"}
-        p_values = {k: v for k, v in values.items() if kinds[k] == "perturbations"}
-        kw = dict(base_run)
-        kw.update({k: v for k, v in values.items() if kinds[k] == "run"})
-        where = f"grid point {io.jsonable(values)}: " if values else ""
-        try:
-            opt = optimizer.replace(**opt_changes) if opt_changes else optimizer
-        except ValueError as exc:
-            msg = str(exc)
-            for owner in (f"'{type(optimizer).__name__}': ", f"{type(optimizer).__name__}: "):
-                msg = msg[len(owner):] if msg.startswith(owner) else msg
-            raise ValueError(f"{where}{msg}") from None
-        perts = perturbations(**p_values) if callable(perturbations) else perturbations
-        try:
-            perts = check_perturbations(perts, N)
-        except ValueError as exc:
-            raise ValueError(f"{where}{exc}") from None
-        for j, seed in enumerate(seeds):
-            kw_j = dict(kw)
-            init = kw_j.get("init")
-            if isinstance(init, np.ndarray) and init.ndim == 2:
-                if init.shape[0] != len(seeds):
-                    raise ValueError(f"init: expected shape ({problem.n_weights},) or "
-                                     f"({len(seeds)}, {problem.n_weights}), given {init.shape}")
-                kw_j["init"] = init[j]
-            spec = {"problem": repr(problem), "data": fingerprint, "optimizer": repr(opt),
-                    "perturbations": [repr(p) for p in perts], "seed": io.seed_to_json(seed),
-                    "run": io.jsonable({k: (_describe_init(v) if k == "init" else v)
-                                        for k, v in sorted(kw_j.items())})}
-            extra = {"grid": io.jsonable(values),
-                     "sweep": {"point": i, "seed_index": j, "key": _unit_key(spec)}}
-            units.append((i, j, opt, perts, kw_j, extra, seed))
-
-    config = {"problem": repr(problem), "data_sha256": fingerprint,
-              "optimizer": repr(optimizer), "perturbations": (
-                  describe_callable(perturbations) if callable(perturbations)
-                  else [repr(p) for p in check_perturbations(perturbations, N)]),
-              "run": {k: (_describe_init(v) if k == "init" else v) for k, v in base_run.items()},
-              "grid_kinds": kinds}
-    if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise ValueError(f"metadata: expected a dict, given {metadata!r}")
-        config.update(io.jsonable(metadata))
-    files = [[f"p{i:04d}_r{j:02d}.npz" for j in range(len(seeds))] for i in range(len(points))]
+    units = _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run)
+    binding = _binding(problem, optimizer, perturbations, kinds, base_run)
+    config = dict(binding, grid_kinds=kinds, **io.jsonable(metadata or {}))
+    files = [[None] * len(seeds) for _ in points]
+    for unit in units:
+        files[unit[0]][unit[1]] = run_file_name(unit[5]["sweep"]["key"])
     done = {}
     if out is not None:
         out = os.fspath(out)
-        os.makedirs(out, exist_ok=True)
-        io.write_manifest(out, _manifest(grid, points, seeds, files, config))
-        for unit in units:
-            i, j, extra = unit[0], unit[1], unit[5]
-            path = os.path.join(out, files[i][j])
-            if not os.path.exists(path):
-                continue
-            try:
-                res = io.load_result(path)
-            except ValueError as exc:
-                warnings.warn(f"sweep: recomputing {path}: {exc}", stacklevel=2)
-                continue
-            if res.config.get("sweep", {}).get("key") == extra["sweep"]["key"]:
-                done[(i, j)] = res
-        for name in os.listdir(out):  # temporary files of writes that were cut short
-            if name.startswith(".") and ".tmp-" in name:
-                try:
-                    os.remove(os.path.join(out, name))
-                except OSError:
-                    pass
+        listed = _open_folder(out, binding, overwrite)
+        used = {name for names in files for name in names}
+        manifest = _manifest(grid, points, seeds, files, config)
+        manifest["binding"] = binding
+        manifest["earlier_files"] = sorted(set(listed) - used)
+        io.write_manifest(out, manifest)
+        done = _reusable(out, units, files)
+    return _run_units(problem, units, done, files, grid, points, seeds, config,
+                      n_jobs, executor, out, progress)
 
+
+def _run_units(problem, units, done, files, grid, points, seeds, config, n_jobs, executor,
+               out, progress):
+    """Compute the units not in ``done``, writing each to ``out`` as it finishes."""
     todo = [u for u in units if (u[0], u[1]) not in done]
-    results = dict(done)
+    results, unsaved = dict(done), []
     bar = progress_bar(len(units), progress, "sweep")
     if bar is not None:
         bar.update(len(done))
@@ -336,45 +516,36 @@ def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(),
         i, j = unit[0], unit[1]
         results[(i, j)] = res
         if out is not None:
-            io.save_result(res, os.path.join(out, files[i][j]))
+            path = os.path.join(out, files[i][j])
+            try:
+                io.save_result(res, path)
+            except OSError as exc:  # kept in memory; the caller is told which path failed
+                unsaved.append((path, f"{exc.strerror or exc}"))
         if bar is not None:
             bar.update(1)
 
-    def submit(pool, unit):
-        i, j, opt, perts, kw, extra, seed = unit
-        return pool.submit(run_unit, problem, opt, perts, seed, kw, extra)
-
     try:
-        if executor is None and n_jobs == 1:
-            for unit in todo:
-                i, j, opt, perts, kw, extra, seed = unit
-                finish(unit, run_unit(problem, opt, perts, seed, kw, extra))
-        else:
-            own = executor is None
-            pool = ThreadPoolExecutor(max_workers=min(n_jobs, max(1, len(todo)))) if own \
-                else executor
-            try:
-                pending = {submit(pool, u): u for u in todo}
-                while pending:
-                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        unit = pending.pop(fut)
-                        finish(unit, fut.result())
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
-            finally:
-                if own:
-                    pool.shutdown(wait=True, cancel_futures=True)
+        interrupted = _execute(todo, problem, n_jobs, executor, finish)
     finally:
         if bar is not None:
             bar.close()
-
-    per_point = [_point_result([results[(i, j)] for j in range(len(seeds))])
-                 for i in range(len(points))]
-    sw = SweepResult(grid, points, per_point, seeds, config)
-    sw.n_loaded, sw.n_computed = len(done), len(todo)
+    complete = [i for i in range(len(points))
+                if all((i, j) in results for j in range(len(seeds)))]
+    if unsaved:
+        warnings.warn(f"sweep: {len(unsaved)} run(s) could not be written, the first to "
+                      f"{unsaved[0][0]} ({unsaved[0][1]}); they are in the returned result",
+                      RuntimeWarning, stacklevel=3)
+    if interrupted:
+        warnings.warn(f"sweep: interrupted (SIGINT) with {len(results)} of {len(units)} runs "
+                      f"finished; {len(complete)} of {len(points)} points complete"
+                      + (f"; the finished runs are in {out} (the same call resumes)"
+                         if out is not None else ""), RuntimeWarning, stacklevel=3)
+    per_point = [_point_result([results[(i, j)] for j in range(len(seeds))]) for i in complete]
+    sw = SweepResult(grid, [points[i] for i in complete], per_point, seeds, config)
+    sw.n_loaded, sw.n_computed = len(done), len(results) - len(done)
+    sw.interrupted, sw.unsaved = interrupted, unsaved
+    sw.partial_runs = {i: [results[(i, j)] for j in range(len(seeds)) if (i, j) in results]
+                       for i in range(len(points)) if i not in complete}
     return sw
 
 
@@ -398,6 +569,11 @@ class SweepResult:
     seeds : list
     config : dict, the settings shared by every point
     n_computed, n_loaded : int, runs computed by this call and runs reused from ``out``
+    interrupted : bool, whether Ctrl-C cut the sweep short (``points`` then holds the points
+        whose runs all finished)
+    unsaved : list of (path, reason), the runs ``fc.sweep`` could not write to ``out``
+    partial_runs : dict int -> list of Result, after an interruption: the finished runs of the
+        points (by index in the full grid) that did not finish all their seeds
 
     Examples
     --------
@@ -411,6 +587,9 @@ class SweepResult:
         self.seeds = list(seeds)
         self.config = io.jsonable(config)
         self.n_computed = self.n_loaded = 0
+        self.interrupted = False
+        self.unsaved = []
+        self.partial_runs = {}
 
     def __len__(self):
         return len(self.points)
@@ -509,11 +688,27 @@ class SweepResult:
         return _frame(self.summary_table(factor))
 
     # -- files and plots ---------------------------------------------------------------------
-    def save(self, folder):
+    def save(self, folder, overwrite=False):
         """Write the sweep to ``folder``: a manifest and one result file per run (see
-        ``fastcascade.io``); ``fc.load(folder)`` reads it back."""
+        ``fastcascade.io``); ``fc.load(folder)`` reads it back.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+        overwrite : bool
+            A folder that already holds a sweep is refused (``SweepFolderError``) unless this
+            is True; then its runs are deleted first.
+        """
         folder = os.fspath(folder)
+        overwrite = check_bool(overwrite, "overwrite")
         os.makedirs(folder, exist_ok=True)
+        if os.path.exists(os.path.join(folder, io.MANIFEST)):
+            manifest = io.read_manifest(folder)
+            if not overwrite:
+                raise SweepFolderError(folder, ["the folder holds a sweep already"])
+            for name in _folder_files(manifest):
+                if os.path.exists(os.path.join(folder, name)):
+                    os.remove(os.path.join(folder, name))
         files = [[f"p{i:04d}_r{j:02d}.npz" for j in range(len(self.seeds))]
                  for i in range(len(self.points))]
         for i, res in enumerate(self.results):

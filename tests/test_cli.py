@@ -11,6 +11,7 @@ What is shown here:
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -192,10 +193,11 @@ def test_sweep_resumes_and_plot_reads_it(tmp_path, capsys):
     assert main(["plot", str(out), "--kind", "phase"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == \
         "fastcascade: error: --kind phase: needs --x KEY and --y KEY (two grid keys)"
-    one = out / "p0000_r00.npz"
+    first = json.loads((out / "manifest.json").read_text())["files"][0][0]
+    one = out / first
     for kind in ("convergence", "spikes"):
         assert main(["plot", str(one), "--kind", kind]) == 0
-        assert (tmp_path / "sw" / f"p0000_r00_{kind}.png").stat().st_size > 5000
+        assert (out / f"{first[:-4]}_{kind}.png").stat().st_size > 5000
     assert main(["plot", str(one), "--kind", "profile"]) == 2  # no profile recorded
     assert "record_profile=True" in capsys.readouterr().err
 

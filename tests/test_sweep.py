@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import fastcascade as fc
+from fastcascade.sweeper import SweepFolderError
 from fastcascade.cli import demo_perturbations
 
 HISTORY = ("objective", "grad_norm", "grad_error", "step_size", "final_weights", "stopped_at")
@@ -107,7 +108,7 @@ def test_bad_grids_name_the_key(problem, grid, perts, message):
 def test_bad_arguments(problem):
     with pytest.raises(ValueError, match="n_iter: expected a positive integer"):
         fc.sweep(problem, fc.SGD(0.1), grid={"step_size": [0.1]})
-    with pytest.raises(ValueError, match="n_job: not a keyword of fc.sweep"):
+    with pytest.raises(ValueError, match="n_job: expected a keyword of fc.sweep"):
         fc.sweep(problem, fc.SGD(0.1), n_iter=10, n_job=2)
     with pytest.raises(ValueError, match="executor: expected a concurrent.futures.Executor"):
         fc.sweep(problem, fc.SGD(0.1), n_iter=10, executor="dask")
@@ -195,7 +196,7 @@ def resume_sweep(out, n_iter):
 
 
 def run_files(folder):
-    return sorted(n for n in os.listdir(folder) if n.endswith(".npz") and n.startswith("p"))
+    return sorted(n for n in os.listdir(folder) if n.endswith(".npz") and n.startswith("run-"))
 
 
 def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
@@ -232,20 +233,26 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     assert resume_sweep(out, n_iter).n_computed == 0
 
 
-def test_changed_settings_are_recomputed(problem, tmp_path):
+def test_changed_settings_are_refused_or_replaced(problem, tmp_path):
     out = tmp_path / "sw"
     kw = dict(grid={"sigma_f": [0.0, 1.0]}, seeds=[0], perturbations=forward_noise, out=out)
     a = fc.sweep(problem, fc.SGD(0.2), n_iter=50, **kw)
     assert (a.n_loaded, a.n_computed) == (0, 2)
     assert fc.sweep(problem, fc.SGD(0.2), n_iter=50, **kw).n_loaded == 2
-    b = fc.sweep(problem, fc.SGD(0.2), n_iter=60, **kw)       # another horizon
+    with pytest.raises(SweepFolderError, match="run.n_iter: 50 in the folder, 60 asked"):
+        fc.sweep(problem, fc.SGD(0.2), n_iter=60, **kw)       # another horizon
+    assert fc.load(out).identical(a)                         # the folder is untouched
+    b = fc.sweep(problem, fc.SGD(0.2), n_iter=60, overwrite=True, **kw)
     assert (b.n_loaded, b.n_computed) == (0, 2)
-    c = fc.sweep(problem, fc.SGD(0.3), n_iter=60, **kw)       # another optimizer
+    with pytest.raises(SweepFolderError, match="optimizer: "):
+        fc.sweep(problem, fc.SGD(0.3), n_iter=60, **kw)       # another optimizer
+    c = fc.sweep(problem, fc.SGD(0.3), n_iter=60, overwrite=True, **kw)
     assert c.n_loaded == 0
-    d = fc.sweep(problem, fc.SGD(0.3), n_iter=60,              # other perturbations
+    d = fc.sweep(problem, fc.SGD(0.3), n_iter=60, overwrite=True,     # other perturbations
                  **{**kw, "perturbations": functools.partial(forward_noise, period=2)})
     assert d.n_loaded == 0
     assert fc.load(out).identical(d)
+    assert len(run_files(out)) == 2                          # the replaced runs are gone
 
 
 # ---------------------------------------------------------------------------------------------

@@ -138,7 +138,8 @@ def test_inconsistent_manifests_are_refused(sweep_folder, edit, field):
 def test_manifest_may_not_name_files_outside_its_folder(sweep_folder, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    shutil.copy(sweep_folder / "p0000_r00.npz", outside / "secret.npz")
+    first = json.loads((sweep_folder / "manifest.json").read_text())["files"][0][0]
+    shutil.copy(sweep_folder / first, outside / "secret.npz")
     for name in (str(outside / "secret.npz"), "../outside/secret.npz"):
         edit_manifest(sweep_folder, lambda m: m["files"][0].__setitem__(0, name))
         with pytest.raises(FileFormatError, match="files"):
@@ -146,4 +147,8 @@ def test_manifest_may_not_name_files_outside_its_folder(sweep_folder, tmp_path):
     os.symlink(outside / "secret.npz", sweep_folder / "link.npz")
     edit_manifest(sweep_folder, lambda m: m["files"][0].__setitem__(0, "link.npz"))
     with pytest.raises(FileFormatError, match="outside the folder"):
+        fc.load(str(sweep_folder))
+    edit_manifest(sweep_folder, lambda m: (m["files"][0].__setitem__(0, first),
+                                           m.update(earlier_files=["../outside/secret.npz"])))
+    with pytest.raises(FileFormatError, match="earlier_files"):
         fc.load(str(sweep_folder))
