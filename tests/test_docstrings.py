@@ -391,7 +391,7 @@ def offenders(objects, ours=None):
 PENDING = {"bench", "cascade", "cli", "config", "datasets", "diagnostics", "errors", "experiments",
            "io", "magnitude", "metrics", "ops", "optim", "perturbation", "plotting", "problem",
            "problems", "reference", "reference_engine", "reg", "result", "runner", "schedules",
-           "sweeper", "theory", "timing"}
+           "sweeper", "theory"}
 
 
 def _module_of(offence):
