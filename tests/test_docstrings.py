@@ -387,28 +387,16 @@ def offenders(objects, ours=None):
 # the tests
 
 
-# modules whose docstrings are still being written (issue 13.4); emptied module by module
-PENDING: set = set()
-
-
-def _module_of(offence):
-    return offence.split(":")[0].split(".")[1]
-
-
 def test_every_public_callable_has_a_numpy_docstring():
-    bad = [b for b in offenders(public_objects()) if _module_of(b) not in PENDING]
+    bad = offenders(public_objects())
     assert bad == [], f"{len(bad)} offenders:\n" + "\n".join(bad)
-
-
-def test_every_pending_module_still_has_offenders():
-    still = {_module_of(b) for b in offenders(public_objects())}
-    assert sorted(PENDING - still) == []
 
 
 def test_the_walk_reaches_the_api_the_issue_names():
     names = {name for name, _ in public_objects()}
-    for needle in ("fastcascade.noise.Gaussian", "fastcascade.timing.At", "fastcascade.result.Result",
-                   "fastcascade.runner.run", "fastcascade.sweeper.sweep", "fastcascade.io.load"):
+    for needle in ("fastcascade.noise.Gaussian", "fastcascade.timing.At",
+                   "fastcascade.result.Result", "fastcascade.runner.run",
+                   "fastcascade.sweeper.sweep", "fastcascade.io.load"):
         assert needle in names, needle
     assert not any(n.startswith("fastcascade._") for n in names)
     assert not any("._kernels" in n for n in names)
