@@ -156,8 +156,8 @@ class Uniform(Distribution):
         return [self.low, self.high, 0.0, 0.0]
 
     def draw(self, gen, shape):
-        """NumPy twin of the kernel's draws: ``low + (high - low) u`` with ``u =
-        gen.random(shape)``, one uniform per value.
+        """NumPy twin of the kernel's draws: ``low + (high - low) * gen.random(shape)``, one
+        uniform per value.
 
         Parameters
         ----------
