@@ -91,6 +91,21 @@ def _best_pair(fa, fb, repeats):
 
 
 def paper_problem(record_every=1):
+    """Case (a)'s setup (docs/model.md sec. 6): the paper's logistic problem, M = 2000, d = 10.
+
+    Uniform(-2/sqrt(10), 2/sqrt(10)) noise on the forward output of f_1 and the backward message
+    of f_2, and SGD(0.05) with gradient noise 1e-3.
+
+    Parameters
+    ----------
+    record_every : int, default 1
+        Returned as given, for the caller's runs.
+
+    Returns
+    -------
+    tuple
+        ``(problem, optimizer, perturbations, record_every)``.
+    """
     import fastcascade as fc
     problem = fc.problems.paper_logistic(n_samples=2000, n_features=10, seed=0)
     half = 2.0 / np.sqrt(10)
@@ -100,6 +115,26 @@ def paper_problem(record_every=1):
 
 
 def logreg_problem(n_samples=2000, d=123, noise=True, seed=0):
+    """Case (b)'s logistic regression: Margin + Softplus with L2(1e-4) on synthetic data.
+
+    X ~ N(0, I/d); labels +1 with probability sigmoid(3 x.w_true), else -1.
+
+    Parameters
+    ----------
+    n_samples : int, default 2000
+        M.
+    d : int, default 123
+        The input width.
+    noise : bool, default True
+        Add a forward Gaussian(0, 0.1) perturbation at op 1.
+    seed : int, default 0
+        Seed of the data's generator.
+
+    Returns
+    -------
+    tuple
+        ``(problem, perturbations)``; ``perturbations`` is [] without noise.
+    """
     import fastcascade as fc
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, d)) / np.sqrt(d)
@@ -113,6 +148,23 @@ def logreg_problem(n_samples=2000, d=123, noise=True, seed=0):
 
 
 def mlp_problem(width=64, n_samples=2000, seed=0):
+    """Cases (b) and (e)'s network: three Linear layers with tanh between them and a squared
+    error, fitting y = tanh(x_0).
+
+    Parameters
+    ----------
+    width : int, default 64
+        Input and hidden width.
+    n_samples : int, default 2000
+        M, samples x ~ N(0, I).
+    seed : int, default 0
+        Seed of the data's generator.
+
+    Returns
+    -------
+    tuple
+        ``(problem, perturbations)``: a forward Gaussian(0, 0.01) perturbation at op 2.
+    """
     import fastcascade as fc
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, width))
@@ -206,6 +258,21 @@ def _jax_paper(n_iter):
 
 
 def case_paper(quick):
+    """Case (a): the paper configuration recorded every step and every 10 steps, compiled
+    engine (n_jobs 1 and 2) against the NumPy engine, and against JAX when installed.
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row per timing: ``case``, ``label``, ``fast_us`` and ``base_us`` (microseconds per
+        iteration), ``ratio`` = base / fast.
+        JAX rows have NaN ratios when JAX is not installed.
+    """
     import fastcascade as fc
     rows = []
     n = 1000 if quick else 5000
@@ -233,6 +300,20 @@ def case_paper(quick):
 
 
 def case_per_sample(quick):
+    """Case (b): per-sample SGD (batch 1) on ``logreg_problem`` and on ``mlp_problem(64)``,
+    compiled engine against the NumPy engine.
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row per timing: ``case``, ``label``, ``fast_us`` and ``base_us`` (microseconds per
+        iteration), ``ratio`` = base / fast.
+    """
     import fastcascade as fc
     rows = []
     problem, perts = logreg_problem()
@@ -253,7 +334,19 @@ def sklearn_problem(n_samples=20000, alpha=1e-4):
     ``SGDClassifier(loss="log_loss", penalty="l2", alpha=alpha, fit_intercept=False)``:
     mean(log(1 + exp(-y x.w))) + alpha/2 ||w||^2. ``fc.reg.L2(rho)`` is rho/2 ||w||^2, so
     rho = alpha (the same epoch: per-sample steps over a fresh permutation, constant step, no
-    intercept, no averaging)."""
+    intercept, no averaging).
+
+    Parameters
+    ----------
+    n_samples : int, default 20000
+        M (data of ``logreg_problem`` with seed 1, d = 123, no perturbation).
+    alpha : float, default 1e-4
+        scikit-learn's alpha, used as the L2 rho.
+
+    Returns
+    -------
+    fastcascade.Problem
+    """
     import fastcascade as fc
     problem, _ = logreg_problem(n_samples=n_samples, noise=False, seed=1)
     X, y = problem.data.X, problem.data.y[:, 0]
@@ -261,6 +354,21 @@ def sklearn_problem(n_samples=20000, alpha=1e-4):
 
 
 def case_sklearn(quick):
+    """Case (c): one shuffled per-sample epoch of fastcascade against one of
+    scikit-learn's SGDClassifier(log_loss) on ``sklearn_problem``.
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row per timing: ``case``, ``label``, ``fast_us`` and ``base_us`` (microseconds per
+        iteration), ``ratio`` = base / fast.
+        A single NaN row when scikit-learn is not installed.
+    """
     import fastcascade as fc
     try:
         from sklearn.exceptions import ConvergenceWarning
@@ -295,7 +403,19 @@ def case_threads(quick):
     """Throughput of 2 threads against 1. The host's speed drifts by up to 1.5x from one second
     to the next (a shared VM), so each n_jobs=1 call is paired with the n_jobs=2 call right
     after it, and the ratio is the median of the pairs' ratios; the ratio of the two best times
-    is reported too (it pairs times from different moments)."""
+    is reported too (it pairs times from different moments).
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row: ``case`` "threads", ``fast_us``/``base_us`` per run-iteration with 2 and 1
+        threads, ``ratio`` (median of the pairs), ``best_ratio``.
+    """
     problem, opt, perts, _ = paper_problem(10)
     n = 200 if quick else 1000
     seeds = range(16)
@@ -322,7 +442,18 @@ def case_busy(quick):
     """One run of the paper configuration with n_jobs=2 (records on a helper thread) against
     n_jobs=1, while another process keeps a core busy: the helper must never make the run
     slower (it falls back to recording inline when it cannot keep up). Paired calls, as in
-    case_threads; ratio = n_jobs=1 time / n_jobs=2 time (1: as fast)."""
+    case_threads; ratio = n_jobs=1 time / n_jobs=2 time (1: as fast).
+
+    Parameters
+    ----------
+    quick : bool
+        5000 iterations and 5 pairs instead of 20000 and 11.
+
+    Returns
+    -------
+    list of dict
+        One row, ``busy``, with ``best_ratio`` (best time against best time) beside the median.
+    """
     import multiprocessing
 
     problem, opt, perts, every = paper_problem(1)
@@ -347,6 +478,21 @@ def case_busy(quick):
 
 
 def case_widths(quick):
+    """Case (e): minibatch (32) SGD on ``mlp_problem`` of widths 16 .. 512: the compiled
+    engine with BLAS kernels, without them, and the NumPy engine.
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row per timing: ``case``, ``label``, ``fast_us`` and ``base_us`` (microseconds per
+        iteration), ``ratio`` = base / fast.
+        Each row also has ``loops_us`` (no BLAS) and ``blas_speedup``.
+    """
     import fastcascade as fc
     from fastcascade._kernels import _ops
     rows = []
@@ -380,7 +526,23 @@ CASES = {"a": case_paper, "b": case_per_sample, "c": case_sklearn, "d": case_thr
 
 
 def run_cases(cases="abcdef", quick=False, echo=print):
-    """Run the cases (letters a..f); returns the result rows (dicts)."""
+    """Run the cases (letters a..f) and check each row against its target.
+
+    Parameters
+    ----------
+    cases : str, default "abcdef"
+        Letters of ``CASES``, in the order run.
+    quick : bool, default False
+        Short runs (``--quick``).
+    echo : callable or None, default print
+        Called with each formatted row as it is measured; None prints nothing.
+
+    Returns
+    -------
+    list of dict
+        The rows of the cases, each with ``target`` (text, "" for none) and ``met`` (True,
+        False, or None when there is no target or the ratio is NaN).
+    """
     rows = []
     for c in cases:
         for r in CASES[c](quick):
@@ -403,6 +565,15 @@ def _format_row(r):
 
 
 def machine_info():
+    """What the timings were measured on: build, SIMD level, CPU, load, library versions.
+
+    Returns
+    -------
+    dict
+        ``fc.build_info()`` plus ``simd``, ``machine``, ``processor``, ``cpu_count``,
+        ``loadavg_at_start`` (when the OS gives it) and the versions of scipy, sklearn, jax and
+        threadpoolctl (None when not installed).
+    """
     import fastcascade as fc
     from fastcascade._kernels import _ops
     info = dict(fc.build_info())
@@ -421,7 +592,19 @@ def machine_info():
 
 
 def main(argv=None):
-    """Entry point of ``fastcascade bench``."""
+    """Entry point of ``fastcascade bench``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (``--quick``, ``--json FILE``, ``--cases a,b,...``); default
+        ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (bad options exit with status 2 through argparse).
+    """
     parser = argparse.ArgumentParser(
         prog="fastcascade bench",
         description="Time the compiled engine side by side with the NumPy reference, "

@@ -26,10 +26,16 @@ __all__ = ["Cascade", "Plan"]
 class Plan:
     """What the engine runs: flat C data (see ``fastcascade/_kernels/_types.pxd``).
 
-    op_table : int64 array (N, 7), one row per operator: code, flag, d_in, d_out, n_w, w_off, p_off
-    params : float64 array, the operators' fixed parameters, concatenated
-    dims : (d_0, ..., d_N) widths of y_0 = x, ..., y_N
-    n_weights : length of the flat weight vector
+    Parameters
+    ----------
+    op_table : numpy.ndarray
+        int64 (N, 7), one row per operator: code, flag, d_in, d_out, n_w, w_off, p_off.
+    params : numpy.ndarray
+        float64, the operators' fixed parameters, concatenated.
+    dims : tuple of int
+        (d_0, ..., d_N): widths of y_0 = x, ..., y_N.
+    n_weights : int
+        Length of the flat weight vector.
     """
 
     op_table: np.ndarray
@@ -90,7 +96,19 @@ class Cascade:
         self.input_dim = input_dim
 
     def bind(self, input_dim):
-        """This cascade with its input width fixed to ``input_dim`` (a new object if it changes)."""
+        """This cascade with its input width fixed to ``input_dim``.
+
+        Parameters
+        ----------
+        input_dim : int
+            Width d_0 of the data.
+
+        Returns
+        -------
+        Cascade
+            ``self`` when its width is already ``input_dim``, else a new, linked cascade
+            (ValueError when this one is bound to another width).
+        """
         if self.input_dim == input_dim:
             return self
         if self.input_dim is not None:
@@ -125,7 +143,18 @@ class Cascade:
         return int(sum(op.n_weights for op in self.operators))
 
     def weight_slice(self, i):
-        """The slice of the flat weight vector that holds w_i (i is 1-based)."""
+        """The slice of the flat weight vector that holds w_i.
+
+        Parameters
+        ----------
+        i : int
+            1-based operator index, in 1..N (else ValueError).
+
+        Returns
+        -------
+        slice
+            ``w[cascade.weight_slice(i)]`` is w_i (empty for an operator without weights).
+        """
         self._require_bound("weight_slice")
         i = self._check_index(i)
         start = sum(op.n_weights for op in self.operators[: i - 1])
@@ -139,7 +168,18 @@ class Cascade:
 
     def init_weights(self, seed=None):
         """Initial flat weights: zeros when ``seed`` is None, else each operator's random
-        initialiser drawn from ``numpy.random.default_rng(seed)`` in operator order."""
+        initialiser drawn from ``numpy.random.default_rng(seed)`` in operator order.
+
+        Parameters
+        ----------
+        seed : int or None, default None
+            Seed of the initialisers' generator (not one of the run's four streams).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         self._require_bound("init_weights")
         if seed is None:
             return np.zeros(self.n_weights)
@@ -148,8 +188,22 @@ class Cascade:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def check_weights(self, w, name="w", finite=False):
-        """``w`` as a float64 vector of length ``n_weights`` (finite with ``finite=True``), or a
-        ParameterError naming ``name``."""
+        """``w`` as a float64 vector of length ``n_weights``, or a ParameterError naming ``name``.
+
+        Parameters
+        ----------
+        w : array_like
+            The candidate weights.
+        name : str, default "w"
+            The parameter name the error reports.
+        finite : bool, default False
+            Also require finite entries.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         w = as_float_array(w, name, ndim=1, finite=finite)
         if w.shape[0] != self.n_weights:
             raise ParameterError(name, w, f"{self.n_weights} weights (cascade.n_weights)",
@@ -158,7 +212,14 @@ class Cascade:
 
     # -- lowering ----------------------------------------------------------------------------
     def lower(self):
-        """The flat :class:`Plan` the compiled engine runs."""
+        """The flat :class:`Plan` the compiled engine runs.
+
+        Returns
+        -------
+        Plan
+            The operator table, the concatenated fixed parameters, ``dims`` and ``n_weights``
+            (ValueError for a cascade without an input width).
+        """
         self._require_bound("lower")
         rows, params = [], []
         w_off = p_off = 0

@@ -55,7 +55,22 @@ DEMO_SETTINGS = ("clean", "forward", "backward")
 
 def demo_perturbations(setting="clean", sigma=2.0, d=10):
     """The demo's perturbations: none, U(-sigma/sqrt(d), sigma/sqrt(d)) after f_1 (forward,
-    delta_1), or the same on the message f_2 sends to f_1 (backward, eps_2)."""
+    delta_1), or the same on the message f_2 sends to f_1 (backward, eps_2).
+
+    Parameters
+    ----------
+    setting : {"clean", "forward", "backward"}, default "clean"
+        Which perturbation (any other value gives none).
+    sigma : float, default 2.0
+        sigma_f or sigma_b: the uniform's half-width times sqrt(d).
+    d : int, default 10
+        The data's width.
+
+    Returns
+    -------
+    list of fastcascade.Perturbation
+        Empty, or one perturbation.
+    """
     import numpy as np
 
     import fastcascade as fc
@@ -69,7 +84,22 @@ def demo_perturbations(setting="clean", sigma=2.0, d=10):
 
 
 def cmd_demo(args):
-    """The paper's headline result at a quick scale."""
+    """``fastcascade demo``: the paper's headline result at a quick scale.
+
+    A sweep over four step sizes and the three demo settings; prints the stable gradient
+    norms and writes two plots into ``--out``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``iters``, ``seeds``, ``sigma``, ``jobs``, ``out`` and
+        ``no_progress``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     import functools
 
     import numpy as np
@@ -165,6 +195,20 @@ def _os_reason(exc):
 
 
 def cmd_run(args):
+    """``fastcascade run CONFIG``: run a configuration's seeds (its grid ignored), print the
+    summary, and save the Result and a plot when asked.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``config``, ``out``, ``plot``, ``jobs``, ``ewma`` (factor per iteration)
+        and ``no_progress``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     from fastcascade.config import run_job
 
     job = _load_job(args.config)
@@ -201,6 +245,19 @@ def _write_plot(results, path):
 
 
 def cmd_sweep(args):
+    """``fastcascade sweep CONFIG``: run a configuration's grid into a resumable folder and print
+    the summary of every point.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``config``, ``out``, ``plot``, ``jobs``, ``ewma`` and ``no_progress``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     from fastcascade.config import sweep_job
 
     job = _load_job(args.config)
@@ -247,6 +304,22 @@ PLOT_KINDS = ("auto", "convergence", "stable", "spikes", "profile", "phase")
 
 
 def cmd_plot(args):
+    """``fastcascade plot RESULT``: draw a saved result file or sweep folder into a PNG.
+
+    ``--kind auto`` draws the stable norm against the step size for a sweep with a
+    ``step_size`` grid, else the convergence plot.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``result``, ``kind`` (one of ``PLOT_KINDS``), ``x``, ``y``, ``curve``,
+        ``run``, ``ewma``, ``out``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     import fastcascade as fc
     from fastcascade import plotting
 
@@ -284,6 +357,19 @@ def cmd_plot(args):
 
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args):
+    """``fastcascade info``: the build (compiler flags, SIMD, BLAS), the thread count and
+    optional packages' versions; ``--short`` prints the version only.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``short``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     import importlib.metadata
 
     from fastcascade import build_info
@@ -306,6 +392,20 @@ def cmd_info(args):
 
 
 def cmd_reproduce(args):
+    """``fastcascade reproduce FIG ...``: run the paper's experiments, print each claim's finding
+    and write ``report.md`` into ``--out``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``figure`` (names of ``experiments.EXPERIMENTS`` or ``all``), ``scale``,
+        ``out``, ``jobs`` (-1: one per core), ``no_progress``.
+
+    Returns
+    -------
+    int
+        The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
+    """
     from fastcascade import experiments
 
     names = "all" if args.figure == ["all"] else args.figure
@@ -327,6 +427,18 @@ def cmd_reproduce(args):
 
 
 def cmd_bench(args):
+    """``fastcascade bench``: the timings of :mod:`fastcascade.bench`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options: ``cases``, ``quick``, ``json``.
+
+    Returns
+    -------
+    int
+        The exit status, that of ``fastcascade.bench.main``.
+    """
     from fastcascade import bench
 
     argv = ["--cases", args.cases] + (["--quick"] if args.quick else []) \
@@ -336,6 +448,13 @@ def cmd_bench(args):
 
 # -- parser -------------------------------------------------------------------------------------
 def build_parser():
+    """The ``fastcascade`` argument parser: one sub-command per ``cmd_*`` function.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Each sub-parser sets ``func`` to its command.
+    """
     parser = argparse.ArgumentParser(
         prog="fastcascade",
         description="Simulate SGD on operator cascades with perturbed forward/backward passes.")
@@ -469,12 +588,22 @@ def _jobs(text):
 
 
 def main(argv=None):
-    """Entry point of the ``fastcascade`` console script; returns the exit status.
+    """Entry point of the ``fastcascade`` console script.
 
     An expected error (an invalid configuration or argument: ``ConfigError``,
     ``fastcascade.ParameterError`` or any other ``ValueError``; a file that cannot be read or
     written: ``OSError``) prints one line, ``fastcascade: error: <key, parameter or path>:
     <what is wrong>``, on stderr, without a traceback, and returns 2.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 for an expected error.
     """
     args = build_parser().parse_args(argv)
     try:

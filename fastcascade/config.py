@@ -105,7 +105,15 @@ OUTPUT_KEYS = ("run", "sweep", "plot")
 
 class ConfigError(ValueError):
     """An invalid configuration; ``key`` is the dotted path of the offending key and the
-    message (one line) starts with it."""
+    message (one line) starts with it.
+
+    Parameters
+    ----------
+    key : str
+        Dotted path of the key (``"run.n_iter"``, ``"perturbations[0].noise"``); "" for none.
+    message : str
+        What is wrong, without the key; kept as ``detail``.
+    """
 
     def __init__(self, key, message):
         self.key = key
@@ -148,7 +156,18 @@ def _bounded(value, text, key):
 
 
 def expression_names(text):
-    """The variable names an ``= ...`` expression reads."""
+    """The variable names an ``= ...`` expression reads.
+
+    Parameters
+    ----------
+    text : str
+        The expression, its leading ``=`` included.
+
+    Returns
+    -------
+    set of str
+        Names read as variables (called functions and the constants pi, e excluded).
+    """
     tree = ast.parse(text.lstrip()[1:].strip(), mode="eval")
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called} \
@@ -160,6 +179,19 @@ def evaluate(text, variables, key):
 
     Every intermediate value is bounded (integers within int64, floats finite) and the source
     is at most 1000 characters, so an expression such as ``10**10**10`` is refused at once.
+
+    Parameters
+    ----------
+    text : str
+        The expression, its leading ``=`` included.
+    variables : dict of str to number or str
+        The names it may read (``[params]`` and grid values).
+    key : str
+        Dotted path of the key holding it, for the ConfigError.
+
+    Returns
+    -------
+    int, float or str
     """
     source = text.lstrip()[1:].strip()
     if len(source) > _MAX_SOURCE:
@@ -365,7 +397,32 @@ def _raw_at(tables, key):
 # -- the job ------------------------------------------------------------------------------------
 @dataclass
 class Job:
-    """A checked configuration, ready to run."""
+    """A checked configuration, ready to run.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        From ``[problem]``.
+    optimizer : fastcascade.optim.Optimizer
+        From ``[optimizer]``.
+    perturbations : list of Perturbation or TomlPerturbations
+        ``[]`` without ``[[perturbations]]`` tables, else the callable that builds them.
+    params : dict
+        ``[params]``: values the expressions read.
+    run_kwargs : dict
+        ``[run]`` settings passed to ``fc.run`` / ``fc.sweep`` (n_iter, record_every,
+        record_profile, ..., init).
+    seeds : list
+        The runs' seeds.
+    n_jobs : int
+        Threads.
+    grid : dict
+        ``[sweep.grid]``: name to list of values.
+    output : dict
+        ``[output]`` paths (run, sweep, plot).
+    source : dict, default {}
+        The raw configuration as parsed, stored with the results.
+    """
 
     problem: object
     optimizer: object
@@ -381,7 +438,17 @@ class Job:
 
 class TomlPerturbations:
     """The ``[[perturbations]]`` tables of a configuration as a callable
-    ``(**grid values) -> list of Perturbation`` (picklable plain data, for any executor)."""
+    ``(**grid values) -> list of Perturbation`` (picklable plain data, for any executor).
+
+    Parameters
+    ----------
+    tables : list of dict
+        The raw tables as TOML parsed them.
+    params : dict
+        ``[params]`` values; grid values given at call time override them.
+    n_ops : int
+        N of the problem's cascade, to check each ``op``.
+    """
 
     def __init__(self, tables, params, n_ops):
         self.tables = tables
@@ -389,6 +456,12 @@ class TomlPerturbations:
         self.n_ops = n_ops
 
     def names(self):
+        """The variable names the tables' expressions read.
+
+        Returns
+        -------
+        set of str
+        """
         return _names_in(self.tables)
 
     def __call__(self, **values):
@@ -586,6 +659,19 @@ def _run_section(section):
 def parse_config(text, base_dir=".", source_name="<config>"):
     """A checked :class:`Job` from TOML text.
 
+    Parameters
+    ----------
+    text : str
+        The TOML document.
+    base_dir : str, default "."
+        Folder that relative data paths are read from.
+    source_name : str, default "<config>"
+        Name of the source in a TOML syntax error.
+
+    Returns
+    -------
+    Job
+
     Raises
     ------
     ConfigError
@@ -601,7 +687,17 @@ def parse_config(text, base_dir=".", source_name="<config>"):
 
 
 def load_config(path):
-    """A checked :class:`Job` from a TOML file (see the module docstring for the schema)."""
+    """A checked :class:`Job` from a TOML file (see the module docstring for the schema).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; relative data paths in it are read from its folder.
+
+    Returns
+    -------
+    Job
+    """
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -612,7 +708,21 @@ def load_config(path):
 
 
 def build_job(raw, base_dir="."):
-    """A checked :class:`Job` from a configuration dict (as TOML parses it)."""
+    """A checked :class:`Job` from a configuration dict (as TOML parses it).
+
+    The perturbations are built at every grid point here, so that errors come before any run.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed configuration.
+    base_dir : str, default "."
+        Folder that relative data paths are read from.
+
+    Returns
+    -------
+    Job
+    """
     for k in raw:
         if k not in SECTIONS:
             raise ConfigError(k, f"unknown section; expected one of {', '.join(SECTIONS)}")
@@ -696,7 +806,28 @@ def _source_config(job):
 
 def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None, overwrite=False):
     """Run a job's sweep (its grid, or a single point when it has none), writing each run to
-    ``out`` (default ``[output] sweep``) as it finishes; returns the SweepResult."""
+    ``out`` (default ``[output] sweep``) as it finishes.
+
+    Parameters
+    ----------
+    job : Job
+        A checked configuration (:func:`load_config`).
+    out : str or os.PathLike, optional
+        Folder of the sweep (resumable); default the job's ``[output] sweep``, none when unset.
+    n_jobs : int, optional
+        Threads; default the job's ``[run] n_jobs`` (-1: one per core).
+    progress : None or bool, optional
+        A progress bar on stderr (tqdm); None shows it when stderr is a terminal and the runs
+        last more than a few seconds.
+    executor : concurrent.futures.Executor, optional
+        Where to run the runs instead of threads (see ``fc.sweep``).
+    overwrite : bool
+        Replace the runs of another configuration in ``out`` (refused otherwise).
+
+    Returns
+    -------
+    fastcascade.SweepResult
+    """
     from fastcascade.sweeper import sweep
 
     out = job.output.get("sweep") if out is None else out
@@ -713,8 +844,29 @@ def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None, overwrit
 def run_job(job, n_jobs=None, progress=None):
     """Run a job without its grid: one Result over its seeds (the ``[params]`` values fill the
     expressions). The runs go through the sweep machinery, one per seed, so a progress bar can
-    follow them; the Result equals ``fc.run`` with the same settings. After Ctrl-C it holds the
-    seeds that finished, and its attribute ``interrupted`` is True."""
+    follow them; the Result equals ``fc.run`` with the same settings.
+
+    Parameters
+    ----------
+    job : Job
+        A checked configuration (:func:`load_config`).
+    n_jobs : int, optional
+        Threads; default the job's ``[run] n_jobs`` (-1: one per core).
+    progress : None or bool, optional
+        A progress bar on stderr (tqdm); None shows it when stderr is a terminal and the runs
+        last more than a few seconds.
+
+    Returns
+    -------
+    fastcascade.Result
+        Its ``config["source"]`` holds the raw configuration. After Ctrl-C it holds the seeds
+        that finished, and its attribute ``interrupted`` is True.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After Ctrl-C when no seed finished.
+    """
     from fastcascade.sweeper import sweep
 
     perts = job.perturbations() if isinstance(job.perturbations, TomlPerturbations) \

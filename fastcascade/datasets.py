@@ -52,10 +52,12 @@ class Dataset:
 
     @property
     def n_samples(self):
+        """M, the number of rows of X."""
         return self.X.shape[0]
 
     @property
     def n_features(self):
+        """d, the number of columns of X."""
         return self.X.shape[1]
 
     def __len__(self):
@@ -71,10 +73,19 @@ def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
     x* ~ N(0, I_d); h_l ~ N(0, I_d); y_l = +1 with probability 1 / (1 + exp(-h_l^T x*)), else -1.
     Draws come from ``numpy.random.default_rng(seed)`` in that order (x*, H, then M uniforms).
 
+    Parameters
+    ----------
+    n_samples : int, default 2000
+        M, the number of samples.
+    n_features : int, default 10
+        d, the width of each h_l.
+    seed : int or None, default 0
+        Seed of the generator; None draws fresh entropy.
+
     Returns
     -------
     Dataset
-        With ``X = H``, ``y`` the +-1 labels, and the attribute ``x_star``.
+        With ``X = H`` (M, d), ``y`` the +-1 labels (M, 1), and the attribute ``x_star`` (d,).
     """
     M = check_positive_int(n_samples, "n_samples")
     d = check_positive_int(n_features, "n_features")
@@ -92,7 +103,18 @@ def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
 
 
 def as_dataset(data):
-    """A Dataset, or an ``(X, y)`` / ``(X,)`` tuple of arrays, as a Dataset."""
+    """A Dataset, or an ``(X, y)`` / ``(X,)`` tuple of arrays, as a Dataset.
+
+    Parameters
+    ----------
+    data : Dataset or tuple
+        Anything else raises ValueError.
+
+    Returns
+    -------
+    Dataset
+        ``data`` itself when it is one.
+    """
     if isinstance(data, Dataset):
         return data
     if isinstance(data, tuple) and len(data) in (1, 2):

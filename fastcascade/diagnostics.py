@@ -68,7 +68,17 @@ def check_setup(perturbations, n_iter: int, stacklevel: int = 3) -> list:
 
 
 def warn_nonfinite_injections(counts, seeds, stacklevel: int = 3) -> None:
-    """Warn once when any run's perturbations left non-finite values (``counts`` per run)."""
+    """Warn once when any run's perturbations left non-finite values.
+
+    Parameters
+    ----------
+    counts : array_like of int (n_runs,)
+        Per run, the (step, site) pairs with non-finite values (``Result.nonfinite_injections``).
+    seeds : sequence
+        The runs' seeds, named in the message (the first five runs hit).
+    stacklevel : int, default 3
+        Passed to ``warnings.warn``.
+    """
     counts = np.asarray(counts)
     hit = np.nonzero(counts > 0)[0]
     if hit.size:

@@ -18,7 +18,18 @@ _MAX_SHOWN = 80
 
 
 def show_value(value):
-    """A short repr of ``value`` for a message (long reprs cut to 80 characters)."""
+    """A short repr of ``value`` for a message (long reprs cut to 80 characters).
+
+    Parameters
+    ----------
+    value : object
+        Anything; a repr that raises is shown as ``<type name>``.
+
+    Returns
+    -------
+    str
+        One line (whitespace runs collapsed), at most 80 characters.
+    """
     try:
         text = repr(value)
     except Exception:  # a repr that fails must not hide the error being reported
@@ -64,4 +75,18 @@ class ParameterError(ValueError):
 
 class ParameterTypeError(ParameterError, TypeError):
     """A parameter given a value of the wrong type (both a ``ValueError`` and a
-    ``TypeError``)."""
+    ``TypeError``).
+
+    Parameters
+    ----------
+    param : str
+        The parameter's name as the caller spells it.
+    value : object
+        The value given.
+    allowed : str
+        What is allowed, as a phrase (``"a fastcascade.ops.Operator"``).
+    owner : str, optional
+        The class or function the parameter belongs to; it prefixes the message.
+    given : str, optional
+        How to show the value, when its repr is not the clearest.
+    """

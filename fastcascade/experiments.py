@@ -17,7 +17,7 @@ Examples
 --------
 >>> import fastcascade as fc
 >>> sorted(fc.experiments.EXPERIMENTS)[:3]
-['fig2', 'fig3', 'fig4']
+['bounds', 'fig2', 'fig3']
 >>> fc.experiments.EXPERIMENTS["fig4"].title
 'Stable gradient norm against the step size, non-convex'
 """
@@ -49,7 +49,29 @@ GRAD_NOISE = 1e-3
 
 @dataclass(frozen=True)
 class Scale:
-    """The sizes of one scale of the experiments."""
+    """The sizes of one scale of the experiments.
+
+    Parameters
+    ----------
+    name : str
+        "quick" or "paper".
+    n_iter : int
+        T, the horizon of the figures' runs.
+    record_every : int
+        Recording period (shortened for short runs by :func:`record_every`).
+    step_sizes : tuple of float
+        The step-size grid (logarithmic).
+    sigmas : tuple of float
+        The noise levels sigma_f and sigma_b.
+    dts : tuple of int
+        The periods dt_f of the intermittent spikes (figures 7 and 8).
+    seeds : tuple of int
+        The seeds of every sweep.
+    horizons : tuple of int
+        Table 1's horizons T.
+    table_dts : tuple of int
+        Table 1's periods dt (Q = T / dt).
+    """
 
     name: str
     n_iter: int
@@ -95,9 +117,28 @@ def logistic_perturbations(sigma_f=0.0, sigma_b=0.0, dt_f=1, biased_b=False, cas
     every ``dt_f`` iterations (``dt_f = 0``: never); eps on the message f_2 sends to f_1 ~
     U(-sigma_b/sqrt(d), ..), or U(0, sigma_b/sqrt(d)) when ``biased_b``.
 
-    ``case`` (figure 2): "clean", "spike" (at ``spike_at``, every margin shifted by
-    spike_sigma/sqrt(d): a coherent O(1) gradient error) or "persistent" (forward noise of size
-    ``sigma_f`` at every iteration).
+    Parameters
+    ----------
+    sigma_f : float, default 0.0
+        Forward noise level (0: none).
+    sigma_b : float, default 0.0
+        Backward noise level (0: none).
+    dt_f : int, default 1
+        Period of the forward noise (1: every iteration, 0: never).
+    biased_b : bool, default False
+        Backward noise U(0, sigma_b/sqrt(d)) instead of zero-mean.
+    case : {None, "clean", "spike", "persistent"}, default None
+        Figure 2's cases: "clean" (no noise), "spike" (at ``spike_at``, every margin shifted by
+        spike_sigma/sqrt(d): a coherent O(1) gradient error), "persistent" or None (the
+        settings above, forward noise of size ``sigma_f`` at every iteration by default).
+    spike_at : int, default 0
+        Iteration of the spike.
+    spike_sigma : float, default 20.0
+        Size of the spike (times 1/sqrt(d)).
+
+    Returns
+    -------
+    list of fastcascade.Perturbation
     """
     if case == "clean":
         return []
@@ -118,12 +159,34 @@ A3_HEAVY_BALL = ((-5.0, -4.0), (-5.0, 3.0))
 
 
 def a3_problem(A):
-    """Appendix A.3: x = (1, 1), f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2."""
+    """Appendix A.3: x = (1, 1), f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2.
+
+    Parameters
+    ----------
+    A : array_like
+        The 2 x 2 matrix of f_1 (``A3_SGD`` or ``A3_HEAVY_BALL``).
+
+    Returns
+    -------
+    fastcascade.Problem
+        One sample, four weights (w_1 then w_2).
+    """
     return Problem(Cascade([DiagLinear(np.array(A)), InnerSquare()]), (np.ones((1, 2)),))
 
 
 def a3_perturbations(top1=False):
-    """Top-1 compression of the backward message f_2 sends to f_1 (or nothing)."""
+    """Top-1 compression of the backward message f_2 sends to f_1 (or nothing).
+
+    Parameters
+    ----------
+    top1 : bool, default False
+        Compress the message.
+
+    Returns
+    -------
+    list of fastcascade.Perturbation
+        ``[Perturbation(2, "backward", TopK(1))]``, or empty.
+    """
     return [Perturbation(2, "backward", N.TopK(1))] if top1 else []
 
 
@@ -135,12 +198,35 @@ def a3_perturbations(top1=False):
 class Panel:
     """One sweep of an experiment and how to draw it.
 
-    problem : callable returning a Problem, with ``problem_args``
-    optimizer : keyword arguments of fc.SGD
-    perturbations : factory of the perturbations, called with ``fixed`` and the grid keys
-    grid : callable(Scale) -> dict of grid values
-    plot : "stable_norm" (x = step_size, one curve per ``curve``), "convergence" (one curve per
-        point), "spikes" (figure 2), "weights" (figure 9)
+    Parameters
+    ----------
+    name : str
+        The panel's name (its raw folder ``out/raw/<experiment>/<name>``).
+    title : str
+        The plot's title.
+    grid : callable
+        ``grid(scale) -> dict`` of grid values.
+    problem : callable, default ``problems.paper_logistic``
+        Called with ``problem_args``; returns a Problem.
+    problem_args : dict, default {}
+        Keyword arguments of ``problem``.
+    optimizer : dict, default step size 1 and gradient noise 1e-3
+        Keyword arguments of fc.SGD.
+    perturbations : callable, default ``logistic_perturbations``
+        Factory of the perturbations, called with ``fixed`` and the grid keys.
+    fixed : dict, default {}
+        Keyword arguments bound into ``perturbations``.
+    plot : {"stable_norm", "convergence", "spikes", "weights"}, default "stable_norm"
+        "stable_norm" (x = step_size, one curve per ``curve``), "convergence" (one curve per
+        point), "spikes" (figure 2), "weights" (figure 9).
+    curve : str, optional
+        The grid key of the curves of a "stable_norm" plot.
+    n_iter : callable, optional
+        ``n_iter(scale) -> int``; default ``scale.n_iter``.
+    record_weights : bool, default False
+        Record w_t (figure 9).
+    init : tuple of float, optional
+        Initial weights; zeros by default.
     """
 
     name: str
@@ -159,6 +245,20 @@ class Panel:
     init: tuple = None             # initial weights (default zeros)
 
     def settings(self, scale):
+        """The panel's sweep at a scale, built: problem, optimizer, perturbation factory, grid and
+        T.
+
+        Parameters
+        ----------
+        scale : Scale
+            The sizes.
+
+        Returns
+        -------
+        dict
+            ``problem``, ``optimizer`` (an SGD), ``perturbations`` (a ``functools.partial`` with
+            ``fixed``), ``grid`` and ``n_iter``.
+        """
         return dict(
             problem=self.problem(**self.problem_args),
             optimizer=SGD(**self.optimizer),
@@ -170,7 +270,17 @@ class Panel:
 
 @dataclass
 class Finding:
-    """One claim of the paper next to what we measured."""
+    """One claim of the paper next to what we measured.
+
+    Parameters
+    ----------
+    claim : str
+        The paper's finding, in a sentence.
+    measured : str
+        The numbers measured.
+    supported : bool
+        The verdict of the experiment's rule.
+    """
 
     claim: str
     measured: str
@@ -179,6 +289,21 @@ class Finding:
 
 @dataclass(frozen=True)
 class Experiment:
+    """One of the paper's figures: panels of sweeps and the analysis of their results.
+
+    Parameters
+    ----------
+    name : str
+        The key in ``EXPERIMENTS`` ("fig2", ...).
+    title : str
+        The figure's title.
+    panels : tuple of Panel
+        The sweeps.
+    analyse : callable
+        ``analyse(dict name -> SweepResult, Scale) -> list of Finding``.
+    seeds : callable, optional
+        ``seeds(scale) -> seeds``; default ``scale.seeds``.
+    """
     name: str
     title: str
     panels: tuple
@@ -186,10 +311,27 @@ class Experiment:
     seeds: object = None       # callable(Scale) -> seeds, default scale.seeds
 
     def run(self, scale="quick", out=None, n_jobs=2, progress=False):
-        """Run every panel's sweep; returns {panel name: SweepResult}.
+        """Run every panel's sweep.
 
         With ``out``, each panel's runs go to ``out/raw/<experiment>/<panel>`` as they finish,
         and a rerun reuses them.
+
+        Parameters
+        ----------
+        scale : {"quick", "paper"} or Scale
+            The sizes of the runs (``SCALES``).
+        out : str or os.PathLike, optional
+            The output folder; the raw sweeps go to ``out/raw/<experiment>/...`` as they finish and
+            a rerun reuses them. None keeps everything in memory.
+        n_jobs : int, default 2
+            Threads per sweep.
+        progress : None or bool, default False
+            Progress bars on stderr (None: when stderr is a terminal).
+
+        Returns
+        -------
+        dict of str to fastcascade.SweepResult
+            Panel name to its sweep.
         """
         scale = SCALES[scale] if isinstance(scale, str) else scale
         results = {}
@@ -208,14 +350,46 @@ class Experiment:
         return results
 
     def section(self, scale, out, n_jobs=2, progress=False):
-        """Run, draw and analyse: (findings, PNG path)."""
+        """Run, draw and analyse the experiment.
+
+        Parameters
+        ----------
+        scale : {"quick", "paper"} or Scale
+            The sizes of the runs (``SCALES``).
+        out : str or os.PathLike
+            The output folder (raw sweeps under ``out/raw``, the PNG at its top).
+        n_jobs : int, default 2
+            Threads per sweep.
+        progress : None or bool, default False
+            Progress bars on stderr (None: when stderr is a terminal).
+
+        Returns
+        -------
+        findings : list of Finding
+            The claims and what was measured.
+        png : str
+            Path of the figure written.
+        """
         results = self.run(scale, out=out, n_jobs=n_jobs, progress=progress)
         png = plot(self, results, scale, out)
         return self.analyse(results, SCALES[scale] if isinstance(scale, str) else scale), png
 
 
 def record_every(scale, n_iter):
-    """The scale's recording period, or less for short runs (at least 200 records)."""
+    """The scale's recording period, or less for short runs (at least 200 records).
+
+    Parameters
+    ----------
+    scale : Scale
+        Its ``record_every`` is the longest period.
+    n_iter : int
+        The run's horizon T.
+
+    Returns
+    -------
+    int
+        ``max(1, min(scale.record_every, n_iter // 200))``.
+    """
     return max(1, min(scale.record_every, n_iter // 200))
 
 
@@ -224,7 +398,26 @@ def record_every(scale, n_iter):
 
 
 def stable_by(sw, x, curve=None, fixed=None, factor=0.99):
-    """{curve value: (x values, median stable gradient norm over seeds)} of a sweep."""
+    """{curve value: (x values, median stable gradient norm over seeds)} of a sweep.
+
+    Parameters
+    ----------
+    sw : fastcascade.SweepResult
+        A finished sweep.
+    x : str
+        The grid key on the x axis.
+    curve : str, optional
+        The grid key of the curves; None gives one curve, keyed None.
+    fixed : dict, optional
+        Only points with these grid values are used.
+    factor : float, default 0.99
+        EWMA factor per iteration.
+
+    Returns
+    -------
+    dict
+        Curve value to ``(x, y)``, two float arrays sorted by x.
+    """
     fixed = fixed or {}
     out = {}
     for point, res in sw.items():
@@ -237,7 +430,20 @@ def stable_by(sw, x, curve=None, fixed=None, factor=0.99):
 
 
 def log_slope(x, y):
-    """Least-squares slope of log y against log x."""
+    """Least-squares slope of log y against log x.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Positive values.
+    y : numpy.ndarray
+        Values; non-finite and non-positive ones are dropped.
+
+    Returns
+    -------
+    float
+        The slope; NaN with fewer than two usable points.
+    """
     ok = np.isfinite(y) & (y > 0)
     if ok.sum() < 2:
         return float("nan")
@@ -393,7 +599,23 @@ TABLE1_SETTINGS = {
 
 def table1_perturbations(pass_="forward", biased=False, sigma=2.0, dt=0):
     """An O(1) perturbation (U(-sigma/sqrt(d), ..) or U(0, ..)) every ``dt`` iterations at f_1's
-    output or on the message f_2 sends back (dt = 0: never)."""
+    output or on the message f_2 sends back (dt = 0: never).
+
+    Parameters
+    ----------
+    pass_ : {"forward", "backward"}, default "forward"
+        The site: op 1 forward, or op 2 backward.
+    biased : bool, default False
+        U(0, sigma/sqrt(d)) instead of zero-mean.
+    sigma : float, default 2.0
+        The noise level.
+    dt : int, default 0
+        The period (1: every iteration, 0: never).
+
+    Returns
+    -------
+    list of fastcascade.Perturbation
+    """
     if dt == 0:
         return []
     when = timing.Always() if dt == 1 else timing.Every(int(dt))
@@ -405,7 +627,19 @@ def table1_step_size(setting, n_iter):
     """(ours) The step size of a horizon T in the Table 1 experiment, as the rates assume:
     gamma = 2 sqrt(1000 / T) for the non-convex problem (the O(1/sqrt(T)) rate) and
     gamma = min(0.5, 6 ln(T) / T) for the PL problem (mu = 1 for rho = 0.5: the O(ln T / T)
-    rate, with the initial gap contracted by (1 - mu gamma / 3)^T ~ T^-2)."""
+    rate, with the initial gap contracted by (1 - mu gamma / 3)^T ~ T^-2).
+
+    Parameters
+    ----------
+    setting : {"nonconvex", "pl"}
+        The problem's setting (any other value is treated as "pl").
+    n_iter : int
+        T.
+
+    Returns
+    -------
+    float
+    """
     if setting == "nonconvex":
         return 2.0 * math.sqrt(1000.0 / n_iter)
     return min(0.5, 6.0 * math.log(n_iter) / n_iter)
@@ -414,7 +648,19 @@ def table1_step_size(setting, n_iter):
 def table1_metric(res, setting):
     """Non-convex: the mean of ||grad l(w_t)||^2 over the run (Theorem 4's left side); PL: the
     mean of ||grad l||^2 over the last 10% of the run (a proxy of l(w_T) - l*). Median over
-    seeds; inf when a run diverged."""
+    seeds; inf when a run diverged.
+
+    Parameters
+    ----------
+    res : fastcascade.Result
+        The runs of one grid point.
+    setting : {"nonconvex", "pl"}
+        Which metric.
+
+    Returns
+    -------
+    float
+    """
     if res.diverged.any():
         return float("inf")
     g2 = res.grad_norm ** 2
@@ -462,7 +708,25 @@ class Table1Experiment:
     settings = TABLE1_SETTINGS
 
     def run(self, scale, out=None, n_jobs=2, progress=False):
-        """{setting: {(T, dt): ratio to the clean run}}."""
+        """Run Table 1's sweeps: per setting and horizon T, the clean run and one per period dt.
+
+        Parameters
+        ----------
+        scale : {"quick", "paper"} or Scale
+            The sizes of the runs (``SCALES``).
+        out : str or os.PathLike, optional
+            The output folder; the raw sweeps go to ``out/raw/<experiment>/...`` as they finish and
+            a rerun reuses them. None keeps everything in memory.
+        n_jobs : int, default 2
+            Threads per sweep.
+        progress : None or bool, default False
+            Progress bars on stderr (None: when stderr is a terminal).
+
+        Returns
+        -------
+        dict
+            {setting: {(T, dt): ratio of the metric to the clean run's}}.
+        """
         scale = SCALES[scale] if isinstance(scale, str) else scale
         cells = {}
         for name, (reg, pass_, biased) in self.settings.items():
@@ -487,6 +751,19 @@ class Table1Experiment:
         return cells
 
     def analyse(self, cells, scale):
+        """One finding per setting: within the budget Q <= T^b the ratio stays below 3.
+
+        Parameters
+        ----------
+        cells : dict
+            The result of :meth:`run`.
+        scale : Scale
+            The sizes (unused beyond the signature shared with the other experiments).
+
+        Returns
+        -------
+        list of Finding
+        """
         findings = []
         for name, (reg, pass_, biased) in self.settings.items():
             setting = "pl" if reg == "strongly_convex" else "nonconvex"
@@ -504,6 +781,23 @@ class Table1Experiment:
         return findings
 
     def plot(self, cells, scale, folder):
+        """The 2 x 4 figure: per setting, the ratio (colour, log10) against T and Q, with the
+        budget T^b dashed.
+
+        Parameters
+        ----------
+        cells : dict
+            The result of :meth:`run`.
+        scale : Scale
+            The sizes.
+        folder : str or os.PathLike
+            Where ``table1.png`` is written.
+
+        Returns
+        -------
+        str
+            The PNG's path.
+        """
         fig, axes = _figure(2, 4, width=5.0)
         for ax, (name, (reg, pass_, biased)) in zip(axes.ravel(), self.settings.items()):
             setting = "pl" if reg == "strongly_convex" else "nonconvex"
@@ -526,6 +820,26 @@ class Table1Experiment:
         return _save_figure(fig, folder, self.name, f"{self.name}: {self.title}", dpi=100)
 
     def section(self, scale, out, n_jobs=2, progress=False):
+        """Run, analyse and draw Table 1.
+
+        Parameters
+        ----------
+        scale : {"quick", "paper"} or Scale
+            The sizes of the runs (``SCALES``).
+        out : str or os.PathLike
+            The output folder (raw sweeps under ``out/raw``, the PNG at its top).
+        n_jobs : int, default 2
+            Threads per sweep.
+        progress : None or bool, default False
+            Progress bars on stderr (None: when stderr is a terminal).
+
+        Returns
+        -------
+        findings : list of Finding
+            The claims and what was measured.
+        png : str
+            Path of the figure written.
+        """
         cells = self.run(scale, out=out, n_jobs=n_jobs, progress=progress)
         scale = SCALES[scale] if isinstance(scale, str) else scale
         return self.analyse(cells, scale), self.plot(cells, scale, out)
@@ -535,7 +849,15 @@ class BoundsExperiment:
     """Beyond the paper: Theorem 1's bound against Monte Carlo measurements on random cascades
     of depth 2 and up (tanh, sigmoid and linear layers, constants estimated along the
     iterate), and the location sensitivity of forward and backward noise in a depth-5 tanh
-    network whose Jacobians expand (C1 > 1)."""
+    network whose Jacobians expand (C1 > 1).
+
+    Parameters
+    ----------
+    width : int, default 3
+        Width of the random cascades.
+    levels : tuple of float, default (0.01, 0.1, 0.3)
+        Standard deviations of the Gaussian noise put at every site.
+    """
 
     name = "bounds"
     title = "Theorem 1's bound against measurements, by depth; where noise hurts most"
@@ -545,10 +867,31 @@ class BoundsExperiment:
         self.levels = levels
 
     def depths(self, scale):
+        """The depths N measured at a scale.
+
+        Parameters
+        ----------
+        scale : Scale
+            "quick" measures (2, 3, 4, 6), any other scale 2 to 8.
+
+        Returns
+        -------
+        tuple of int
+        """
         return (2, 3, 4, 6) if scale.name == "quick" else (2, 3, 4, 5, 6, 7, 8)
 
     def measure(self, scale):
-        """{depth: [(sigma, measured E||~u-u||^2, its standard error, bound)]}."""
+        """{depth: [(sigma, measured E||~u-u||^2, its standard error, bound)]}.
+
+        Parameters
+        ----------
+        scale : Scale
+            Sets the depths and the Monte Carlo draws (200 quick, 2000 otherwise).
+
+        Returns
+        -------
+        dict of int to list of tuple
+        """
         draws = 200 if scale.name == "quick" else 2000
         out = {}
         for depth in self.depths(scale):
@@ -573,7 +916,20 @@ class BoundsExperiment:
         return out
 
     def location(self, scale):
-        """E||~u-u||^2 for the same noise at each forward and backward site of the network."""
+        """E||~u-u||^2 for the same noise at each forward and backward site of the network.
+
+        Parameters
+        ----------
+        scale : Scale
+            Sets the Monte Carlo draws (300 quick, 3000 otherwise).
+
+        Returns
+        -------
+        forward : dict of int to float
+            Operator i = 1..5 to the error of Gaussian(0, 0.1) noise after f_i.
+        backward : dict of int to float
+            Operator i = 2..6 to the error of the same noise on the message f_i sends.
+        """
         rng = np.random.default_rng(0)
         d = 6
         X = rng.standard_normal((200, d)) / np.sqrt(d)
@@ -592,6 +948,26 @@ class BoundsExperiment:
                 {i: err(i, "backward") for i in range(2, 7)})
 
     def section(self, scale, out, n_jobs=2, progress=False):
+        """Measure, draw and judge the bounds experiment (three findings).
+
+        Parameters
+        ----------
+        scale : {"quick", "paper"} or Scale
+            The sizes of the runs (``SCALES``).
+        out : str or os.PathLike
+            The output folder (raw sweeps under ``out/raw``, the PNG at its top).
+        n_jobs : int, default 2
+            Threads per sweep.
+        progress : None or bool, default False
+            Progress bars on stderr (None: when stderr is a terminal).
+
+        Returns
+        -------
+        findings : list of Finding
+            The claims and what was measured.
+        png : str
+            Path of the figure written.
+        """
         scale = SCALES[scale] if isinstance(scale, str) else scale
         data = self.measure(scale)
         fwd, bwd = self.location(scale)
@@ -732,7 +1108,24 @@ def _draw_panel(panel, sw, scale, ax):
 
 
 def plot(experiment, results, scale, folder):
-    """Draw an experiment's panels side by side into ``folder/<name>.png``; returns the path."""
+    """Draw an experiment's panels side by side into ``folder/<name>.png``.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        Its panels say how each sweep is drawn.
+    results : dict of str to fastcascade.SweepResult
+        From :meth:`Experiment.run`.
+    scale : {"quick", "paper"} or Scale
+        The sizes (the EWMA factor).
+    folder : str or os.PathLike
+        Where the PNG is written.
+
+    Returns
+    -------
+    str
+        The PNG's path.
+    """
     scale = SCALES[scale] if isinstance(scale, str) else scale
     n = len(experiment.panels)
     cols = min(n, 4)
@@ -745,7 +1138,24 @@ def plot(experiment, results, scale, folder):
 
 
 def report(sections, scale, command, seconds):
-    """The markdown report: per experiment, its figure and each claim next to the numbers."""
+    """The markdown report: per experiment, its figure and each claim next to the numbers.
+
+    Parameters
+    ----------
+    sections : dict
+        Name to ``(experiment, findings, png path)``.
+    scale : {"quick", "paper"} or Scale
+        The sizes, described at the top.
+    command : str
+        The command that made the report.
+    seconds : float
+        How long it took.
+
+    Returns
+    -------
+    str
+        The report's markdown text.
+    """
     scale = SCALES[scale] if isinstance(scale, str) else scale
     lines = ["# fastcascade: reproducing the paper's experiments", "",
              f"Scale `{scale.name}`: T = {scale.n_iter:,}, step sizes {list(scale.step_sizes)}, "
@@ -779,6 +1189,10 @@ def reproduce(names="all", scale="quick", out="fastcascade-reproduce", n_jobs=2,
     scale : {"quick", "paper"}
     out : folder (created); raw sweeps go to ``out/raw`` and are reused by a rerun
     n_jobs : threads
+    progress : None or bool, default None
+        Progress bars on stderr (None: when stderr is a terminal).
+    command : str, optional
+        The command shown in the report; by default the equivalent ``fastcascade reproduce``.
 
     Returns
     -------

@@ -72,6 +72,15 @@ def jsonable(obj):
     Tuples become lists, NumPy scalars Python numbers, a ``SeedSequence`` a dict, small arrays
     lists, large arrays a short description, any other object its ``repr``.
 
+    Parameters
+    ----------
+    obj : object
+        Anything; containers are converted recursively.
+
+    Returns
+    -------
+    dict, list, str, int, float, bool or None
+
     Examples
     --------
     >>> import numpy as np
@@ -101,7 +110,18 @@ def jsonable(obj):
 
 
 def seed_to_json(seed):
-    """An int seed as itself; a SeedSequence as a dict that rebuilds it."""
+    """An int seed as itself; a SeedSequence as a dict that rebuilds it.
+
+    Parameters
+    ----------
+    seed : int or numpy.random.SeedSequence
+        A run's seed.
+
+    Returns
+    -------
+    int or dict
+        ``{"SeedSequence": {"entropy", "spawn_key", "pool_size"}}`` for a SeedSequence.
+    """
     if isinstance(seed, np.random.SeedSequence):
         entropy = seed.entropy
         entropy = [int(e) for e in entropy] if isinstance(entropy, (list, tuple, np.ndarray)) \
@@ -112,6 +132,17 @@ def seed_to_json(seed):
 
 
 def seed_from_json(value):
+    """The seed that :func:`seed_to_json` wrote: an int, or the SeedSequence it describes.
+
+    Parameters
+    ----------
+    value : int or dict
+        Anything else (a bool included) raises ValueError.
+
+    Returns
+    -------
+    int or numpy.random.SeedSequence
+    """
     if isinstance(value, dict):
         s = value["SeedSequence"]
         return np.random.SeedSequence(s["entropy"], spawn_key=tuple(s["spawn_key"]),
@@ -127,7 +158,18 @@ def _json_dumps(obj):
 
 # -- writing ---------------------------------------------------------------------------------
 def write_atomic(path, write):
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The file is flushed and fsynced before the rename, so ``path`` never holds a partial file;
+    the temporary file is removed when ``write`` raises. Missing folders are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file written.
+    write : callable
+        Called once with the binary file object.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -145,7 +187,19 @@ def write_atomic(path, write):
 
 
 def result_arrays(result):
-    """The entries of ``result``'s file: name -> ndarray."""
+    """The entries of ``result``'s file: name -> ndarray.
+
+    Parameters
+    ----------
+    result : fastcascade.Result
+        The result stored.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``format``, ``version``, every history and per-run array present, and ``meta`` (seeds,
+        stop reasons, configuration and package version as a JSON string).
+    """
     from fastcascade import __version__
 
     arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(FORMAT_VERSION)}
@@ -165,6 +219,13 @@ def result_arrays(result):
 def save_result(result, path):
     """Write ``result`` to ``path`` (one ``.npz`` file, written atomically; the name is used as
     given, no extension is added).
+
+    Parameters
+    ----------
+    result : fastcascade.Result
+        The result stored (:func:`result_arrays`).
+    path : str or os.PathLike
+        The file written.
 
     Examples
     --------
@@ -243,6 +304,15 @@ def _scalar_str(arrays, name, path):
 
 def load_result(path):
     """Read a result file written by ``Result.save``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file; it is read without unpickling.
+
+    Returns
+    -------
+    fastcascade.Result
 
     Raises
     ------
@@ -340,6 +410,25 @@ def upgrade_backward_profile(old):
 
 
 def read_manifest(folder):
+    """The manifest of a sweep folder, checked (format, version, fields, file names).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A sweep's output folder.
+
+    Returns
+    -------
+    dict
+        With ``grid``, ``points``, ``seeds``, ``files`` (one list of file names per point, one
+        name per seed, all inside ``folder``) and ``config``.
+
+    Raises
+    ------
+    ValueError
+        When the folder has no manifest, or it is unreadable, of another format, of a newer
+        version or inconsistent (``FileFormatError``).
+    """
     path = os.path.join(os.fspath(folder), MANIFEST)
     if not os.path.exists(path):
         raise ValueError(f"{folder}: not a fastcascade sweep folder (no {MANIFEST})")
@@ -400,6 +489,15 @@ def _check_inside(names, folder, bad):
 
 
 def write_manifest(folder, manifest):
+    """Write a sweep folder's manifest atomically (JSON, NaN allowed).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The sweep's output folder.
+    manifest : dict
+        Plain JSON data (see :func:`read_manifest` for the fields).
+    """
     text = json.dumps(manifest, indent=1, allow_nan=True).encode("utf-8")
     write_atomic(os.path.join(os.fspath(folder), MANIFEST), lambda fh: fh.write(text))
 

@@ -22,7 +22,13 @@ __all__ = ["Magnitude", "Fixed", "PowerDecay", "HorizonDecay"]
 
 
 class Magnitude:
-    """Base class: ``factor(t, n_iter)`` is m_t (the NumPy twin of the kernel's formula)."""
+    """Base class: ``factor(t, n_iter)`` is m_t (the NumPy twin of the kernel's formula).
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        The factor's scale (any real; a negative one flips the draws' sign).
+    """
 
     kind = "constant"
     alpha = 0.0
@@ -32,12 +38,40 @@ class Magnitude:
 
     @property
     def code(self):
+        """The integer code of ``kind`` in the compiled noise kernel."""
         return _noise.MAGNITUDE_CODES[self.kind]
 
     def kernel_scale(self, n_iter):
+        """The scale handed to the kernel for a run of ``n_iter`` iterations: ``scale``; the kernel
+        applies the time dependence of ``kind``.
+
+        Parameters
+        ----------
+        n_iter : int or None
+            The run's horizon T.
+
+        Returns
+        -------
+        float
+        """
         return self.scale
 
     def factor(self, t, n_iter=None):
+        """m_t, the factor multiplying a draw at iteration ``t``: defined by each subclass.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        n_iter : int, optional
+            The run's horizon T (needed by ``HorizonDecay`` only).
+
+        Returns
+        -------
+        float
+        """
         raise NotImplementedError
 
     def __eq__(self, other):
@@ -48,9 +82,30 @@ class Magnitude:
 
 
 class Fixed(Magnitude):
-    """m_t = scale."""
+    """m_t = scale.
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        The constant factor.
+    """
 
     def factor(self, t, n_iter=None):
+        """m_t, the factor multiplying a draw at iteration ``t``: ``scale`` at every iteration.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        n_iter : int, optional
+            The run's horizon T (needed by ``HorizonDecay`` only).
+
+        Returns
+        -------
+        float
+        """
         return self.scale
 
     def __repr__(self):
@@ -58,7 +113,15 @@ class Fixed(Magnitude):
 
 
 class PowerDecay(Magnitude):
-    """m_t = scale (t + 1)^-alpha."""
+    """m_t = scale (t + 1)^-alpha.
+
+    Parameters
+    ----------
+    alpha : float
+        Decay exponent, ``>= 0``.
+    scale : float, default 1.0
+        m_0.
+    """
 
     kind = "power"
 
@@ -67,6 +130,21 @@ class PowerDecay(Magnitude):
         self.alpha = check_real(alpha, "alpha", "PowerDecay", low=0.0)
 
     def factor(self, t, n_iter=None):
+        """m_t, the factor multiplying a draw at iteration ``t``: ``scale * (t + 1) ** -alpha``.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        n_iter : int, optional
+            The run's horizon T (needed by ``HorizonDecay`` only).
+
+        Returns
+        -------
+        float
+        """
         return self.scale * float(t + 1) ** -self.alpha
 
     def __repr__(self):
@@ -74,18 +152,54 @@ class PowerDecay(Magnitude):
 
 
 class HorizonDecay(Magnitude):
-    """m_t = scale T^-alpha, constant within a run of T = n_iter iterations."""
+    """m_t = scale T^-alpha, constant within a run of T = n_iter iterations.
+
+    Parameters
+    ----------
+    alpha : float
+        Decay exponent in the horizon, ``>= 0``.
+    scale : float, default 1.0
+        The factor for T = 1.
+    """
 
     def __init__(self, alpha, scale=1.0):
         super().__init__(scale)
         self.alpha = check_real(alpha, "alpha", "HorizonDecay", low=0.0)
 
     def kernel_scale(self, n_iter):
+        """The scale handed to the kernel for a run of ``n_iter`` iterations: ``scale * n_iter **
+        -alpha``, a constant for the whole run (ValueError when ``n_iter`` is None).
+
+        Parameters
+        ----------
+        n_iter : int or None
+            The run's horizon T.
+
+        Returns
+        -------
+        float
+        """
         if n_iter is None:
             raise ValueError("n_iter: HorizonDecay needs the horizon T; pass n_iter")
         return self.scale * float(n_iter) ** -self.alpha
 
     def factor(self, t, n_iter=None):
+        """m_t, the factor multiplying a draw at iteration ``t``: ``scale * n_iter ** -alpha``
+        whatever ``t`` (ValueError when ``n_iter`` is None).
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        n_iter : int, optional
+            The run's horizon T (needed by ``HorizonDecay`` only).
+
+        Returns
+        -------
+        float
+        """
         return self.kernel_scale(n_iter)
 
     def __repr__(self):

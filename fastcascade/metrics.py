@@ -163,16 +163,23 @@ def stable_grad_norm(grad_norm, factor=0.99, diverged=None, iterations=None):
 
     Each record weighs the number of iterations since the previous record, so the value does not
     depend on the recording cadence (records every iteration: the plain mean over the last half
-    of the records).
+    of the records). docs/model.md, Metrics.
 
     Parameters
     ----------
     grad_norm : array_like (n_runs, n_records)
+        The recorded true gradient norms.
     factor : float in [0, 1)
         EWMA factor per iteration.
     diverged : array_like of bool (n_runs,), optional
+        Runs set to NaN.
     iterations : array_like of int (n_records,), optional
         Iterations of the records; default 0, 1, 2, ...
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_runs,).
 
     Examples
     --------
@@ -200,7 +207,26 @@ def stable_iteration_complexity(grad_norm, iterations, factor=0.99, threshold=1.
     """Per run, the first iteration where the per-iteration EWMA of the gradient norm is below
     ``threshold`` times the stable gradient norm; -1 when it never is (or the run diverged).
 
-    The answer is a record's iteration, so it is known to within one record gap.
+    The answer is a record's iteration, so it is known to within one record gap
+    (docs/model.md, Metrics).
+
+    Parameters
+    ----------
+    grad_norm : array_like (n_runs, n_records)
+        The recorded true gradient norms.
+    iterations : array_like of int (n_records,) or None
+        Iterations of the records; None means 0, 1, 2, ...
+    factor : float in [0, 1), default 0.99
+        EWMA factor per iteration.
+    threshold : float > 0, default 1.5
+        Multiple of the stable gradient norm (ParameterError otherwise).
+    diverged : array_like of bool (n_runs,), optional
+        Runs that get -1.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 (n_runs,).
 
     Examples
     --------
@@ -227,7 +253,27 @@ def stable_iteration_complexity(grad_norm, iterations, factor=0.99, threshold=1.
 
 def trailing_median(x, window, min_count=None, chunk=8192):
     """Median of the previous ``window`` finite values of a 1-d series at each position
-    (NaN where fewer than ``min_count`` are available)."""
+    (NaN where fewer than ``min_count`` are available).
+
+    The value at position n is the median of x[n - window .. n - 1]: the current value is
+    excluded, so a spike does not raise its own baseline.
+
+    Parameters
+    ----------
+    x : array_like of float (n,)
+        The series (NaN entries are skipped).
+    window : int
+        Length of the trailing window, ``>= 1``.
+    min_count : int, optional
+        Finite values needed for a median; default ``max(3, window // 5)``.
+    chunk : int, default 8192
+        Positions processed per block (bounds the memory of the sliding view's copies).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n,).
+    """
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     min_count = max(3, window // 5) if min_count is None else min_count

@@ -39,7 +39,11 @@ ROUNDINGS = ("nearest", "stochastic")
 
 
 class Noise:
-    """Base class of every perturbation kind."""
+    """Base class of every perturbation kind.
+
+    Subclasses set ``kind`` (the kernel branch), ``mode`` ("additive" or "relative") and
+    ``is_transform``; the kernel reads ``code``, ``params()`` and ``aux()``.
+    """
 
     kind = None
     mode = "additive"
@@ -47,14 +51,27 @@ class Noise:
 
     @property
     def code(self):
+        """The integer code of ``kind`` in the compiled noise kernel."""
         return _noise.NOISE_CODES[self.kind]
 
     def params(self):
-        """The kernel's four real parameters."""
+        """The kernel's four real parameters: none for this kind (all 0.0).
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [0.0, 0.0, 0.0, 0.0]
 
     def aux(self):
-        """The kernel's two integer parameters."""
+        """The kernel's two integer parameters: none for this kind, ``(0, 0)``.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (0, 0)
 
     def __eq__(self, other):
@@ -72,20 +89,53 @@ class Distribution(Noise):
     """Values drawn and added to the perturbed block (see ``fc.Perturbation`` for how many)."""
 
     def draw(self, gen, shape):
-        """NumPy twin of the kernel's draws (same stream, same order)."""
+        """NumPy twin of the kernel's draws: ``shape`` values of this distribution, from ``gen``, in
+        the kernel's order.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         raise NotImplementedError
 
     def mean(self):
-        """E[draw]."""
+        """E[draw], the mean of one draw: to be given by each subclass.
+
+        Returns
+        -------
+        float
+        """
         raise NotImplementedError
 
     def variance(self):
-        """Var[draw]."""
+        """Var[draw], the variance of one draw: to be given by each subclass.
+
+        Returns
+        -------
+        float
+        """
         raise NotImplementedError
 
 
 class Uniform(Distribution):
-    """U(low, high): ``low + (high - low) U(0, 1)``."""
+    """U(low, high): ``low + (high - low) U(0, 1)``.
+
+    Parameters
+    ----------
+    low : float
+        Lower end of the interval.
+    high : float
+        Upper end, ``>= low`` (``low == high`` draws the constant ``low``).
+    """
 
     kind = "uniform"
 
@@ -96,15 +146,50 @@ class Uniform(Distribution):
             raise ParameterError("high", high, f">= low ({self.low!r})", "Uniform")
 
     def params(self):
+        """The kernel's four real parameters: ``[low, high, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.low, self.high, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``low + (high - low) * gen.random(shape)``, one
+        uniform per value.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return self.low + (self.high - self.low) * gen.random(shape)
 
     def mean(self):
+        """Mean of one draw: ``(low + high) / 2``.
+
+        Returns
+        -------
+        float
+        """
         return 0.5 * (self.low + self.high)
 
     def variance(self):
+        """Variance of one draw: ``(high - low)**2 / 12``.
+
+        Returns
+        -------
+        float
+        """
         return (self.high - self.low) ** 2 / 12.0
 
     def __repr__(self):
@@ -112,7 +197,15 @@ class Uniform(Distribution):
 
 
 class Gaussian(Distribution):
-    """N(mean, std^2): ``mean + std N(0, 1)`` (numpy's ziggurat normal)."""
+    """N(mean, std^2): ``mean + std N(0, 1)`` (numpy's ziggurat normal).
+
+    Parameters
+    ----------
+    mean : float, default 0.0
+        The mean, stored as ``mu``.
+    std : float, default 1.0
+        The standard deviation, ``>= 0``.
+    """
 
     kind = "gaussian"
 
@@ -121,15 +214,49 @@ class Gaussian(Distribution):
         self.std = check_real(std, "std", "Gaussian", low=0.0)
 
     def params(self):
+        """The kernel's four real parameters: ``[mean, std, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.mu, self.std, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``mean + std * gen.standard_normal(shape)``.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return self.mu + self.std * gen.standard_normal(shape)
 
     def mean(self):
+        """Mean of one draw: ``mean`` (stored as ``mu``).
+
+        Returns
+        -------
+        float
+        """
         return self.mu
 
     def variance(self):
+        """Variance of one draw: ``std**2``.
+
+        Returns
+        -------
+        float
+        """
         return self.std ** 2
 
     def __repr__(self):
@@ -137,7 +264,15 @@ class Gaussian(Distribution):
 
 
 class Laplace(Distribution):
-    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
+    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale).
+
+    Parameters
+    ----------
+    loc : float, default 0.0
+        The location (mean and median).
+    scale : float, default 1.0
+        The scale b, ``>= 0``.
+    """
 
     kind = "laplace"
 
@@ -146,15 +281,49 @@ class Laplace(Distribution):
         self.scale = check_real(scale, "scale", "Laplace", low=0.0)
 
     def params(self):
+        """The kernel's four real parameters: ``[loc, scale, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.loc, self.scale, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``gen.laplace(loc, scale, shape)``.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return gen.laplace(self.loc, self.scale, shape)
 
     def mean(self):
+        """Mean of one draw: ``loc``.
+
+        Returns
+        -------
+        float
+        """
         return self.loc
 
     def variance(self):
+        """Variance of one draw: ``2 scale**2``.
+
+        Returns
+        -------
+        float
+        """
         return 2.0 * self.scale ** 2
 
     def __repr__(self):
@@ -162,7 +331,15 @@ class Laplace(Distribution):
 
 
 class StudentT(Distribution):
-    """``scale`` times Student's t with ``df`` degrees of freedom: heavy tails (rare spikes)."""
+    """``scale`` times Student's t with ``df`` degrees of freedom: heavy tails (rare spikes).
+
+    Parameters
+    ----------
+    df : float
+        Degrees of freedom, ``> 0``; the mean exists for ``df > 1``, the variance for ``df > 2``.
+    scale : float, default 1.0
+        Multiplies the standard t draw, ``>= 0``.
+    """
 
     kind = "student_t"
 
@@ -171,15 +348,50 @@ class StudentT(Distribution):
         self.scale = check_real(scale, "scale", "StudentT", low=0.0)
 
     def params(self):
+        """The kernel's four real parameters: ``[df, scale, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.df, self.scale, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``scale * gen.standard_t(df, shape)``.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return self.scale * gen.standard_t(self.df, shape)
 
     def mean(self):
+        """Mean of one draw: 0.0 for ``df > 1``, NaN (undefined) otherwise.
+
+        Returns
+        -------
+        float
+        """
         return 0.0 if self.df > 1 else np.nan
 
     def variance(self):
+        """Variance of one draw: ``scale**2 df / (df - 2)`` for ``df > 2``, inf for ``1 < df <= 2``,
+        NaN for ``df <= 1``.
+
+        Returns
+        -------
+        float
+        """
         if self.df > 2:
             return self.scale ** 2 * self.df / (self.df - 2.0)
         return np.inf if self.df > 1 else np.nan
@@ -189,7 +401,13 @@ class StudentT(Distribution):
 
 
 class Rademacher(Distribution):
-    """+scale or -scale with probability 1/2 each."""
+    """+scale or -scale with probability 1/2 each.
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        The magnitude of every draw, ``>= 0``.
+    """
 
     kind = "rademacher"
 
@@ -197,15 +415,50 @@ class Rademacher(Distribution):
         self.scale = check_real(scale, "scale", "Rademacher", low=0.0)
 
     def params(self):
+        """The kernel's four real parameters: ``[scale, 0, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.scale, 0.0, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``+scale`` where ``gen.random(shape) < 0.5``, else
+        ``-scale``.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return np.where(gen.random(shape) < 0.5, self.scale, -self.scale)
 
     def mean(self):
+        """Mean of one draw: 0.0.
+
+        Returns
+        -------
+        float
+        """
         return 0.0
 
     def variance(self):
+        """Variance of one draw: ``scale**2``.
+
+        Returns
+        -------
+        float
+        """
         return self.scale ** 2
 
     def __repr__(self):
@@ -213,7 +466,13 @@ class Rademacher(Distribution):
 
 
 class Constant(Distribution):
-    """The fixed value ``value``: a pure bias (no draws)."""
+    """The fixed value ``value``: a pure bias (no draws).
+
+    Parameters
+    ----------
+    value : float
+        Added at every struck element (times the magnitude m_t).
+    """
 
     kind = "constant"
 
@@ -221,15 +480,49 @@ class Constant(Distribution):
         self.value = check_real(value, "value", "Constant")
 
     def params(self):
+        """The kernel's four real parameters: ``[value, 0, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.value, 0.0, 0.0, 0.0]
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: ``value`` everywhere; ``gen`` is not advanced.
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return np.full(shape, self.value)
 
     def mean(self):
+        """Mean of one draw: ``value``.
+
+        Returns
+        -------
+        float
+        """
         return self.value
 
     def variance(self):
+        """Variance of one draw: 0.0.
+
+        Returns
+        -------
+        float
+        """
         return 0.0
 
     def __repr__(self):
@@ -239,6 +532,12 @@ class Constant(Distribution):
 class Relative(Noise):
     """A multiplicative error: ``z (1 + eta)`` with eta drawn from ``dist`` (like float
     rounding, whose error is relative).
+
+    Parameters
+    ----------
+    dist : Distribution
+        The law of eta: one of ``Uniform``, ``Gaussian``, ``Laplace``, ``StudentT``,
+        ``Rademacher``, ``Constant``. Its kernel kind is reused with ``mode="relative"``.
 
     Examples
     --------
@@ -256,15 +555,50 @@ class Relative(Noise):
         self.kind = dist.kind
 
     def params(self):
+        """The kernel's four real parameters: those of ``dist``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return self.dist.params()
 
     def draw(self, gen, shape):
+        """NumPy twin of the kernel's draws: eta, drawn by ``dist`` (the caller forms ``z (1 + m_t
+        eta)``).
+
+        Parameters
+        ----------
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass: forward noise for ``pass_="forward"``, backward
+            noise for ``pass_="backward"`` (docs/model.md sec. 3).
+        shape : tuple of int
+            ``(B, d)`` for granularity "element", ``(B,)`` for "sample", ``(d,)`` for "step".
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 array of ``shape``, before the magnitude m_t is applied.
+        """
         return self.dist.draw(gen, shape)
 
     def mean(self):
+        """Mean of eta of one draw: ``dist.mean()``.
+
+        Returns
+        -------
+        float
+        """
         return self.dist.mean()
 
     def variance(self):
+        """Variance of eta of one draw: ``dist.variance()``.
+
+        Returns
+        -------
+        float
+        """
         return self.dist.variance()
 
     def __repr__(self):
@@ -281,7 +615,21 @@ class Transform(Noise):
     is_transform = True
 
     def transform(self, z, gen):
-        """NumPy twin of the kernel: Q(z) for a block z (B x d), drawing from ``gen``."""
+        """NumPy twin of the kernel: Q(z) for a block z, drawing from ``gen``.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), float64 of the shape of ``z``; the perturbation is ``Q(z) - z``.
+        """
         raise NotImplementedError
 
 
@@ -323,6 +671,13 @@ class LowPrecision(Transform):
     - ``rounding="nearest"``: round half to even (numpy's ``astype(np.float16)``);
       ``"stochastic"``: up with probability equal to the fraction of the spacing (unbiased),
       one uniform draw per element.
+
+    Parameters
+    ----------
+    format : str, default "float16"
+        A key of ``FORMATS`` or one of the aliases above.
+    rounding : {"nearest", "stochastic"}, default "nearest"
+        How values between two representable numbers are rounded.
     """
 
     kind = "round_float"
@@ -333,13 +688,49 @@ class LowPrecision(Transform):
         self.rounding = check_choice(rounding, "rounding", ROUNDINGS, "LowPrecision")
 
     def params(self):
+        """The kernel's four real parameters: ``[emin, max_finite, overflow_to_nan, 0]`` of the
+        format (smallest normal exponent, largest finite value, 1.0 for float8_e4m3).
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         mant, emin, max_finite, overflow_nan = FORMATS[self.format]
         return [float(emin), max_finite, float(overflow_nan), 0.0]
 
     def aux(self):
+        """The kernel's two integer parameters: ``(stored mantissa bits, rounding code)``.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (FORMATS[self.format][0], _noise.ROUNDING_CODES[self.rounding])
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: each finite non-zero value rounded to the format's grid
+        (spacing ``2**(max(e - 1, emin) - mant)``), overflow to +-inf or NaN as the class describes.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        With ``rounding="stochastic"``, one uniform per element of ``z`` (``gen.random(z.shape)``);
+        none otherwise.
+        """
         mant, emin, max_finite, overflow_nan = FORMATS[self.format]
         z = np.asarray(z, dtype=np.float64)
         u = _uniforms(gen, z.shape, self.rounding == "stochastic")
@@ -362,7 +753,15 @@ class LowPrecision(Transform):
 
 class FixedPoint(Transform):
     """Round each value to the grid ``step * k`` (no range limit): nearest (ties to even) or
-    stochastic (one uniform draw per element)."""
+    stochastic (one uniform draw per element).
+
+    Parameters
+    ----------
+    step : float
+        Grid spacing, ``> 0``.
+    rounding : {"nearest", "stochastic"}, default "nearest"
+        Ties to even, or up with probability equal to the fraction of ``step`` (unbiased).
+    """
 
     kind = "round_fixed"
 
@@ -371,12 +770,45 @@ class FixedPoint(Transform):
         self.rounding = check_choice(rounding, "rounding", ROUNDINGS, "FixedPoint")
 
     def params(self):
+        """The kernel's four real parameters: ``[step, 0, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.step, 0.0, 0.0, 0.0]
 
     def aux(self):
+        """The kernel's two integer parameters: ``(0, rounding code)``.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (0, _noise.ROUNDING_CODES[self.rounding])
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: ``step * round(z / step)``.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        With ``rounding="stochastic"``, one uniform per element of ``z``; none otherwise.
+        """
         z = np.asarray(z, dtype=np.float64)
         u = _uniforms(gen, z.shape, self.rounding == "stochastic")
         return _round(z / self.step, u) * self.step
@@ -388,7 +820,13 @@ class FixedPoint(Transform):
 class TopK(Transform):
     """Keep the k entries of largest magnitude in each sample (ties: the lower index), zero the
     rest. ``TopK(1)`` is appendix A.3's compressor. k = d keeps everything; a run refuses k
-    above the width d of the perturbed site."""
+    above the width d of the perturbed site.
+
+    Parameters
+    ----------
+    k : int
+        Entries kept per sample, ``>= 1``.
+    """
 
     kind = "topk"
 
@@ -396,9 +834,36 @@ class TopK(Transform):
         self.k = check_positive_int(k, "k", "TopK")
 
     def aux(self):
+        """The kernel's two integer parameters: ``(k, 0)``.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (self.k, 0)
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: per row, the k entries of largest ``|z|`` kept (stable order:
+        ties keep the lower index), the others set to 0; ``k >= d`` returns a copy.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        Draws nothing: ``gen`` is not used.
+        """
         z = np.asarray(z, dtype=np.float64)
         if self.k >= z.shape[1]:
             return z.copy()
@@ -419,6 +884,13 @@ class RandK(Transform):
 
     Draws: per sample, k uniforms u_j; entry j of a partial Fisher-Yates shuffle swaps position
     j with j + floor(u_j (d - j)) (a bias below d 2^-53 from the floating-point floor).
+
+    Parameters
+    ----------
+    k : int
+        Entries kept per sample, ``>= 1``.
+    unbiased : bool, default True
+        Scale the kept entries by ``d / k``.
     """
 
     kind = "randk"
@@ -428,9 +900,36 @@ class RandK(Transform):
         self.unbiased = check_bool(unbiased, "unbiased", "RandK")
 
     def aux(self):
+        """The kernel's two integer parameters: ``(k, 1 if unbiased else 0)``.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (self.k, int(self.unbiased))
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: per row, k entries chosen by a partial Fisher-Yates shuffle
+        kept (times ``d / k`` when unbiased), the others set to 0.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        Per row, in row order, k scalar uniforms ``gen.random()``.
+        """
         z = np.asarray(z, dtype=np.float64)
         B, d = z.shape
         k = min(self.k, d)
@@ -454,6 +953,26 @@ class ScaledSign(Transform):
     kind = "scaled_sign"
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: per row, ``(||z||_1 / d) sign(z)``; an entry equal to 0 stays
+        0.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        Draws nothing: ``gen`` is not used.
+        """
         z = np.asarray(z, dtype=np.float64)
         c = np.sum(np.abs(z), axis=1, keepdims=True) / z.shape[1]
         return np.where(z > 0, c, np.where(z < 0, -c, c * z))
@@ -467,6 +986,13 @@ class BitFlip(Transform):
 
     Bits are numbered from the least significant: 0-51 mantissa, 52-62 exponent, 63 sign.
     Draws: per element, one uniform per chosen bit, lowest bit first.
+
+    Parameters
+    ----------
+    p : float
+        Flip probability of each chosen bit, in [0, 1].
+    bits : int or sequence of int
+        Bit indices in 0..63, at least one; duplicates are dropped and the rest sorted.
     """
 
     kind = "bitflip"
@@ -484,12 +1010,48 @@ class BitFlip(Transform):
         return np.uint64(sum(1 << b for b in self.bits))
 
     def aux(self):
+        """The kernel's two integer parameters: ``(mask, 0)``, the uint64 ``mask`` reinterpreted as
+        int64.
+
+        Returns
+        -------
+        tuple of int
+            Two values, unused slots 0.
+        """
         return (int(self.mask.astype(np.uint64).view(np.int64)), 0)
 
     def params(self):
+        """The kernel's four real parameters: ``[p, 0, 0, 0]``.
+
+        Returns
+        -------
+        list of float
+            Four values, unused slots 0.0.
+        """
         return [self.p, 0.0, 0.0, 0.0]
 
     def transform(self, z, gen):
+        """NumPy twin of the kernel: the float64 words of ``z`` with each chosen bit XOR-ed where
+        its uniform is below p.
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 block of shape ``(B, d)``: one row per sample of the step, the values of the
+            site (an operator's output, or a backward message).
+        gen : numpy.random.Generator
+            The PCG64 stream of the site's pass (forward or backward noise, docs/model.md sec. 3).
+
+        Returns
+        -------
+        numpy.ndarray
+            Q(z), a new float64 array of the shape of ``z``.
+
+        Notes
+        -----
+        ``gen.random(z.shape + (len(bits),))``: per element, one uniform per chosen bit, lowest bit
+        first.
+        """
         z = np.ascontiguousarray(z, dtype=np.float64)
         u = gen.random(z.shape + (len(self.bits),))
         words = z.view(np.uint64).copy()

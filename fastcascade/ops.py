@@ -34,6 +34,13 @@ _NO_LABELS = np.zeros((0, 0))
 class Operator:
     """Base class of the cascade's operators.
 
+    Parameters
+    ----------
+    d_in : int, optional
+        Input width per sample; None until the cascade binds it.
+    d_out : int, optional
+        Output width per sample (an elementwise operator ignores it and uses ``d_in``).
+
     Attributes
     ----------
     kind : str
@@ -67,7 +74,18 @@ class Operator:
         return 0
 
     def bound(self, d_in):
-        """A copy of this operator with input width ``d_in`` (checked against a given width)."""
+        """A copy of this operator with input width ``d_in`` (checked against a given width).
+
+        Parameters
+        ----------
+        d_in : int
+            The width of the previous operator's output, or of the data.
+
+        Returns
+        -------
+        Operator
+            A shallow copy with ``d_in`` set (ValueError when it contradicts the constructed one).
+        """
         d_in = check_positive_int(int(d_in), "d_in", self)
         if self.d_in is not None and self.d_in != d_in:
             raise ValueError(
@@ -81,31 +99,90 @@ class Operator:
     # -- plan --------------------------------------------------------------------------------
     @property
     def flag(self):
+        """The operator's flag in the engine's operator table: 0 here (``Linear``: bias; ``LQStep``:
+        m).
+        """
         return 0
 
     def params(self):
-        """Fixed (non-trainable) parameters, flattened (float64)."""
+        """Fixed (non-trainable) parameters, flattened.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, empty here; the operator's matrices row-major for the fixed-matrix operators.
+        """
         return np.zeros(0)
 
     def plan_row(self, w_off=0, p_off=0):
-        """The operator's row in the engine's operator table (see ``_types.pxd``)."""
+        """The operator's row in the engine's operator table (see ``_types.pxd``).
+
+        Parameters
+        ----------
+        w_off : int, default 0
+            Offset of w_i in the flat weight vector.
+        p_off : int, default 0
+            Offset of the operator's fixed parameters in the plan's ``params``.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 (7,): code, flag, d_in, d_out, n_weights, w_off, p_off.
+        """
         self._require_bound()
         return np.array([_ops.OP_CODES[self.kind], self.flag, self.d_in, self.d_out,
                          self.n_weights, w_off, p_off], dtype=np.int64)
 
     def init_weights(self, rng):
-        """Random initial weights from ``rng`` (a ``numpy.random.Generator``)."""
+        """Random initial weights: N(0, 1/d_in) entries (ValueError before ``d_in`` is known).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator (``Cascade.init_weights`` seeds it; not a run stream).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         self._require_bound()
         return rng.normal(0.0, 1.0 / np.sqrt(self.d_in), size=self.n_weights)
 
     # -- evaluation (compiled kernels) --------------------------------------------------------
     def forward(self, z, w=None, labels=None):
-        """f(z, w) on a batch ``z`` of shape (B, d_in); returns (B, d_out)."""
+        """f(z, w) on a batch (compiled kernel).
+
+        Parameters
+        ----------
+        z : array_like
+            float64 (B, d_in), one row per sample.
+        w : array_like, optional
+            float64 (n_weights,); None for an operator without weights.
+        labels : array_like, optional
+            float64 (B, k) label rows, needed when ``labels`` is not None.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d_out).
+        """
         op, z, w, lab = self._arguments(z, w, labels)
         return _ops.forward(op.plan_row(), w, op.params(), z, lab)
 
     def vjp(self, z, g, w=None, labels=None):
-        """Vector-Jacobian products at ``z`` with output cotangent ``g`` (B, d_out).
+        """Vector-Jacobian products at ``z`` with output cotangent ``g`` (compiled kernel).
+
+        Parameters
+        ----------
+        z : array_like
+            float64 (B, d_in): the point, one row per sample.
+        g : array_like
+            float64 (B, d_out): the output cotangent (~v_i in Eq. 5).
+        w : array_like, optional
+            float64 (n_weights,).
+        labels : array_like, optional
+            float64 (B, k) label rows, needed when ``labels`` is not None.
 
         Returns
         -------
@@ -144,7 +221,13 @@ class Operator:
         return op, z, w, lab
 
     def label_width(self):
-        """Columns of the label row the operator reads."""
+        """Columns of the label row the operator reads.
+
+        Returns
+        -------
+        int
+            0 without labels, 1 for a sign or a class (``SquaredError``: ``d_in``).
+        """
         return 0 if self.labels is None else 1
 
     def _require_bound(self):
@@ -167,7 +250,17 @@ def _state(op):
 
 
 def check_label_values(op, lab):
-    """Raise ValueError when the label rows are not what ``op`` reads."""
+    """Raise ValueError when the label rows are not what ``op`` reads.
+
+    "sign" operators need +-1 in column 0; "class" operators an integer in [0, d_in).
+
+    Parameters
+    ----------
+    op : Operator
+        A bound operator.
+    lab : numpy.ndarray
+        float64 (B, k) label rows.
+    """
     if op.labels == "sign":
         col = lab[:, 0]
         if not np.all((col == 1.0) | (col == -1.0)):
@@ -190,31 +283,66 @@ class _Elementwise(Operator):
 
 
 class Identity(_Elementwise):
-    """y = z. Useful as a site where noise is injected (Eq. 5, docs/model.md sec. 2, delta_i)."""
+    """y = z. Useful as a site where noise is injected (Eq. 5, docs/model.md sec. 2, delta_i).
+
+    Parameters
+    ----------
+    d : int, optional
+        Width per sample (input and output); taken from the previous operator or the data when
+        omitted.
+    """
 
     kind = "identity"
 
 
 class Softplus(_Elementwise):
-    """y = ln(1 + e^z) per element, stable for large |z| (the paper's f_2)."""
+    """y = ln(1 + e^z) per element, stable for large |z| (the paper's f_2).
+
+    Parameters
+    ----------
+    d : int, optional
+        Width per sample (input and output); taken from the previous operator or the data when
+        omitted.
+    """
 
     kind = "softplus"
 
 
 class Sigmoid(_Elementwise):
-    """y = 1 / (1 + e^-z) per element."""
+    """y = 1 / (1 + e^-z) per element.
+
+    Parameters
+    ----------
+    d : int, optional
+        Width per sample (input and output); taken from the previous operator or the data when
+        omitted.
+    """
 
     kind = "sigmoid"
 
 
 class Tanh(_Elementwise):
-    """y = tanh(z) per element."""
+    """y = tanh(z) per element.
+
+    Parameters
+    ----------
+    d : int, optional
+        Width per sample (input and output); taken from the previous operator or the data when
+        omitted.
+    """
 
     kind = "tanh"
 
 
 class ReLU(_Elementwise):
-    """y = max(z, 0) per element (derivative 0 at z = 0)."""
+    """y = max(z, 0) per element (derivative 0 at z = 0).
+
+    Parameters
+    ----------
+    d : int, optional
+        Width per sample (input and output); taken from the previous operator or the data when
+        omitted.
+    """
 
     kind = "relu"
 
@@ -224,6 +352,11 @@ class Margin(Operator):
 
     Reads a +-1 label per sample. With ``Softplus`` after it, the cascade is logistic regression
     (docs/model.md sec. 6).
+
+    Parameters
+    ----------
+    n_features : int, optional
+        d, the input width; taken from the data when omitted.
     """
 
     kind = "margin"
@@ -234,15 +367,34 @@ class Margin(Operator):
 
     @property
     def n_weights(self):
+        """d: one weight per input coordinate."""
         return self.d_in
 
     def init_weights(self, rng):
+        """Random initial weights: N(0, 1/d) entries.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator (``Cascade.init_weights`` seeds it; not a run stream).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         self._require_bound()
         return rng.normal(0.0, 1.0 / np.sqrt(self.d_in), size=self.d_in)
 
 
 class InnerSquare(Operator):
-    """y = <z, w>^2 + ||z||^2 / 2, one scalar per sample (appendix A.3's f_2); weights w in R^d."""
+    """y = <z, w>^2 + ||z||^2 / 2, one scalar per sample (appendix A.3's f_2); weights w in R^d.
+
+    Parameters
+    ----------
+    d : int, optional
+        The input width; taken from the previous operator when omitted.
+    """
 
     kind = "inner_square"
 
@@ -251,6 +403,7 @@ class InnerSquare(Operator):
 
     @property
     def n_weights(self):
+        """d: one weight per input coordinate."""
         return self.d_in
 
 
@@ -258,6 +411,15 @@ class Linear(Operator):
     """y = W z + b with W of shape (d_out, d_in) and an optional bias b.
 
     The flat weights are W row-major, then b.
+
+    Parameters
+    ----------
+    d_in : int or None
+        Input width; None takes it from the previous operator or the data.
+    d_out : int
+        Output width.
+    bias : bool, default True
+        Add the bias b.
     """
 
     kind = "linear"
@@ -273,16 +435,31 @@ class Linear(Operator):
 
     @property
     def flag(self):
+        """1 when the operator has a bias, else 0 (the engine's flag column)."""
         return int(self.bias)
 
     @property
     def n_weights(self):
+        """``d_out * d_in`` (+ ``d_out`` with a bias); None until ``d_in`` is known."""
         if self.d_in is None:
             return None
         return self.d_out * self.d_in + (self.d_out if self.bias else 0)
 
     def init_weights(self, rng):
         # U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b, as common deep-learning libraries do
+        """Random initial weights: U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b, as common
+        deep-learning libraries do.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator (``Cascade.init_weights`` seeds it; not a run stream).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         self._require_bound()
         bound = 1.0 / np.sqrt(self.d_in)
         return rng.uniform(-bound, bound, size=self.n_weights)
@@ -300,6 +477,13 @@ class _FixedMatrix(Operator):
         super().__init__(d_in=A.shape[1], d_out=A.shape[0])
 
     def params(self):
+        """The fixed matrix A, row-major.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (d_out * d_in,).
+        """
         return self.A.ravel()
 
     def __repr__(self):
@@ -307,7 +491,13 @@ class _FixedMatrix(Operator):
 
 
 class FixedLinear(_FixedMatrix):
-    """y = A z with a fixed matrix A (no weights)."""
+    """y = A z with a fixed matrix A (no weights).
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d_out, d_in), finite; copied.
+    """
 
     kind = "fixed_linear"
 
@@ -316,12 +506,18 @@ class DiagLinear(_FixedMatrix):
     """y = A (z * w): a fixed matrix A after an elementwise scaling by the weights w in R^d_in.
 
     Appendix A.3's f_1(x, w_1) = A (x * w_1).
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d_out, d_in), finite; copied.
     """
 
     kind = "diag_linear"
 
     @property
     def n_weights(self):
+        """d_in: one scale per input coordinate."""
         return self.d_in
 
 
@@ -336,7 +532,13 @@ class LogisticLoss(Operator):
 
 
 class SquaredError(Operator):
-    """y = ||z - t||^2 / 2 with the target t = the first d_in columns of the label row."""
+    """y = ||z - t||^2 / 2 with the target t = the first d_in columns of the label row.
+
+    Parameters
+    ----------
+    d : int, optional
+        The input (and target) width; taken from the previous operator when omitted.
+    """
 
     kind = "squared_error"
     labels = "target"
@@ -345,11 +547,23 @@ class SquaredError(Operator):
         super().__init__(d_in=d, d_out=1)
 
     def label_width(self):
+        """Columns of the label row read: ``d_in``, the target's width.
+
+        Returns
+        -------
+        int
+        """
         return self.d_in
 
 
 class SoftmaxCrossEntropy(Operator):
-    """y = logsumexp(z) - z[c] for logits z in R^K and an integer class c in [0, K)."""
+    """y = logsumexp(z) - z[c] for logits z in R^K and an integer class c in [0, K).
+
+    Parameters
+    ----------
+    n_classes : int, optional
+        K, the input width; taken from the previous operator when omitted.
+    """
 
     kind = "softmax_xent"
     labels = "class"
@@ -366,6 +580,17 @@ class LQStep(Operator):
     with the linear policy K (m x n, row-major) as the weights and A (n x n), B (n x m),
     Q (n x n), R (m x m) fixed. A forward perturbation at this operator perturbs the whole
     output, the cost coordinate included.
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (n, n), the dynamics.
+    B : array_like
+        float64 (n, m), the control matrix.
+    Q : array_like, optional
+        float64 (n, n), the state cost; identity by default.
+    R : array_like, optional
+        float64 (m, m), the control cost; identity by default.
     """
 
     kind = "lq_step"
@@ -387,16 +612,37 @@ class LQStep(Operator):
 
     @property
     def flag(self):
+        """m, the control width (the engine's flag column)."""
         return self.B.shape[1]
 
     @property
     def n_weights(self):
+        """m n: the entries of the policy K."""
         return self.B.shape[1] * self.A.shape[0]
 
     def params(self):
+        """A, B, Q and R, each row-major, concatenated.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n n + n m + n n + m m,).
+        """
         return np.concatenate([self.A.ravel(), self.B.ravel(), self.Q.ravel(), self.R.ravel()])
 
     def init_weights(self, rng):
+        """Random initial weights: N(0, 0.01/n) entries of K (a small policy).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator (``Cascade.init_weights`` seeds it; not a run stream).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         return rng.normal(0.0, 0.1 / np.sqrt(self.A.shape[0]), size=self.n_weights)
 
     def __repr__(self):
@@ -404,7 +650,13 @@ class LQStep(Operator):
 
 
 class LQTerminal(Operator):
-    """The terminal cost of linear-quadratic control: [x; c] -> c + x^T Qf x (no weights)."""
+    """The terminal cost of linear-quadratic control: [x; c] -> c + x^T Qf x (no weights).
+
+    Parameters
+    ----------
+    Qf : array_like
+        float64 (n, n), finite and square: the terminal state cost.
+    """
 
     kind = "lq_terminal"
 
@@ -417,6 +669,13 @@ class LQTerminal(Operator):
         super().__init__(d_in=Qf.shape[0] + 1, d_out=1)
 
     def params(self):
+        """Qf, row-major.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n n,).
+        """
         return self.Qf.ravel()
 
     def __repr__(self):

@@ -72,6 +72,10 @@ class Optimizer:
         """The constructor's parameter names, in order: the keys ``replace`` and ``fc.sweep``
         grids accept for this optimizer.
 
+        Returns
+        -------
+        tuple of str
+
         Examples
         --------
         >>> import fastcascade as fc
@@ -119,10 +123,33 @@ class Optimizer:
         return type(self)(**kwargs)
 
     def step_size_at(self, t):
-        """gamma_t."""
+        """gamma_t = step_size * schedule.factor(t).
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+
+        Returns
+        -------
+        float
+        """
         return self.step_size * self.schedule.factor(t)
 
     def batch_size(self, n_samples):
+        """The number of samples per step for a data set of ``n_samples``.
+
+        Parameters
+        ----------
+        n_samples : int
+            Samples in the problem's data.
+
+        Returns
+        -------
+        int
+            ``n_samples`` for ``batch="full"``, else ``batch`` (ValueError when shuffled epochs
+            would need ``batch > n_samples``).
+        """
         if self.batch == "full":
             return n_samples
         if self.batch > n_samples and self.sampling == "shuffle":
@@ -131,7 +158,15 @@ class Optimizer:
         return self.batch
 
     def engine_config(self):
-        """The settings the compiled engine reads."""
+        """The settings the compiled engine reads.
+
+        Returns
+        -------
+        dict
+            ``optimizer``, ``step_size``, ``sampling`` ("full" for full batches), ``batch`` (0 for
+            full), ``grad_noise_std``, ``clip_norm`` (0.0 for none), the momentum and Adam slots
+            (0 here) and the schedule's keys (``Schedule.engine_config``).
+        """
         cfg = {"optimizer": self.name, "step_size": self.step_size,
                "sampling": "full" if self.batch == "full" else self.sampling,
                "batch": 0 if self.batch == "full" else self.batch,
@@ -156,9 +191,23 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    momentum : float in [0, 1)
-    nesterov : bool
-    Other parameters: see :class:`Optimizer`.
+    step_size : float > 0
+        g0, the step size at t = 0.
+    batch : "full" or int, default "full"
+        "full": every sample at every step (the paper's protocol); an int B: minibatches of B.
+    grad_noise_std : float >= 0, default 0.0
+        sigma_n of the Gaussian noise added to the step gradient (gradient-noise stream).
+    schedule : fastcascade.schedules.Schedule, default Constant()
+        gamma_t = step_size * schedule.factor(t).
+    clip_norm : float > 0 or None, default None
+        Clip the step gradient to this global norm.
+    sampling : {"replacement", "shuffle"}, default "replacement"
+        Minibatches drawn with replacement, or consecutive slices of a fresh permutation per
+        epoch (an epoch ends when fewer than B unseen samples remain).
+    momentum : float in [0, 1), default 0.0
+        beta of the heavy-ball update m <- beta m + g.
+    nesterov : bool, default False
+        Nesterov's update w <- w - gamma_t (g + beta m); needs ``momentum > 0``.
     """
 
     name = "sgd"
@@ -174,6 +223,13 @@ class SGD(Optimizer):
         self.nesterov = nesterov
 
     def engine_config(self):
+        """The settings the compiled engine reads: those of :meth:`Optimizer.engine_config` with
+        ``momentum`` and ``nesterov`` (0 or 1) set.
+
+        Returns
+        -------
+        dict
+        """
         cfg = super().engine_config()
         cfg.update(momentum=self.momentum, nesterov=int(self.nesterov))
         return cfg
@@ -190,9 +246,23 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    betas : (float, float) in [0, 1)
-    eps : float > 0
-    Other parameters: see :class:`Optimizer`.
+    step_size : float > 0, default 1e-3
+        g0, the step size at t = 0.
+    batch : "full" or int, default "full"
+        "full": every sample at every step (the paper's protocol); an int B: minibatches of B.
+    grad_noise_std : float >= 0, default 0.0
+        sigma_n of the Gaussian noise added to the step gradient (gradient-noise stream).
+    schedule : fastcascade.schedules.Schedule, default Constant()
+        gamma_t = step_size * schedule.factor(t).
+    clip_norm : float > 0 or None, default None
+        Clip the step gradient to this global norm.
+    sampling : {"replacement", "shuffle"}, default "replacement"
+        Minibatches drawn with replacement, or consecutive slices of a fresh permutation per
+        epoch (an epoch ends when fewer than B unseen samples remain).
+    betas : (float, float) in [0, 1), default (0.9, 0.999)
+        Decay factors of the first and second moment estimates.
+    eps : float > 0, default 1e-8
+        Added to the square root of the second moment.
     """
 
     name = "adam"
@@ -207,6 +277,13 @@ class Adam(Optimizer):
         self.eps = check_real(eps, "eps", "Adam", low=0.0, low_open=True)
 
     def engine_config(self):
+        """The settings the compiled engine reads: those of :meth:`Optimizer.engine_config` with
+        ``beta1``, ``beta2`` and ``adam_eps`` set.
+
+        Returns
+        -------
+        dict
+        """
         cfg = super().engine_config()
         cfg.update(beta1=self.betas[0], beta2=self.betas[1], adam_eps=self.eps)
         return cfg

@@ -79,15 +79,49 @@ class Perturbation:
 
     @property
     def backward(self):
+        """True for ``pass_="backward"`` (eps_i on a message), False for forward."""
         return self.pass_ == "backward"
 
     def site(self, n_ops):
-        """The engine's site index: i for forward, N + i for backward."""
+        """The engine's site index: i for forward, N + i for backward.
+
+        Parameters
+        ----------
+        n_ops : int
+            N, the number of operators of the cascade.
+
+        Returns
+        -------
+        int
+            In 1..2N; the engine applies perturbations in increasing site order.
+        """
         return self.op + (n_ops if self.backward else 0)
 
     def apply(self, z, gen, t=0, n_iter=None):
-        """NumPy twin of the kernel: z (B x d) perturbed at iteration t, drawing from ``gen``
-        (the timing is not checked here; see ``timing.active``)."""
+        """NumPy twin of the kernel: z perturbed at iteration t, drawing from ``gen``.
+
+        The timing is not checked here (see ``timing.active``). A transform returns Q(z); a
+        distribution adds ``m_t draws`` (or multiplies by ``1 + m_t draws`` for ``Relative``), with
+        the draws shaped by ``granularity``: (B, d), one per sample, or one d-vector per step (Eq.
+        5, docs/model.md sec. 2).
+
+        Parameters
+        ----------
+        z : numpy.ndarray
+            float64 (B, d): the site's values for the B samples of the step.
+        gen : numpy.random.Generator
+            The stream of the pass: forward noise for a forward site, backward noise for a
+            backward one (docs/model.md sec. 3).
+        t : int, default 0
+            The 0-based iteration, for the magnitude m_t.
+        n_iter : int, optional
+            The horizon T (needed by ``HorizonDecay``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d), a new array.
+        """
         if self.noise.is_transform:
             return self.noise.transform(z, gen)
         B, d = z.shape
@@ -116,7 +150,20 @@ class Perturbation:
 
 
 def check_perturbations(perturbations, n_ops):
-    """A list of perturbations, each checked against a cascade of ``n_ops`` operators."""
+    """A list of perturbations, each checked against a cascade of ``n_ops`` operators.
+
+    Parameters
+    ----------
+    perturbations : Perturbation, sequence of Perturbation, or None
+        None gives an empty list.
+    n_ops : int
+        N; each ``op`` must be in 1..N (else ParameterError naming ``perturbations[k].op``).
+
+    Returns
+    -------
+    list of Perturbation
+        In the user's order.
+    """
     if perturbations is None:
         return []
     perts = as_list_of(perturbations, "perturbations", Perturbation,
@@ -131,14 +178,34 @@ def check_perturbations(perturbations, n_ops):
 
 def site_width(perturbation, dims):
     """The width of the block a perturbation strikes: d_i after f_i (forward), d_{i-1} for the
-    message f_i sends back (backward); ``dims`` = (d_0, ..., d_N)."""
+    message f_i sends back (backward).
+
+    Parameters
+    ----------
+    perturbation : Perturbation
+        The perturbation.
+    dims : sequence of int
+        (d_0, ..., d_N), the cascade's ``dims``.
+
+    Returns
+    -------
+    int
+    """
     return dims[perturbation.op - 1] if perturbation.backward else dims[perturbation.op]
 
 
 def check_widths(perturbations, dims):
     """Refuse compressors that keep more entries than their site has (``TopK``/``RandK`` with
-    k > d), once the widths ``dims`` = (d_0, ..., d_N) are known. ``perturbations`` come in the
-    user's order, so that the message names the user's index."""
+    k > d), once the widths are known.
+
+    Parameters
+    ----------
+    perturbations : sequence of Perturbation
+        In the user's order, so that the ParameterError names the user's index
+        (``perturbations[k].noise.k``).
+    dims : sequence of int
+        (d_0, ..., d_N), the cascade's ``dims``.
+    """
     for k, p in enumerate(perturbations):
         kept = getattr(p.noise, "k", None)
         if p.noise.is_transform and kept is not None:
@@ -152,15 +219,44 @@ def check_widths(perturbations, dims):
 
 
 def sort_by_site(perturbations, n_ops):
-    """Stable sort by site: the order the engine applies them (user order within a site)."""
+    """Stable sort by site: the order the engine applies them (user order within a site).
+
+    Parameters
+    ----------
+    perturbations : sequence of Perturbation
+        Checked perturbations.
+    n_ops : int
+        N, for :meth:`Perturbation.site`.
+
+    Returns
+    -------
+    list of Perturbation
+    """
     return sorted(perturbations, key=lambda p: p.site(n_ops))
 
 
 def perturbation_tables(perturbations, n_ops, n_iter=None):
-    """The engine's tables, rows sorted by site: integers (N_p x 11), reals (N_p x 7) and the
-    iteration list of ``At`` timings (see ``fastcascade/_kernels/_noise.pxd``).
+    """The engine's tables, rows sorted by site (see ``fastcascade/_kernels/_noise.pxd``).
 
-    ``n_iter`` (the horizon T) is needed by ``HorizonDecay`` magnitudes.
+    Parameters
+    ----------
+    perturbations : sequence of Perturbation
+        Checked perturbations, in any order.
+    n_ops : int
+        N, the number of operators.
+    n_iter : int, optional
+        The horizon T, needed by ``HorizonDecay`` magnitudes.
+
+    Returns
+    -------
+    pint : numpy.ndarray
+        int64 (N_p, 11): op, backward, noise code, granularity, timing code, t_a, t_b, mode,
+        aux, aux2, magnitude code.
+    preal : numpy.ndarray
+        float64 (N_p, 7): the noise's four parameters, the timing probability, the magnitude's
+        kernel scale and alpha.
+    times : numpy.ndarray
+        int64: the iterations of every ``At`` timing, concatenated (rows point into it).
     """
     perts = sort_by_site(perturbations, n_ops)
     pint = np.zeros((len(perts), _noise.INT_FIELDS), dtype=np.int64)

@@ -294,6 +294,8 @@ def spike_trajectories(results, run=0, ax=None, labels=None, events=True, **spik
     run : int
         Which run (row) of each result.
     ax : matplotlib Axes, optional
+    labels : list of str, optional
+        Legend labels (default: the dict keys).
     events : bool
         Mark the spike events (``Result.spike_events``) at their peak, coloured by label.
     **spike_options
@@ -345,6 +347,17 @@ def amplification_profile(results, ax=None, labels=None, statistic="mean"):
 
     Each run's errors are averaged over its records (``statistic="mean"``, or "median"), then
     the median over the runs is drawn.
+
+    Parameters
+    ----------
+    results : Result, SweepResult, dict label -> Result, or list
+        One pair of curves per result; each needs ``forward_error`` (ValueError otherwise).
+    ax : matplotlib Axes, optional
+        Drawn on; new axes by default.
+    labels : list of str, optional
+        Legend labels (default: the dict keys or the grid values).
+    statistic : {"mean", "median"}, default "mean"
+        How each run's records are reduced.
 
     Returns
     -------
@@ -472,8 +485,22 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
 
 
 def save(ax, path, dpi=120):
-    """Write the figure of ``ax`` to ``path`` (PNG by the extension) and close it; returns the
-    path."""
+    """Write the figure of ``ax`` to ``path`` and close it.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Any axes of the figure.
+    path : str or os.PathLike
+        The file; its extension chooses the format (PNG for ``.png``).
+    dpi : int, default 120
+        Resolution.
+
+    Returns
+    -------
+    str or os.PathLike
+        ``path``.
+    """
     import matplotlib.pyplot as plt
 
     fig = ax.figure

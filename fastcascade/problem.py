@@ -60,26 +60,75 @@ class Problem:
 
     @property
     def n_weights(self):
+        """Length of the flat weight vector w, ``plan.n_weights``."""
         return self.plan.n_weights
 
     @property
     def n_samples(self):
+        """M, the number of samples of the data."""
         return self.data.n_samples
 
     def init_weights(self, seed=None):
-        """Zeros, or the operators' seeded initialisers (see ``Cascade.init_weights``)."""
+        """Zeros, or the operators' seeded initialisers (see ``Cascade.init_weights``).
+
+        Parameters
+        ----------
+        seed : int or None, default None
+            None gives zeros.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         return self.cascade.init_weights(seed)
 
     def objective(self, w):
-        """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w) (compiled)."""
+        """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w) (Eq. 1, compiled).
+
+        Parameters
+        ----------
+        w : array_like of float (n_weights,)
+            The flat weights (``Cascade.weight_slice`` gives each operator's part).
+
+        Returns
+        -------
+        float
+        """
         return self.objective_and_gradient(w)[0]
 
     def gradient(self, w):
-        """Clean full-data gradient of l at w (compiled)."""
+        """Clean full-data gradient of l at w (Eq. 1, compiled), regularizer included.
+
+        Parameters
+        ----------
+        w : array_like of float (n_weights,)
+            The flat weights (``Cascade.weight_slice`` gives each operator's part).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
         return self.objective_and_gradient(w)[1]
 
     def objective_and_gradient(self, w):
-        """(l(w), grad l(w)) in one clean forward/backward pass over all samples (compiled)."""
+        """(l(w), grad l(w)) in one clean forward/backward pass over all samples (compiled).
+
+        No perturbation and no random stream is involved.
+
+        Parameters
+        ----------
+        w : array_like of float (n_weights,)
+            The flat weights (``Cascade.weight_slice`` gives each operator's part).
+
+        Returns
+        -------
+        value : float
+            l(w), the regularizer included.
+        grad : numpy.ndarray
+            float64 (n_weights,).
+        """
         from fastcascade._kernels import _engine
 
         w = self.cascade.check_weights(w)

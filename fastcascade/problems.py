@@ -40,6 +40,8 @@ ACTIVATIONS = {"tanh": ops.Tanh, "sigmoid": ops.Sigmoid, "relu": ops.ReLU,
 def paper_logistic(regularizer="nonconvex", rho=None, n_samples=2000, n_features=10, seed=0):
     """The paper's logistic regression (docs/model.md sec. 6) as a 2-operator cascade.
 
+    Margin then Softplus, on :func:`fastcascade.datasets.synthetic_logistic` data.
+
     Parameters
     ----------
     regularizer : {"nonconvex", "strongly_convex"}
@@ -47,6 +49,16 @@ def paper_logistic(regularizer="nonconvex", rho=None, n_samples=2000, n_features
         section 7.2.3 uses 0.5).
     rho : float, optional
         Overrides the default weight.
+    n_samples : int, default 2000
+        M, the number of samples.
+    n_features : int, default 10
+        d, the width of x.
+    seed : int, default 0
+        Seed of the data (``synthetic_logistic``).
+
+    Returns
+    -------
+    Problem
     """
     check_choice(regularizer, "regularizer", ("nonconvex", "strongly_convex"))
     data = synthetic_logistic(n_samples, n_features, seed)
@@ -67,7 +79,25 @@ def deep_linear(depth=4, width=8, n_samples=500, seed=0, noise_std=0.0):
     last maps to 1 output), then SquaredError.
 
     The targets come from a random linear teacher y = a^T x (+ noise), so the network can fit
-    them exactly: a product of matrices, the classic non-convex depth model.
+    them exactly: a product of matrices, the classic non-convex depth model. Operator i is
+    layer i; the loss is operator ``depth + 1``.
+
+    Parameters
+    ----------
+    depth : int, default 4
+        Number of linear layers.
+    width : int, default 8
+        Width of x and of every hidden layer.
+    n_samples : int, default 500
+        Samples x ~ N(0, I).
+    seed : int, default 0
+        Seed of the teacher, the inputs and the target noise (one generator).
+    noise_std : float, default 0.0
+        Standard deviation of the Gaussian noise added to the targets.
+
+    Returns
+    -------
+    Problem
     """
     depth = check_positive_int(depth, "depth")
     width = check_positive_int(width, "width")
@@ -84,8 +114,29 @@ def mlp(depth=3, width=16, activation="tanh", n_samples=500, seed=0, noise_std=0
     """A network of ``depth`` hidden layers Linear(., width) + activation, a Linear(width, 1)
     read-out and SquaredError, fitting a random teacher network of the same shape.
 
-    The teacher's weights are drawn like ``Cascade.init_weights`` draws them (seeded), so a
-    student started from ``init="random"`` with another seed is a fair non-convex problem.
+    The teacher's weights are drawn like ``Cascade.init_weights`` draws them (seed ``seed + 1``),
+    so a student started from ``init="random"`` with another seed is a fair non-convex problem.
+    Layer k is operators 2k - 1 (Linear) and 2k (activation); the cascade has 2 depth + 2
+    operators.
+
+    Parameters
+    ----------
+    depth : int, default 3
+        Number of hidden layers.
+    width : int, default 16
+        Width of x and of every hidden layer.
+    activation : {"tanh", "sigmoid", "relu", "identity"}, default "tanh"
+        The activation after each hidden Linear.
+    n_samples : int, default 500
+        Samples x ~ N(0, I).
+    seed : int, default 0
+        Seed of the inputs and the target noise; the teacher uses ``seed + 1``.
+    noise_std : float, default 0.0
+        Standard deviation of the Gaussian noise added to the targets.
+
+    Returns
+    -------
+    Problem
     """
     depth = check_positive_int(depth, "depth")
     width = check_positive_int(width, "width")
@@ -114,6 +165,27 @@ def lq_control(state_dim=4, control_dim=2, horizon=10, n_samples=256, seed=0, gr
     the terminal cost adds x_H^T x_H. The samples are initial states x_0 ~ N(0, I). A is a
     random matrix scaled to spectral radius ``growth`` (slightly unstable by default, so the
     open loop amplifies errors along the horizon), B has N(0, 1/n) entries.
+
+    Parameters
+    ----------
+    state_dim : int, default 4
+        n, the width of x.
+    control_dim : int, default 2
+        m, the width of u.
+    horizon : int, default 10
+        H, the number of ``LQStep`` operators (the cascade has H + 1).
+    n_samples : int, default 256
+        Initial states drawn.
+    seed : int, default 0
+        Seed of A, B and the initial states (one generator).
+    growth : float, default 1.05
+        Spectral radius of A.
+    control_cost : float, default 0.1
+        r, the weight of u^T u in the running cost (R = r I).
+
+    Returns
+    -------
+    Problem
 
     Examples
     --------

@@ -18,12 +18,34 @@ __all__ = ["forward", "vjp_input", "vjp_weights", "cascade_forward", "cascade_ba
 
 
 def softplus(z):
-    """ln(1 + e^z), stable for large |z|."""
+    """ln(1 + e^z), stable for large |z|.
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        float64, any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        Elementwise, the shape of ``z``.
+    """
     return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
 def sigmoid(z):
-    """1 / (1 + e^-z) without overflow."""
+    """1 / (1 + e^-z) without overflow.
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        float64, any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        Elementwise, the shape of ``z``.
+    """
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
@@ -43,7 +65,24 @@ def _linear_parts(op, w):
 
 
 def forward(op, z, w=None, labels=None):
-    """NumPy twin of the operator's forward kernel on a batch z (B, d_in)."""
+    """NumPy twin of the operator's forward kernel on a batch.
+
+    Parameters
+    ----------
+    op : fastcascade.ops.Operator
+        A bound operator (its ``kind`` picks the formula).
+    z : array_like
+        float64 (B, d_in), the batch's inputs to the operator.
+    w : numpy.ndarray, optional
+        float64 (n_weights,), the operator's weights w_i.
+    labels : numpy.ndarray, optional
+        float64 (B, k) label rows, for operators that read labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (B, d_out).
+    """
     z = np.asarray(z, dtype=np.float64)
     kind = op.kind
     if kind == "identity":
@@ -89,7 +128,26 @@ def forward(op, z, w=None, labels=None):
 
 
 def vjp_input(op, z, g, w=None, labels=None):
-    """NumPy twin of the VJP with respect to the input: J1(z_s)^T g_s for each sample."""
+    """NumPy twin of the VJP with respect to the input: J1(z_s)^T g_s for each sample.
+
+    Parameters
+    ----------
+    op : fastcascade.ops.Operator
+        A bound operator (its ``kind`` picks the formula).
+    z : array_like
+        float64 (B, d_in), the batch's inputs to the operator.
+    g : array_like
+        float64 (B, d_out), the output cotangent.
+    w : numpy.ndarray, optional
+        float64 (n_weights,), the operator's weights w_i.
+    labels : numpy.ndarray, optional
+        float64 (B, k) label rows, for operators that read labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (B, d_in).
+    """
     z = np.asarray(z, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     kind = op.kind
@@ -139,7 +197,26 @@ def vjp_input(op, z, g, w=None, labels=None):
 
 
 def vjp_weights(op, z, g, w=None, labels=None):
-    """NumPy twin of the VJP with respect to the weights, summed over the batch."""
+    """NumPy twin of the VJP with respect to the weights, summed over the batch.
+
+    Parameters
+    ----------
+    op : fastcascade.ops.Operator
+        A bound operator (its ``kind`` picks the formula).
+    z : array_like
+        float64 (B, d_in), the batch's inputs to the operator.
+    g : array_like
+        float64 (B, d_out), the output cotangent.
+    w : numpy.ndarray, optional
+        float64 (n_weights,), the operator's weights w_i.
+    labels : numpy.ndarray, optional
+        float64 (B, k) label rows, for operators that read labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_weights,): sum_s J2(z_s)^T g_s.
+    """
     z = np.asarray(z, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     kind = op.kind
@@ -176,7 +253,24 @@ def _lq_control_cotangent(op, K, x, gx, gc):
 
 
 def cascade_forward(cascade, w, x, labels):
-    """Clean forward pass; returns the list [y_0 = x, y_1, ..., y_N]."""
+    """Clean forward pass of the cascade (section 1 of docs/model.md).
+
+    Parameters
+    ----------
+    cascade : fastcascade.Cascade
+        A bound cascade.
+    w : numpy.ndarray
+        float64 (n_weights,), the flat weights.
+    x : array_like
+        float64 (B, d_0), the inputs.
+    labels : numpy.ndarray
+        float64 (B, k), the label rows.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [y_0 = x, y_1, ..., y_N], y_i of shape (B, d_i).
+    """
     ys = [np.asarray(x, dtype=np.float64)]
     for i, op in enumerate(cascade.operators, start=1):
         ys.append(forward(op, ys[-1], w[cascade.weight_slice(i)], labels))
@@ -186,7 +280,23 @@ def cascade_forward(cascade, w, x, labels):
 def cascade_backward(cascade, w, ys, labels):
     """Clean backward pass from v_N = 1 given the forward outputs ``ys``.
 
-    Returns (grad_w summed over the batch, [v_1, ..., v_N] as a list indexed v[i - 1]).
+    Parameters
+    ----------
+    cascade : fastcascade.Cascade
+        A bound cascade.
+    w : numpy.ndarray
+        float64 (n_weights,), the flat weights.
+    ys : list of numpy.ndarray
+        [y_0, ..., y_N] from :func:`cascade_forward`.
+    labels : numpy.ndarray
+        float64 (B, k), the label rows.
+
+    Returns
+    -------
+    grad : numpy.ndarray
+        float64 (n_weights,): the weight gradient summed over the batch (no regularizer).
+    v : list of numpy.ndarray
+        [v_1, ..., v_N] indexed v[i - 1], v_i of shape (B, d_i).
     """
     N = cascade.n_ops
     grad = np.zeros(cascade.n_weights)
@@ -202,14 +312,39 @@ def cascade_backward(cascade, w, ys, labels):
 
 
 def objective(problem, w):
-    """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w)."""
+    """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w).
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem (cascade, data, regularizer).
+    w : array_like (n_weights,)
+        The flat weights.
+
+    Returns
+    -------
+    float
+    """
     w = problem.cascade.check_weights(w)
     ys = cascade_forward(problem.cascade, w, problem.data.X, problem.data.y)
     return float(np.mean(ys[-1])) + problem.regularizer.value(w)
 
 
 def gradient(problem, w):
-    """Clean full-data gradient of l at w."""
+    """Clean full-data gradient of l at w, the regularizer's included.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem (cascade, data, regularizer).
+    w : array_like (n_weights,)
+        The flat weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_weights,).
+    """
     w = problem.cascade.check_weights(w)
     ys = cascade_forward(problem.cascade, w, problem.data.X, problem.data.y)
     grad, _ = cascade_backward(problem.cascade, w, ys, problem.data.y)

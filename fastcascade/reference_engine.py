@@ -24,7 +24,19 @@ STOP_NONFINITE_OBJECTIVE = _CODE["non-finite objective"]
 
 
 def safe_norm(x):
-    """||x|| without overflow for finite entries (the twin of the kernel's safe_norm)."""
+    """||x|| without overflow for finite entries (the twin of the kernel's safe_norm).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        float64, any shape (the norm is over every entry).
+
+    Returns
+    -------
+    float
+        The Euclidean norm, rescaled by max |x_j| when the plain sum of squares overflows; NaN
+        when an entry is not finite.
+    """
     acc = float(np.sum(x * x))
     if np.isfinite(acc):
         return np.sqrt(acc)
@@ -44,14 +56,37 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
                    backward_gen=None, n_iter=None, nonfinite=None):
     """One forward/backward pass of Eq. 5 on a batch (clean when there are no perturbations).
 
-    ``nonfinite``, a 1-entry int array, counts the sites whose perturbed values are not all
-    finite.
+    Parameters
+    ----------
+    cascade : fastcascade.Cascade
+        A bound cascade.
+    w : numpy.ndarray
+        float64 (n_weights,), the flat weights.
+    x : numpy.ndarray
+        float64 (B, d_0), the batch's inputs.
+    labels : numpy.ndarray
+        float64 (B, k), the batch's label rows.
+    perturbations : sequence of fastcascade.Perturbation, default ()
+        Sorted by site (``perturbation.sort_by_site``); each applies when its timing is active.
+    t : int, default 0
+        The 0-based iteration (timings and magnitudes).
+    forward_gen, backward_gen : numpy.random.Generator, optional
+        The forward-noise and backward-noise streams (docs/model.md sec. 3); needed only when a
+        perturbation of that pass fires.
+    n_iter : int, optional
+        The horizon T, for ``HorizonDecay``.
+    nonfinite : numpy.ndarray, optional
+        A 1-entry int array, incremented for each site whose perturbed values are not all
+        finite.
 
     Returns
     -------
-    ys : list, ys[i] = ~y_i (B x d_i), ys[0] = x
-    vs : list, vs[i] = ~v_i (B x d_i) for i = 1..N (vs[0] is None)
-    gsum : ndarray, sum over the batch of the weight gradients ~u
+    ys : list of numpy.ndarray
+        ys[i] = ~y_i (B x d_i), ys[0] = x.
+    vs : list
+        vs[i] = ~v_i (B x d_i) for i = 1..N (vs[0] is None).
+    gsum : numpy.ndarray
+        float64 (n_weights,): the sum over the batch of the weight gradients ~u.
     """
     N = cascade.n_ops
     fwd = {i: [] for i in range(1, N + 1)}
@@ -88,10 +123,34 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
 
 
 def run_one(problem, optimizer, config, perturbations, gens, w, hist):
-    """Run one trajectory in place on ``w`` and fill ``hist``; returns (stop_iteration, code).
+    """Run one trajectory in place on ``w`` and fill ``hist``.
 
-    ``perturbations`` must be sorted by site; ``gens`` are the (data, forward, backward,
-    gradient) generators; ``hist`` maps field names to NaN-filled arrays.
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem.
+    optimizer : fastcascade.optim.Optimizer
+        Its ``step_size_at``, ``batch`` and ``sampling`` are read.
+    config : dict
+        The engine configuration (``Optimizer.engine_config`` plus ``n_iter``,
+        ``record_every``, ``max_norm``, ``record_profile``, optionally ``record_weights``).
+    perturbations : sequence of fastcascade.Perturbation
+        Sorted by site.
+    gens : tuple of numpy.random.Generator
+        The (data, forward, backward, gradient) streams, in that order (docs/model.md sec. 3).
+    w : numpy.ndarray
+        float64 (n_weights,): the initial weights, updated in place.
+    hist : dict of str to numpy.ndarray
+        NaN-filled arrays, one row per record (``objective``, ``grad_norm``, ``grad_error``,
+        ``step_size``; the profiles and ``weights`` when asked; ``nonfinite``, a 1-entry
+        counter); filled in place.
+
+    Returns
+    -------
+    stop_iteration : int
+        The iteration the run stopped at, -1 when it ran to the end.
+    code : int
+        The stop reason's code (``STOP_NONE`` when it did not stop).
     """
     cascade, reg = problem.cascade, problem.regularizer
     X, Y = problem.data.X, problem.data.y

@@ -44,6 +44,27 @@ OPTIONAL_FIELDS = PROFILE_FIELDS + ("nonfinite_injections",)
 class Result:
     """Histories and final state of one or more runs of the same problem.
 
+    Built by ``fc.run``, ``fc.sweep`` and ``fc.load``; users seldom call the constructor.
+
+    Parameters
+    ----------
+    iterations : array_like of int (n_records,)
+        The recorded iterations (0, r, 2r, ... with r = ``record_every``), stored as int64.
+    histories : dict of str to ndarray
+        ``objective``, ``grad_norm``, ``grad_error``, ``step_size``, each (n_runs, n_records);
+        optionally ``forward_error``, ``backward_error``, ``weights`` (3-d) and
+        ``nonfinite_injections`` (n_runs,). A missing optional key is stored as None.
+    final_weights : ndarray (n_runs, n_weights)
+        The weights each run ended with.
+    stopped_at : array_like of int (n_runs,)
+        Iteration at which a run diverged, -1 for a run that did not; stored as int64.
+    stop_reason : sequence of str (n_runs,)
+        Why each run stopped ("" for a run that did not).
+    seeds : sequence
+        The seed of each run (int or ``numpy.random.SeedSequence``).
+    config : dict
+        The settings of the runs; stored as plain JSON data (``fastcascade.io.jsonable``).
+
     Attributes
     ----------
     iterations : ndarray of int64 (n_records,)
@@ -88,10 +109,12 @@ class Result:
     # -- shape and metadata --------------------------------------------------------------------
     @property
     def n_runs(self):
+        """Number of runs (rows of every history), from ``final_weights.shape[0]``."""
         return self.final_weights.shape[0]
 
     @property
     def n_records(self):
+        """Number of records per run (columns of every history), ``len(iterations)``."""
         return self.iterations.shape[0]
 
     @property
@@ -123,7 +146,13 @@ class Result:
         ----------
         factor : float in [0, 1), default 0.99
             EWMA factor per iteration, whatever ``record_every`` was
-            (:func:`fastcascade.metrics.ewma`).
+            (:func:`fastcascade.metrics.ewma`; docs/model.md, Metrics).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_runs, n_records): e_k = a_k e_{k-1} + (1 - a_k) g_k with
+            a_k = factor^(t_k - t_{k-1}).
         """
         return ewma(self.grad_norm, factor, self.iterations)
 
@@ -135,6 +164,11 @@ class Result:
         ----------
         factor : float in [0, 1), default 0.99
             EWMA factor per iteration (:func:`fastcascade.metrics.stable_grad_norm`).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_runs,).
         """
         return metrics.stable_grad_norm(self.grad_norm, factor, self.diverged, self.iterations)
 
@@ -148,6 +182,12 @@ class Result:
         factor : float in [0, 1), default 0.99
             EWMA factor per iteration.
         threshold : float > 0, default 1.5
+            Multiple of the stable gradient norm that the EWMA must fall below.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 (n_runs,): an iteration number (a value of ``iterations``), or -1.
         """
         return metrics.stable_iteration_complexity(self.grad_norm, self.iterations, factor,
                                                    threshold, self.diverged)
@@ -156,19 +196,42 @@ class Result:
                      recovery_window=None, signals=("grad_error", "grad_norm")):
         """Spike events of every run, each labelled "recovered", "persistent" or "diverged".
 
-        See :func:`fastcascade.metrics.spike_events` for the definition and the parameters.
+        See :func:`fastcascade.metrics.spike_events` for the definition (docs/model.md, Spike
+        events).
+
+        Parameters
+        ----------
+        threshold : float >= 0, default 10
+            A record is a spike when its value exceeds ``threshold`` times the baseline.
+        window : int, default 50
+            Records in the trailing median that makes the baseline.
+        min_value : float >= 0, default 0
+            A spike must also exceed this absolute value.
+        recover_factor : float > 0, default 2
+            Recovered: the gradient norm comes back to at most this many times its pre-spike level.
+        recovery_window : int, optional
+            Records after the event in which it must recover (default ``window``).
+        signals : sequence of {"grad_error", "grad_norm"}, default both
+            The histories searched for spikes.
 
         Returns
         -------
-        ndarray of dtype ``fastcascade.metrics.SPIKE_DTYPE`` (fields run, start, end, peak,
-        signal, ratio, label), one row per event.
+        numpy.ndarray
+            dtype ``fastcascade.metrics.SPIKE_DTYPE`` (fields run, start, end, peak, signal, ratio,
+            label), one row per event.
         """
         return metrics.spike_events(self.grad_norm, self.grad_error, self.iterations,
                                     self.stopped_at, threshold, window, min_value,
                                     recover_factor, recovery_window, signals)
 
     def final_grad_norm(self):
-        """Per run, the last finite recorded gradient norm (NaN when there is none)."""
+        """Per run, the last finite recorded gradient norm (NaN when there is none).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_runs,).
+        """
         out = np.full(self.n_runs, np.nan)
         for k in range(self.n_runs):
             finite = self.grad_norm[k][np.isfinite(self.grad_norm[k])]
@@ -177,12 +240,23 @@ class Result:
         return out
 
     def summary_table(self, factor=0.99, **spike_options):
-        """One row per run, as a structured array with the fields ``seed``, ``diverged``,
-        ``stopped_at``, ``stop_reason``, ``final_grad_norm``, ``stable_grad_norm``,
-        ``stable_iteration``, ``n_spikes``, ``n_recovered``, ``n_persistent``,
-        ``nonfinite_injections`` (-1: not counted).
+        """One row per run, as a structured array.
 
-        ``factor`` is the EWMA factor per iteration; ``spike_options`` go to :meth:`spike_events`.
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+        **spike_options
+            Keyword arguments of :meth:`spike_events` (``threshold``, ``window``, ...).
+
+        Returns
+        -------
+        numpy.ndarray
+            Structured (n_runs,) with the fields ``seed`` (int64, or str for SeedSequences),
+            ``diverged``, ``stopped_at``, ``stop_reason``, ``final_grad_norm``,
+            ``stable_grad_norm``, ``stable_iteration`` (-1: never), ``n_spikes`` (stop events
+            excluded), ``n_recovered``, ``n_persistent``, ``nonfinite_injections`` (-1: not
+            counted).
         """
         events = self.spike_events(**spike_options)
         seeds = [seed_to_json(s) for s in self.seeds]
@@ -211,8 +285,21 @@ class Result:
         return table
 
     def summary(self, factor=0.99):
-        """The summary table as text, one line per run (``factor``: EWMA factor per
-        iteration)."""
+        """The summary table as text, one line per run.
+
+        Columns: seed, final and stable gradient norm, stable iteration, spikes (with the number
+        recovered), status (stop reason, non-finite injections).
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+
+        Returns
+        -------
+        str
+            A header line and one line per run, joined by newlines.
+        """
         table = self.summary_table(factor)
         lines = [f"{'seed':>6} {'final |grad|':>13} {'stable |grad|':>14} {'stable at':>10} "
                  f"{'spikes':>7}  status"]
@@ -231,24 +318,64 @@ class Result:
 
     def to_frame(self, factor=0.99):
         """The summary table as a pandas DataFrame (needs pandas: ``pip install
-        "fastcascade[pandas]"``)."""
+        "fastcascade[pandas]"``).
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per run, the columns of :meth:`summary_table`.
+        """
         return _frame(self.summary_table(factor))
 
     # -- files, plots, comparison -------------------------------------------------------------
     def save(self, path):
-        """Write every array and the configuration to one ``.npz`` file at ``path`` (no pickle;
-        read it back with ``fc.load(path)``)."""
+        """Write every array and the configuration to one ``.npz`` file (no pickle; read it back
+        with ``fc.load(path)``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file written (``fastcascade.io.save_result``).
+        """
         save_result(self, path)
 
     def plot(self, ax=None, **kwargs):
-        """The convergence plot (``fastcascade.plotting.convergence``); returns the axes."""
+        """The convergence plot (``fastcascade.plotting.convergence``).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            The axes drawn on; new ones by default.
+        **kwargs
+            Passed to ``fastcascade.plotting.convergence`` (``field``, ``labels``, ``smooth``,
+            ``band``).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
         from fastcascade import plotting
 
         return plotting.convergence(self, ax=ax, **kwargs)
 
     def identical(self, other):
         """True when ``other`` holds the same arrays bit for bit (dtype, shape and bytes, NaNs
-        included) and the same seeds, stop reasons and configuration."""
+        included) and the same seeds, stop reasons and configuration.
+
+        Parameters
+        ----------
+        other : object
+            Compared; anything but a ``Result`` gives False.
+
+        Returns
+        -------
+        bool
+        """
         if not isinstance(other, Result):
             return False
         for name in ("iterations", "final_weights", "stopped_at") + HISTORY_FIELDS \
@@ -268,7 +395,18 @@ class Result:
     def concat(cls, results, config=None):
         """The runs of several results (same records) as one Result, in the order given.
 
-        ``config`` defaults to the first result's configuration.
+        Parameters
+        ----------
+        results : iterable of Result
+            At least one, all recorded at the same iterations. An optional history is kept only
+            when every result has it.
+        config : dict, optional
+            The configuration of the result; defaults to the first result's.
+
+        Returns
+        -------
+        Result
+            ``n_runs`` the sum of theirs.
         """
         results = list(results)
         if not results:

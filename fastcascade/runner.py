@@ -52,7 +52,18 @@ samples, both including the regularizer's gradient."""
 
 def run_streams(seed):
     """The run's four generators (data, forward noise, backward noise, gradient noise), spawned
-    from ``numpy.random.SeedSequence(seed)`` in that order (PCG64)."""
+    from ``numpy.random.SeedSequence(seed)`` in that order (PCG64; docs/model.md sec. 3).
+
+    Parameters
+    ----------
+    seed : int or numpy.random.SeedSequence
+        The run's seed; a SeedSequence is spawned from as it is.
+
+    Returns
+    -------
+    list of numpy.random.Generator
+        ``[data, forward, backward, gradient]``.
+    """
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return [np.random.Generator(np.random.PCG64(s)) for s in seq.spawn(len(STREAMS))]
 

@@ -24,9 +24,29 @@ class Schedule:
     every = 1
 
     def factor(self, t):
+        """gamma_t / g0 at iteration ``t``: defined by each subclass.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+
+        Returns
+        -------
+        float
+        """
         raise NotImplementedError
 
     def engine_config(self):
+        """The schedule's settings the compiled engine reads.
+
+        Returns
+        -------
+        dict
+            ``schedule`` (the kind), ``power``, ``factor`` (the decay) and ``every``.
+        """
         return {"schedule": self.kind, "power": self.power, "factor": self.decay,
                 "every": self.every}
 
@@ -41,6 +61,19 @@ class Constant(Schedule):
     """gamma_t = g0."""
 
     def factor(self, t):
+        """gamma_t / g0 at iteration ``t``: 1.0.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+
+        Returns
+        -------
+        float
+        """
         return 1.0
 
     def __repr__(self):
@@ -48,7 +81,13 @@ class Constant(Schedule):
 
 
 class InversePower(Schedule):
-    """gamma_t = g0 / (1 + t)^power."""
+    """gamma_t = g0 / (1 + t)^power.
+
+    Parameters
+    ----------
+    power : float
+        The exponent, ``>= 0``.
+    """
 
     kind = "inverse_power"
 
@@ -56,6 +95,19 @@ class InversePower(Schedule):
         self.power = check_real(power, "power", "InversePower", low=0.0)
 
     def factor(self, t):
+        """gamma_t / g0 at iteration ``t``: ``1 / (1 + t) ** power``.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+
+        Returns
+        -------
+        float
+        """
         return 1.0 / (1.0 + t) ** self.power
 
     def __repr__(self):
@@ -73,7 +125,15 @@ class InverseSqrt(InversePower):
 
 
 class StepDecay(Schedule):
-    """gamma_t = g0 * factor^floor(t / every)."""
+    """gamma_t = g0 * factor^floor(t / every).
+
+    Parameters
+    ----------
+    factor : float
+        Multiplies the step size every ``every`` iterations, ``> 0``; stored as ``decay``.
+    every : int
+        Iterations between decays, ``>= 1``.
+    """
 
     kind = "step_decay"
 
@@ -82,6 +142,19 @@ class StepDecay(Schedule):
         self.every = check_positive_int(every, "every", "StepDecay")
 
     def factor(self, t):
+        """gamma_t / g0 at iteration ``t``: ``factor ** floor(t / every)``.
+
+        NumPy twin of the kernel's formula.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+
+        Returns
+        -------
+        float
+        """
         return self.decay ** np.floor(t / self.every)
 
     def __repr__(self):

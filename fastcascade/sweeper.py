@@ -77,6 +77,26 @@ def run_unit(problem, optimizer, perturbations, seed, run_kwargs, extra_config):
 
     Module-level and with picklable arguments, so that any executor (threads, processes,
     dask.distributed) can run it.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem.
+    optimizer : fastcascade.optim.Optimizer
+        The point's optimizer (grid fields applied).
+    perturbations : sequence of fastcascade.Perturbation
+        The point's perturbations.
+    seed : int or numpy.random.SeedSequence
+        The run's seed (its four streams, docs/model.md sec. 3).
+    run_kwargs : dict
+        Keywords of ``fc.run`` (``n_iter``, ``record_every``, ...).
+    extra_config : dict
+        Added to ``config`` (the point's grid values, the sweep's settings).
+
+    Returns
+    -------
+    fastcascade.Result
+        One run.
     """
     res = run(problem, optimizer, perturbations=perturbations, seeds=[seed], n_jobs=1,
               progress=False, **run_kwargs)
@@ -102,7 +122,22 @@ def _callable_params(fn):
 
 def classify_grid(grid, optimizer, perturbations):
     """Split the grid keys into optimizer fields, run keywords and perturbation parameters,
-    or raise ValueError naming the first key that is none of them."""
+    or raise ValueError naming the first key that is none of them.
+
+    Parameters
+    ----------
+    grid : dict of str to list, or None
+        The sweep's grid; each value a non-empty list.
+    optimizer : fastcascade.optim.Optimizer
+        Its ``fields()`` are the optimizer keys.
+    perturbations : callable or sequence
+        A callable's keyword parameters are the perturbation keys.
+
+    Returns
+    -------
+    dict of str to str
+        Key to "optimizer", "run" or "perturbations".
+    """
     if grid is None:
         grid = {}
     if not isinstance(grid, dict):
@@ -137,7 +172,18 @@ def classify_grid(grid, optimizer, perturbations):
 
 
 def grid_points(grid):
-    """The grid's points, as dicts, in Cartesian-product order (last key fastest)."""
+    """The grid's points, as dicts, in Cartesian-product order (last key fastest).
+
+    Parameters
+    ----------
+    grid : dict of str to sequence
+        Key to the values it takes.
+
+    Returns
+    -------
+    list of dict
+        One dict per point (``[{}]`` for an empty grid).
+    """
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(list(grid[k]) for k in keys))]
 
@@ -151,7 +197,18 @@ def _fingerprint(problem):
 
 
 def describe_callable(fn):
-    """A description of a callable that is the same in every process (no memory address)."""
+    """A description of a callable that is the same in every process (no memory address).
+
+    Parameters
+    ----------
+    fn : callable
+        A function, a ``functools.partial`` of one, or a callable object.
+
+    Returns
+    -------
+    str
+        ``module.qualname``, ``partial(module.qualname, args...)``, or the object's repr.
+    """
     import functools
 
     if isinstance(fn, functools.partial):
@@ -177,8 +234,16 @@ def _describe_init(init, problem=None, seed=None):
 
 
 def build_key():
-    """The parts of the build that can change a run's bits (debug and release differ in the
-    last digits); SIMD levels give the same bits (benchmarks/fingerprints.py checks it)."""
+    """The parts of the build that can change a run's bits: a run's key holds them.
+
+    Debug and release builds differ in the last digits; the SIMD levels give the same bits
+    (the engine fingerprints check it), so they are not part of it.
+
+    Returns
+    -------
+    dict
+        ``{"fastcascade": version, "debug": bool, "native": bool}``.
+    """
     from fastcascade import __version__
 
     return {"fastcascade": __version__, "debug": bool(_engine.BUILD_FLAGS["debug"]),
@@ -191,7 +256,18 @@ def _unit_key(spec):
 
 def run_file_name(key):
     """The file of a run in a sweep folder: named by its key, so that no run of another
-    configuration can ever be written over it."""
+    configuration can ever be written over it.
+
+    Parameters
+    ----------
+    key : str
+        The run's key (hex sha256 of what it computes).
+
+    Returns
+    -------
+    str
+        ``run-<first 24 hex digits>.npz``.
+    """
     return f"run-{key[:24]}.npz"
 
 
@@ -280,7 +356,19 @@ def _flat(d, prefix=""):
 
 
 def binding_differences(stored, asked):
-    """The keys where two folder bindings differ, as ``key: stored -> asked`` phrases."""
+    """Where two folder bindings differ.
+
+    Parameters
+    ----------
+    stored, asked : dict
+        The binding in a folder's manifest and the one of the sweep asked for (nested dicts
+        are compared key by key, as dotted names).
+
+    Returns
+    -------
+    list of str
+        ``"run.n_iter: 20 in the folder, 30 asked"``, one per differing key, sorted.
+    """
     a, b = _flat(stored), _flat(asked)
     return [f"{k}: {show_value(a.get(k, '(absent)'))} in the folder, "
             f"{show_value(b.get(k, '(absent)'))} asked"
@@ -288,7 +376,15 @@ def binding_differences(stored, asked):
 
 
 class SweepFolderError(ParameterError):
-    """A sweep folder that holds another configuration's runs (``out`` of ``fc.sweep``)."""
+    """A sweep folder that holds another configuration's runs (``out`` of ``fc.sweep``).
+
+    Parameters
+    ----------
+    folder : str
+        The folder (the error's ``value``; its ``param`` is ``"out"``).
+    differences : list of str
+        What differs, as :func:`binding_differences` phrases it (``.differences``).
+    """
 
     def __init__(self, folder, differences):
         self.differences = list(differences)
@@ -561,6 +657,19 @@ class SweepResult:
     """The outcome of ``fc.sweep``: one :class:`fastcascade.Result` per grid point (its runs are
     the seeds, in order).
 
+    Parameters
+    ----------
+    grid : dict str -> list
+        The grid, key to values.
+    points : list of dict
+        The grid values of each point, in Cartesian-product order.
+    results : list of Result
+        One per point.
+    seeds : list
+        The seeds, shared by every point.
+    config : dict
+        The settings shared by every point (stored as plain JSON data).
+
     Attributes
     ----------
     grid : dict str -> list
@@ -601,15 +710,31 @@ class SweepResult:
         return iter(self.results)
 
     def items(self):
-        """(grid values, Result) pairs."""
+        """(grid values, Result) pairs.
+
+        Returns
+        -------
+        list of tuple
+            ``(point dict, Result)``, in the order of ``points``.
+        """
         return list(zip(self.points, self.results))
 
     @property
     def keys(self):
+        """The grid keys, in the grid's order (a list)."""
         return list(self.grid)
 
     def select(self, **values):
         """The Result of the point with these grid values (all keys must be given).
+
+        Parameters
+        ----------
+        **values
+            One value per grid key (ValueError for a missing or unknown key).
+
+        Returns
+        -------
+        fastcascade.Result
 
         Examples
         --------
@@ -629,17 +754,55 @@ class SweepResult:
 
     # -- metrics ----------------------------------------------------------------------------
     def stable_grad_norm(self, factor=0.99):
-        """(n_points, n_seeds): the stable gradient norm of every run."""
+        """The stable gradient norm of every run (``Result.stable_grad_norm``).
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_points, n_seeds); NaN for a diverged run.
+        """
         return np.stack([r.stable_grad_norm(factor) for r in self.results])
 
     def stable_iteration_complexity(self, factor=0.99, threshold=1.5):
-        """(n_points, n_seeds): the stable iteration complexity of every run."""
+        """The stable iteration complexity of every run.
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+        threshold : float > 0, default 1.5
+            Multiple of the stable gradient norm the EWMA must fall below.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 (n_points, n_seeds); -1 where it never does.
+        """
         return np.stack([r.stable_iteration_complexity(factor, threshold)
                          for r in self.results])
 
     def summary_table(self, factor=0.99, **spike_options):
         """One row per run (point, seed): the grid values, then the fields of
-        ``Result.summary_table``, as a structured array."""
+        ``Result.summary_table``, as a structured array.
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+        **spike_options
+            Keyword arguments of ``Result.spike_events``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Structured (n_points * n_seeds,): ``point`` (int64), one column per grid key, then the
+            fields of ``Result.summary_table``.
+        """
         grid_cols = []
         for k in self.grid:
             col = _column([p[k] for p in self.points])
@@ -659,7 +822,18 @@ class SweepResult:
 
     def summary(self, factor=0.99):
         """One line per grid point: its values, the median [quartiles] of the stable gradient
-        norm over the seeds, the median stable iteration, diverged runs and spikes."""
+        norm over the seeds, the median stable iteration, diverged runs and spikes.
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+
+        Returns
+        -------
+        str
+            A header line and one line per point, joined by newlines.
+        """
         table = self.summary_table(factor)
         keys = list(self.grid)
         width = {k: max(len(k), *(len(_fmt(p[k])) for p in self.points)) for k in keys}
@@ -684,7 +858,18 @@ class SweepResult:
         return "\n".join(lines)
 
     def to_frame(self, factor=0.99):
-        """The per-run summary table as a pandas DataFrame (pandas is an optional extra)."""
+        """The per-run summary table as a pandas DataFrame (pandas is an optional extra).
+
+        Parameters
+        ----------
+        factor : float in [0, 1), default 0.99
+            EWMA factor per iteration, whatever ``record_every`` was (docs/model.md, Metrics).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of :meth:`summary_table`.
+        """
         return _frame(self.summary_table(factor))
 
     # -- files and plots ---------------------------------------------------------------------
@@ -695,6 +880,7 @@ class SweepResult:
         Parameters
         ----------
         folder : str or os.PathLike
+            Created when missing; files ``pNNNN_rNN.npz`` and ``manifest.json``.
         overwrite : bool
             A folder that already holds a sweep is refused (``SweepFolderError``) unless this
             is True; then its runs are deleted first.
@@ -720,7 +906,17 @@ class SweepResult:
 
     @classmethod
     def load(cls, folder):
-        """Read a folder written by ``save`` or by ``fc.sweep(..., out=folder)``."""
+        """Read a folder written by ``save`` or by ``fc.sweep(..., out=folder)``.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            The sweep folder (ValueError when a run file is missing: an unfinished sweep).
+
+        Returns
+        -------
+        SweepResult
+        """
         folder = os.fspath(folder)
         manifest = io.read_manifest(folder)
         results = []
@@ -737,7 +933,17 @@ class SweepResult:
         return cls(manifest["grid"], manifest["points"], results, seeds, manifest["config"])
 
     def identical(self, other):
-        """Same grid, points, seeds and configuration, and identical results (bit for bit)."""
+        """Same grid, points, seeds and configuration, and identical results (bit for bit).
+
+        Parameters
+        ----------
+        other : object
+            Compared; anything but a ``SweepResult`` gives False.
+
+        Returns
+        -------
+        bool
+        """
         return (isinstance(other, SweepResult) and io.jsonable(self.grid) ==
                 io.jsonable(other.grid) and io.jsonable(self.points) == io.jsonable(other.points)
                 and [io.seed_to_json(s) for s in self.seeds] ==
@@ -747,7 +953,19 @@ class SweepResult:
 
     def plot(self, ax=None, **kwargs):
         """The stable gradient norm against the step size (``plotting.stable_norm``) when the
-        grid has ``step_size``; else the convergence of every point."""
+        grid has ``step_size``; else the convergence of every point.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Drawn on; new axes by default.
+        **kwargs
+            Passed to ``plotting.stable_norm`` or ``plotting.convergence``.
+
+        Returns
+        -------
+        matplotlib Axes
+        """
         from fastcascade import plotting
 
         if "step_size" in self.grid:

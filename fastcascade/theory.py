@@ -40,13 +40,20 @@ __all__ = ["OperatorConstants", "c_v", "variance_constants", "variance_bound",
 
 @dataclass(frozen=True)
 class OperatorConstants:
-    """Assumption A3's constants, the same for every operator.
+    """Assumption A3's constants, the same for every operator (each >= 0).
 
-    C1 : bound on ||J1||_op and ||J2||_op ("C_grad f")
-    C2 : bound on ||d J2 / d y||_op ("C_hess f")
-    L0 : Lipschitz constant of f in y ("L_f")
-    L1 : Lipschitz constant of grad f ("L_grad f")
-    L2 : Lipschitz constant of grad^2 f ("L_hess f")
+    Parameters
+    ----------
+    C1 : float
+        Bound on ||J1||_op and ||J2||_op ("C_grad f").
+    C2 : float
+        Bound on ||d J2 / d y||_op ("C_hess f").
+    L0 : float
+        Lipschitz constant of f in y ("L_f").
+    L1 : float
+        Lipschitz constant of grad f ("L_grad f").
+    L2 : float
+        Lipschitz constant of grad^2 f ("L_hess f").
     """
 
     C1: float
@@ -61,7 +68,19 @@ class OperatorConstants:
 
 
 def c_v(C1, n_ops):
-    """Lemma 1: ||v_i|| <= C_v = max(1, C1^N)."""
+    """Lemma 1: ||v_i|| <= C_v = max(1, C1^N).
+
+    Parameters
+    ----------
+    C1 : float
+        Assumption A3's bound on the Jacobians' operator norms.
+    n_ops : int
+        N, the number of operators.
+
+    Returns
+    -------
+    float
+    """
     return max(1.0, float(C1) ** n_ops)
 
 
@@ -72,6 +91,13 @@ def _geometric(ratio, first, last):
 
 def variance_constants(k, n_ops):
     """Theorem 1's constants.
+
+    Parameters
+    ----------
+    k : OperatorConstants
+        Assumption A3's constants.
+    n_ops : int
+        N, the number of operators (>= 1).
 
     Returns
     -------
@@ -97,8 +123,17 @@ def variance_bound(k, n_ops, delta_sq, eps_sq):
 
     Parameters
     ----------
+    k : OperatorConstants
+        Assumption A3's constants.
+    n_ops : int
+        N, the number of operators (>= 1).
     delta_sq : array (N-1,), E||delta_i||^2 for i = 1..N-1
     eps_sq : array (N-1,), E||eps_{i+1}||^2 for i = 1..N-1 (eps_2 .. eps_N)
+
+    Returns
+    -------
+    float
+        The bound on E||~u - u||^2.
     """
     ce_delta, ce_eps = variance_constants(k, n_ops)
     delta_sq, eps_sq = _site_array(delta_sq, n_ops, "delta_sq"), _site_array(eps_sq, n_ops, "eps_sq")
@@ -115,6 +150,13 @@ def _site_array(a, n_ops, name):
 
 def bias_constants(k, n_ops):
     """Theorem 2's constants, each an array over i = 1..N-1.
+
+    Parameters
+    ----------
+    k : OperatorConstants
+        Assumption A3's constants.
+    n_ops : int
+        N, the number of operators (>= 1).
 
     Returns
     -------
@@ -143,7 +185,26 @@ def bias_constants(k, n_ops):
 
 def bias_bound(k, n_ops, delta_mean_sq, delta_fourth, eps_mean_sq):
     """Theorem 2: ||E[~u - u]||^2 <= sum_i Cb_delta_i ||E delta_i||^2
-    + Cb~_delta_i E||delta_i||^4 + Cb_eps_{i+1} ||E eps_{i+1}||^2 (arrays over i = 1..N-1)."""
+    + Cb~_delta_i E||delta_i||^4 + Cb_eps_{i+1} ||E eps_{i+1}||^2 (arrays over i = 1..N-1).
+
+    Parameters
+    ----------
+    k : OperatorConstants
+        Assumption A3's constants.
+    n_ops : int
+        N, the number of operators (>= 1).
+    delta_mean_sq : array (N-1,)
+        ||E delta_i||^2 for i = 1..N-1.
+    delta_fourth : array (N-1,)
+        E||delta_i||^4 for i = 1..N-1.
+    eps_mean_sq : array (N-1,)
+        ||E eps_{i+1}||^2 for i = 1..N-1 (eps_2 .. eps_N).
+
+    Returns
+    -------
+    float
+        The bound on ||E[~u - u]||^2.
+    """
     c = bias_constants(k, n_ops)
     return float(c["cb_delta"] @ _site_array(delta_mean_sq, n_ops, "delta_mean_sq")
                  + c["cb_tilde_delta"] @ _site_array(delta_fourth, n_ops, "delta_fourth")
@@ -155,8 +216,27 @@ def nonconvex_bound(D0, step_size, n_iter, L, sigma_sq, variances, biases):
 
         6 D0 / (gamma T) + 6 L gamma sigma^2 + (6 L gamma / T) sum_t Var_t + (3 / T) sum_t Bias_t
 
-    with Var_t = E||~u_t - u_t||^2 and Bias_t = ||E_t[~u_t - u_t]||^2 (arrays over t, or
-    scalars for constant values). The variance term shrinks with gamma, the bias term does not.
+    with Var_t = E||~u_t - u_t||^2 and Bias_t = ||E_t[~u_t - u_t]||^2. The variance term
+    shrinks with gamma, the bias term does not.
+
+    Parameters
+    ----------
+    D0 : float
+        l(w_0) - l*, the initial gap.
+    step_size : float > 0
+        gamma, at most 1/(3 L) (ValueError otherwise).
+    n_iter : int
+        T, the horizon.
+    L : float
+        Smoothness constant of l.
+    sigma_sq : float
+        sigma^2, the variance of the clean stochastic gradient.
+    variances, biases : float or array (T,)
+        Var_t and Bias_t, per iteration or constant.
+
+    Returns
+    -------
+    float
     """
     T = check_positive_int(n_iter, "n_iter")
     gamma = check_real(step_size, "step_size", low=0.0, low_open=True)
@@ -173,7 +253,29 @@ def pl_bound(D0, step_size, n_iter, L, mu, sigma_sq, variances, biases):
     """Theorem 5 (PL with constant mu): a bound on E[l(w_T) - l*],
 
         (1 - mu gamma/3)^T D0 + 3 L gamma sigma^2 / mu
-        + L gamma^2 sum_t (1 - mu gamma/3)^{T-t} Var_t + (gamma/2) sum_t (1 - mu gamma/3)^{T-t} Bias_t
+        + L gamma^2 sum_t (1 - mu gamma/3)^{T-t} Var_t + (gamma/2) sum_t (1 - mu gamma/3)^{T-t}
+        Bias_t
+
+    Parameters
+    ----------
+    D0 : float
+        l(w_0) - l*, the initial gap.
+    step_size : float > 0
+        gamma.
+    n_iter : int
+        T, the horizon.
+    L : float
+        Smoothness constant of l.
+    mu : float
+        The PL constant.
+    sigma_sq : float
+        sigma^2, the variance of the clean stochastic gradient.
+    variances, biases : float or array (T,)
+        Var_t and Bias_t, per iteration or constant.
+
+    Returns
+    -------
+    float
     """
     T = check_positive_int(n_iter, "n_iter")
     gamma = check_real(step_size, "step_size", low=0.0, low_open=True)
@@ -212,7 +314,22 @@ _TABLE1 = {
 
 
 def table1_exponent(setting, zero_mean, pass_):
-    """Table 1's exponent b in the budget Q <~ T^b (see :func:`table1_budget`)."""
+    """Table 1's exponent b in the budget Q <~ T^b (see :func:`table1_budget`).
+
+    Parameters
+    ----------
+    setting : {"nonconvex", "pl"}
+        The theorem's setting.
+    zero_mean : bool
+        Whether the perturbation has mean zero.
+    pass_ : {"forward", "backward"}
+        The pass perturbed.
+
+    Returns
+    -------
+    float
+        b (0.0, 0.5 or 1.0).
+    """
     key = (setting, bool(zero_mean))
     if key not in _TABLE1:
         raise ValueError(f"setting: expected 'nonconvex' or 'pl', given {setting!r}")
@@ -231,6 +348,11 @@ def table1_budget(setting, zero_mean, pass_, n_iter):
     pass_ : {"forward", "backward"}
     n_iter : int, the horizon T
 
+    Returns
+    -------
+    float
+        T^b with b from :func:`table1_exponent`.
+
     Examples
     --------
     >>> table1_budget("nonconvex", True, "forward", 10_000)
@@ -246,11 +368,19 @@ def table1_budget(setting, zero_mean, pass_, n_iter):
 def perturbation_moments(noise, width, granularity="element"):
     """Moments of the perturbation a distribution adds on a site of width d, per sample.
 
+    Parameters
+    ----------
+    noise : fastcascade.noise.Distribution
+        An additive distribution with a known fourth moment (ValueError otherwise).
+    width : int
+        d, the width of the site.
+    granularity : {"element", "sample", "step"}, default "element"
+        "element": independent coordinates; "sample" and "step": one draw shared by the d
+        coordinates of a sample.
+
     Returns
     -------
     dict with ``sq`` = E||delta||^2, ``mean_sq`` = ||E delta||^2, ``fourth`` = E||delta||^4.
-    "element": independent coordinates; "sample" and "step": one draw shared by the d
-    coordinates of a sample.
     """
     from fastcascade.noise import Distribution
 
@@ -294,6 +424,22 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
 
     Each draw perturbs a fresh pass over the same samples (all of them, or ``batch`` drawn once
     with replacement), continuing one forward and one backward noise stream.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem.
+    w : array_like (n_weights,)
+        The point.
+    perturbations : Perturbation or sequence of Perturbation
+        Applied at each draw; draw t is the pass of iteration t for timings and magnitudes.
+    n_draws : int, default 2000
+        Number of perturbed passes.
+    seed : int, default 0
+        Spawns the run streams (``fc.run``'s ``run_streams``): the data stream picks the batch,
+        the forward and backward streams feed the perturbations.
+    batch : int, optional
+        Samples drawn once with replacement; all samples by default.
 
     Returns
     -------
@@ -360,6 +506,19 @@ def estimate_constants(problem, weights, n_samples=32, radius=1e-3, seed=0):
     - L2 = max ||J(x + h) - 2 J(x) + J(x - h)|| / ||h||^2 (the second derivative's change).
 
     Norms are spectral. These are lower estimates of the global constants the theorems assume.
+
+    Parameters
+    ----------
+    problem : fastcascade.Problem
+        The problem.
+    weights : array_like (n_weights,) or (n_points, n_weights)
+        The iterates.
+    n_samples : int, default 32
+        Data points drawn without replacement (all when fewer).
+    radius : float, default 1e-3
+        Norm of the random steps h.
+    seed : int, default 0
+        Seed of the generator choosing the samples and the steps.
 
     Returns
     -------

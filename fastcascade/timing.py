@@ -21,26 +21,65 @@ __all__ = ["Timing", "Always", "Every", "Bernoulli", "At", "Window"]
 
 
 class Timing:
-    """Base class: ``active(t, gen)`` is the NumPy twin of the kernel's test."""
+    """Base class: ``active(t, gen)`` is the NumPy twin of the kernel's test.
+
+    Subclasses set ``kind`` (the kernel branch) and describe themselves to the kernel with
+    ``table``; ``unreachable`` feeds the set-up warning for firings beyond ``n_iter``.
+    """
 
     kind = None
 
     @property
     def code(self):
+        """The integer code of ``kind`` in the compiled noise kernel."""
         return _noise.TIMING_CODES[self.kind]
 
     def table(self, times):
-        """(t_a, t_b, prob) for the kernel's row; may append to the run's ``times`` list."""
+        """The kernel's timing row ``(t_a, t_b, prob)``; may append to the run's ``times`` list.
+
+        Parameters
+        ----------
+        times : list of int
+            The run's shared list of listed iterations; ``At`` appends its own to it.
+
+        Returns
+        -------
+        tuple of (int, int, float)
+            ``(0, 0, 0.0)`` here; each subclass gives its own meaning.
+        """
         return 0, 0, 0.0
 
     def active(self, t, gen=None):
-        """Whether the perturbation strikes at iteration ``t`` (``gen``: the pass's generator,
-        for random timings)."""
+        """Whether the perturbation strikes at iteration ``t``.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            The pass's noise stream (forward or backward, docs/model.md sec. 3), consumed by random
+            timings only.
+
+        Returns
+        -------
+        bool
+        """
         raise NotImplementedError
 
     def unreachable(self, n_iter: int):
-        """What of this timing can never fire in iterations 0..n_iter-1, as text; None when it
-        all can."""
+        """What of this timing can never fire in iterations ``0..n_iter-1``: None here (a timing
+        that can always fire).
+
+        Parameters
+        ----------
+        n_iter : int
+            The run's number of iterations.
+
+        Returns
+        -------
+        str or None
+            A one-line description for the set-up warning, or None when every firing is reachable.
+        """
         return None
 
     def __eq__(self, other):
@@ -56,7 +95,21 @@ class Always(Timing):
     kind = "always"
 
     def active(self, t, gen=None):
-        """Always True."""
+        """Whether the perturbation strikes at iteration ``t``: always True.
+
+        NumPy twin of the kernel's test.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            Not used (the timing draws nothing).
+
+        Returns
+        -------
+        bool
+        """
         return True
 
     def __repr__(self):
@@ -65,7 +118,15 @@ class Always(Timing):
 
 class Every(Timing):
     """At iterations offset, offset + period, offset + 2 period, ... (``Every(100)`` fires 10
-    times in 1,000 iterations)."""
+    times in 1,000 iterations).
+
+    Parameters
+    ----------
+    period : int
+        Iterations between firings, ``>= 1``.
+    offset : int, default 0
+        The first firing, ``>= 0``.
+    """
 
     kind = "every"
 
@@ -74,14 +135,52 @@ class Every(Timing):
         self.offset = check_positive_int(offset, "offset", "Every", allow_zero=True)
 
     def table(self, times):
+        """The kernel's timing row ``(t_a, t_b, prob)``: ``(period, offset, 0.0)``.
+
+        Parameters
+        ----------
+        times : list of int
+            The run's shared list of listed iterations (used by ``At`` only).
+
+        Returns
+        -------
+        tuple of (int, int, float)
+        """
         return self.period, self.offset, 0.0
 
     def active(self, t, gen=None):
-        """True at offset, offset + period, ..."""
+        """Whether the perturbation strikes at iteration ``t``: ``t >= offset`` and ``(t - offset) %
+        period == 0``.
+
+        NumPy twin of the kernel's test.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            Not used (the timing draws nothing).
+
+        Returns
+        -------
+        bool
+        """
         return t >= self.offset and (t - self.offset) % self.period == 0
 
     def unreachable(self, n_iter):
-        """The whole timing when its offset is at or beyond ``n_iter``."""
+        """What of this timing can never fire in iterations ``0..n_iter-1``: the whole timing when
+        ``offset >= n_iter``.
+
+        Parameters
+        ----------
+        n_iter : int
+            The run's number of iterations.
+
+        Returns
+        -------
+        str or None
+            A one-line description for the set-up warning, or None when every firing is reachable.
+        """
         return (f"offset {self.offset} >= n_iter {n_iter}: never fires"
                 if self.offset >= n_iter else None)
 
@@ -91,7 +190,13 @@ class Every(Timing):
 
 class Bernoulli(Timing):
     """At each iteration independently with probability p (one uniform draw per iteration from
-    the stream of the pass it perturbs)."""
+    the stream of the pass it perturbs).
+
+    Parameters
+    ----------
+    p : float
+        Firing probability per iteration, in [0, 1].
+    """
 
     kind = "bernoulli"
 
@@ -99,14 +204,53 @@ class Bernoulli(Timing):
         self.p = check_real(p, "p", "Bernoulli", low=0.0, high=1.0)
 
     def table(self, times):
+        """The kernel's timing row ``(t_a, t_b, prob)``: ``(0, 0, p)``.
+
+        Parameters
+        ----------
+        times : list of int
+            The run's shared list of listed iterations (used by ``At`` only).
+
+        Returns
+        -------
+        tuple of (int, int, float)
+        """
         return 0, 0, self.p
 
     def active(self, t, gen=None):
-        """One uniform draw from ``gen`` below p."""
+        """Whether the perturbation strikes at iteration ``t``: one uniform ``gen.random()`` below
+        p.
+
+        NumPy twin of the kernel's test.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            The pass's noise stream (forward or backward, docs/model.md sec. 3); one uniform is
+            drawn per call. Required.
+
+        Returns
+        -------
+        bool
+        """
         return gen.random() < self.p
 
     def unreachable(self, n_iter):
-        """The whole timing when p is 0."""
+        """What of this timing can never fire in iterations ``0..n_iter-1``: the whole timing when
+        ``p == 0``.
+
+        Parameters
+        ----------
+        n_iter : int
+            The run's number of iterations.
+
+        Returns
+        -------
+        str or None
+            A one-line description for the set-up warning, or None when every firing is reachable.
+        """
         return "p = 0: never fires" if self.p == 0.0 else None
 
     def __repr__(self):
@@ -114,7 +258,13 @@ class Bernoulli(Timing):
 
 
 class At(Timing):
-    """At the given iterations."""
+    """At the given iterations.
+
+    Parameters
+    ----------
+    iterations : int or sequence of int
+        0-based iterations, at least one; duplicates are dropped and the rest sorted.
+    """
 
     kind = "at"
 
@@ -125,16 +275,55 @@ class At(Timing):
         self.iterations = tuple(sorted(set(its)))
 
     def table(self, times):
+        """The kernel's timing row ``(t_a, t_b, prob)``: ``(start, stop, 0.0)``, the slice of
+        ``times`` that holds this timing's iterations, which it appends.
+
+        Parameters
+        ----------
+        times : list of int
+            The run's shared list of listed iterations (used by ``At`` only).
+
+        Returns
+        -------
+        tuple of (int, int, float)
+        """
         start = len(times)
         times.extend(self.iterations)
         return start, len(times), 0.0
 
     def active(self, t, gen=None):
-        """True at the listed iterations."""
+        """Whether the perturbation strikes at iteration ``t``: ``t`` is one of the listed
+        iterations.
+
+        NumPy twin of the kernel's test.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            Not used (the timing draws nothing).
+
+        Returns
+        -------
+        bool
+        """
         return t in self.iterations
 
     def unreachable(self, n_iter):
-        """The listed iterations at or beyond ``n_iter``."""
+        """What of this timing can never fire in iterations ``0..n_iter-1``: the listed iterations
+        ``>= n_iter`` (the first five shown).
+
+        Parameters
+        ----------
+        n_iter : int
+            The run's number of iterations.
+
+        Returns
+        -------
+        str or None
+            A one-line description for the set-up warning, or None when every firing is reachable.
+        """
         late = [t for t in self.iterations if t >= n_iter]
         if not late:
             return None
@@ -147,7 +336,15 @@ class At(Timing):
 
 
 class Window(Timing):
-    """At iterations start <= t < stop."""
+    """At iterations start <= t < stop.
+
+    Parameters
+    ----------
+    start : int
+        First iteration of the window, ``>= 0``.
+    stop : int
+        One past the last, ``> start``.
+    """
 
     kind = "window"
 
@@ -158,14 +355,52 @@ class Window(Timing):
             raise ParameterError("stop", stop, f"> start ({self.start})", "Window")
 
     def table(self, times):
+        """The kernel's timing row ``(t_a, t_b, prob)``: ``(start, stop, 0.0)``.
+
+        Parameters
+        ----------
+        times : list of int
+            The run's shared list of listed iterations (used by ``At`` only).
+
+        Returns
+        -------
+        tuple of (int, int, float)
+        """
         return self.start, self.stop, 0.0
 
     def active(self, t, gen=None):
-        """True for start <= t < stop."""
+        """Whether the perturbation strikes at iteration ``t``: ``start <= t < stop``.
+
+        NumPy twin of the kernel's test.
+
+        Parameters
+        ----------
+        t : int
+            The 0-based iteration.
+        gen : numpy.random.Generator, optional
+            Not used (the timing draws nothing).
+
+        Returns
+        -------
+        bool
+        """
         return self.start <= t < self.stop
 
     def unreachable(self, n_iter):
-        """The whole window when it starts at or beyond ``n_iter``, or its tail past it."""
+        """What of this timing can never fire in iterations ``0..n_iter-1``: the whole window when
+        ``start >= n_iter`` (a window that starts in time and is cut off by ``n_iter`` is not
+        reported).
+
+        Parameters
+        ----------
+        n_iter : int
+            The run's number of iterations.
+
+        Returns
+        -------
+        str or None
+            A one-line description for the set-up warning, or None when every firing is reachable.
+        """
         if self.start >= n_iter:
             return f"start {self.start} >= n_iter {n_iter}: never fires"
         return None
