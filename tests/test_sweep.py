@@ -199,7 +199,10 @@ def run_files(folder):
     return sorted(n for n in os.listdir(folder) if n.endswith(".npz") and n.startswith("run-"))
 
 
-def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kill_after", [1, 2, 4], ids=["first", "second", "fourth"])
+def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch, kill_after):
+    """kill -9 at three moments (after 1, 2 and 4 of 6 runs are written, or later: the kill
+    lands while a run is in flight or being written)."""
     _importable_env(monkeypatch)
     out = tmp_path / "sweep"
     n_iter = 3000
@@ -209,7 +212,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if out.exists() and len(run_files(out)) >= 2:
+            if out.exists() and len(run_files(out)) >= kill_after:
                 break
             if proc.poll() is not None:
                 break
@@ -218,7 +221,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     finally:
         proc.wait()
     finished = run_files(out)
-    assert 2 <= len(finished) < 6, f"the subprocess was not stopped half-way: {finished}"
+    assert kill_after <= len(finished) < 6, f"the subprocess was not stopped half-way: {finished}"
     stamps = {n: os.stat(out / n).st_mtime_ns for n in finished}
     sw = resume_sweep(out, n_iter)
     assert (sw.n_loaded, sw.n_computed) == (len(finished), 6 - len(finished))
