@@ -13,6 +13,7 @@ from fastcascade.optim import SGD, Adam
 from fastcascade.perturbation import Perturbation
 from fastcascade.problem import Problem
 from fastcascade.result import Result
+from fastcascade.simulator import Simulator
 from fastcascade.runner import PerturbedGradient, perturbed_gradient, run
 from fastcascade.sweeper import SweepResult, sweep
 from fastcascade import experiments  # noqa: E402  (uses sweep)
@@ -21,6 +22,6 @@ __version__ = "0.1.0"
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
            "ParameterError", "ParameterTypeError", "PerturbationWarning",
-           "PerturbedGradient", "run", "sweep", "load", "perturbed_gradient", "build_info",
+           "PerturbedGradient", "Simulator", "run", "sweep", "load", "perturbed_gradient", "build_info",
            "metrics", "plotting", "datasets", "magnitude", "noise", "ops", "experiments",
            "problems", "reference", "reg", "schedules", "theory", "timing", "__version__"]

@@ -12,6 +12,7 @@ One step at iteration t (per-sample semantics on a batch of B samples):
 Random streams (one bitgen_t each, owned by the run): data sampling, forward noise, backward
 noise, gradient noise. The NumPy twin is ``fastcascade.reference_engine``.
 """
+cimport cython
 from libc.math cimport sqrt, pow, floor, isfinite, fabs
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, calloc, free
@@ -769,6 +770,665 @@ cdef Config config_from(dict c) except *:
     return cfg
 
 
+@cython.final
+cdef class RunState:
+    """One perturbed SGD run of the compiled engine, advanced step by step.
+
+    Everything a run uses is allocated here, with the GIL, once; :meth:`advance` then runs
+    iterations ``t .. t_end - 1`` without it, in small steps (``_sample``, ``_passes``,
+    ``_record``, ``_gradient``, ``_update``), each beside its NumPy twin in
+    ``fastcascade.reference_engine``. ``run_one`` is one ``advance`` over ``n_iter``;
+    ``fastcascade.Simulator`` calls it many times: the same bits either way.
+
+    Parameters
+    ----------
+    op_table, params, X, Y
+        The plan and the data (``Problem.plan``, ``Problem.data``).
+    w : numpy.ndarray
+        The initial weights (copied in; :meth:`weights` is the live vector).
+    config : dict
+        The engine configuration (``Optimizer.engine_config()`` plus the run's settings).
+    pert_int, pert_real, pert_times
+        The perturbation tables (``perturbation_tables``), rows sorted by site.
+    generators : tuple of 4 numpy.random.Generator
+        The data, forward, backward and gradient streams; theirs until :meth:`close`.
+    """
+    cdef Config cfg
+    cdef Net net, fwd_net
+    cdef Pass passes[2]          # the perturbed pass; two when the helper records one of them
+    cdef Pass full, cleanb
+    cdef Pass* ps
+    cdef Sites sites
+    cdef bint sites_ready
+    cdef object tables           # the perturbation tables (sites point into pert_times)
+    cdef Stream st[4]
+    cdef Stream* streams[4]
+    cdef bitgen_t* bg[4]         # data, forward, backward, gradient
+    cdef object generators
+    cdef bint streams_open
+    cdef const double[:, ::1] X
+    cdef const double[:, ::1] Y
+    cdef const double[::1] params
+    cdef const long long[:, ::1] op_table
+    cdef const double* Yp
+    cdef Py_ssize_t M, d0, ldl, B, n_w, pos
+    cdef bint full_batch, fused_gnorm, fused_wnorm, defer
+    cdef double inv_B, gsumsq, wsumsq
+    cdef double* vecs
+    cdef char* rec_block
+    cdef double* w_run           # the weights, in w_owner (views of it outlive the state)
+    cdef object w_owner
+    cdef Py_ssize_t* perm
+    cdef uint64_t* idx
+    cdef double *gsum
+    cdef double *g
+    cdef double *m1
+    cdef double *m2
+    cdef double *gnoise
+    cdef double *scratch
+    cdef double *xb
+    cdef double *lb
+    cdef double *ubar
+    cdef double *fullgrad
+    cdef double *w_snap          # w_t, the step's gradient and samples of the posted record
+    cdef double *g_snap
+    cdef double* x_snap
+    cdef double* l_snap
+    cdef fc_pcg64_t stream_snap[4]   # ... and the streams there
+    cdef long long nonfinite_snap    # ... and the passes' non-finite count
+    cdef const double* xin           # the step's samples
+    cdef const double* labin
+    cdef Recorder* rc
+    cdef fc_worker* helper
+    cdef bint concurrent
+    cdef int cur
+    cdef int backoff, inline_left, unjudged  # the helper's fallback (see _record)
+    cdef long long n_checks
+    cdef bint posted_last
+    cdef readonly long long t        # the next iteration
+    cdef readonly int stop
+    cdef readonly long long stop_iter
+    cdef long long rec_base          # the record index of the histories' first entry
+    cdef Py_ssize_t n_rec            # ... and how many entries they have
+    cdef object histories            # the arrays the records go to (kept alive)
+
+    def __cinit__(self):
+        cdef int i
+        self.vecs = self.w_run = NULL
+        self.rec_block = NULL
+        self.perm = NULL
+        self.idx = NULL
+        self.x_snap = self.l_snap = NULL
+        self.helper = NULL
+        self.net.ops = NULL
+        self.net.dims = NULL
+        for i in range(2):
+            _pass_clear(&self.passes[i])
+        _pass_clear(&self.full)
+        _pass_clear(&self.cleanb)
+        self.sites_ready = False
+        self.streams_open = False
+        self.stop_iter = -1
+
+    def __init__(self, const long long[:, ::1] op_table, const double[::1] params,
+                 const double[:, ::1] X, const double[:, ::1] Y, const double[::1] w,
+                 dict config, const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
+                 const long long[::1] pert_times, generators):
+        self.cfg = config_from(config)
+        self.op_table, self.params, self.X, self.Y = op_table, params, X, Y
+        generators = tuple(generators)
+        _check_distinct(*generators)
+        net_init(&self.net, op_table, params)
+        self.M, self.ldl, self.d0, self.n_w = X.shape[0], Y.shape[1], X.shape[1], self.net.n_w
+        self.full_batch = self.cfg.sampling == SAMPLE_FULL
+        self.B = self.M if self.full_batch else self.cfg.batch
+        if self.d0 != self.net.dims[0] or w.shape[0] != self.n_w or Y.shape[0] != self.M:
+            raise ValueError("run_one: shapes do not match the plan")
+        self.Yp = &Y[0, 0] if self.ldl > 0 else NULL
+        self.set_perturbations(pert_int, pert_real, pert_times)
+        self._allocate()
+        if self.n_w > 0:
+            memcpy(self.w_run, &w[0], self.n_w * sizeof(double))
+        self._open_streams(generators)
+        self._speedups()
+        self._recorder()
+        self._start_helper()
+
+    cdef int _allocate(self) except -1:
+        # one allocation for the vectors, none in the loop
+        cdef Py_ssize_t n_w = self.n_w, B = self.B, W = self.net.max_width
+        cdef Py_ssize_t nvec = 5 * n_w + 2 * W * B + (0 if self.full_batch else
+                                                      B * (self.d0 + self.ldl))
+        # what a record writes, apart from the step's vectors: with a helper thread recording,
+        # the two threads then write no cache line in common (GUARD doubles = 64 bytes a side)
+        cdef Py_ssize_t GUARD = 8
+        cdef double[::1] wv
+        self.vecs = <double*>calloc(nvec + 1, sizeof(double))
+        self.rec_block = <char*>calloc(1, sizeof(Recorder) + (4 * n_w + 4 * GUARD) * sizeof(double))
+        # the weights live in this run's own memory: rows of the caller's weight array share
+        # cache lines between runs on different threads
+        self.w_owner = np.zeros(n_w + 1)
+        wv = self.w_owner
+        self.w_run = &wv[0]
+        self.perm = <Py_ssize_t*>malloc(
+            (self.M if self.cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
+        self.idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
+        if self.vecs == NULL or self.rec_block == NULL or self.perm == NULL \
+                or self.idx == NULL:
+            raise MemoryError()
+        pass_init(&self.passes[0], &self.net, B)
+        self.ps = &self.passes[0]
+        self.cur = 0
+        pass_init(&self.full, &self.net, self.M)
+        if not self.full_batch:
+            pass_init(&self.cleanb, &self.net, B)
+        self.gsum = self.vecs
+        self.g = self.gsum + n_w
+        self.m1 = self.g + n_w
+        self.m2 = self.m1 + n_w
+        self.gnoise = self.m2 + n_w
+        self.scratch = self.gnoise + n_w
+        self.xb = self.scratch + 2 * W * B   # perturbation kernels use up to 2 B d
+        self.lb = self.xb + B * self.d0
+        self.rc = <Recorder*>(self.rec_block + GUARD * sizeof(double))
+        self.ubar = <double*>(self.rec_block + sizeof(Recorder)) + 2 * GUARD
+        self.fullgrad = self.ubar + n_w
+        self.w_snap = self.fullgrad + n_w
+        self.g_snap = self.w_snap + n_w
+        self.pos = self.M  # forces a shuffle before the first shuffled batch
+        return 0
+
+    cdef int _open_streams(self, generators) except -1:
+        cdef int i
+        self.generators = generators
+        for i in range(4):
+            self.st[i].fast = False
+            self.streams[i] = &self.st[i]
+        for i in range(4):
+            self.bg[i] = stream_open(&self.st[i], generators[i])
+        self.streams_open = True
+        for i in range(4):
+            self.stream_snap[i] = self.st[i].pcg
+        return 0
+
+    cdef void _speedups(self) noexcept:
+        # -- speed (no change to any result) --
+        cdef Py_ssize_t N = self.net.N, B = self.B
+        # the perturbed pass skips the last operator's forward output when nothing reads it: no
+        # forward perturbation at op N, no profile, and op N's VJP does not use its output
+        self.fwd_net = self.net
+        if not self.cfg.record_profile and self.sites.start[N] == self.sites.end[N] \
+                and vjp_ignores_output(self.net.ops[N - 1].code):
+            self.fwd_net.N = N - 1
+        # the batch mean by a multiplication where that is exact (B a power of 2)
+        self.inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
+        # ||g||^2 summed by the backward pass while it writes gsum, when g is gsum unchanged
+        # (one sample, no regularizer, no gradient noise); ||w||^2 summed in the SGD update
+        self.fused_gnorm = B == 1 and self.cfg.reg_code == REG_NONE \
+            and not self.cfg.grad_noise_std > 0.0
+        self.fused_wnorm = self.cfg.optimizer == OPT_SGD and self.cfg.momentum == 0.0
+        # and then, with no clipping, the rank-1 weight gradients of one sample are applied from
+        # their factors in the update, never written (except at recording steps, which read g)
+        self.defer = False
+        self.gsumsq = self.wsumsq = 0.0   # set by the fused passes before they are read
+
+    cdef void _recorder(self) noexcept:
+        # what a record reads and where it writes (record_step); the histories: set_histories
+        cdef Recorder* rc = self.rc
+        rc.net = &self.net
+        rc.n_fwd = self.fwd_net.N
+        rc.cfg = &self.cfg
+        rc.full_batch = self.full_batch
+        rc.full = &self.full
+        rc.cleanb = &self.cleanb
+        rc.X = &self.X[0, 0]
+        rc.Y = self.Yp
+        rc.ldl = self.ldl
+        rc.fullgrad = self.fullgrad
+        rc.ubar = self.ubar
+        rc.stop = False
+
+    cdef int _start_helper(self) except -1:
+        # records on a helper thread: the run's steps go on while it records (a second perturbed
+        # pass alternates with the one being recorded). Stopping at a record then means going
+        # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
+        cdef int i
+        self.concurrent = self.cfg.record_thread
+        for i in range(4):
+            self.concurrent = self.concurrent and self.st[i].fast
+        self.backoff, self.inline_left, self.unjudged = 1, 0, 0
+        self.n_checks, self.posted_last = 0, False
+        if not self.concurrent:
+            return 0
+        pass_init(&self.passes[1], &self.net, self.B)
+        self.x_snap = <double*>malloc((self.B * self.d0 + 1) * sizeof(double))
+        self.l_snap = <double*>malloc((self.B * self.ldl + 1) * sizeof(double))
+        if self.x_snap == NULL or self.l_snap == NULL:
+            raise MemoryError()
+        self.helper = fc_worker_start(record_job, self.rc)
+        self.concurrent = self.helper != NULL   # no thread to be had: record serially
+        return 0
+
+    def set_perturbations(self, const long long[:, ::1] pert_int,
+                          const double[:, ::1] pert_real, const long long[::1] pert_times):
+        """Replace the perturbation tables (between two :meth:`advance` calls).
+
+        Parameters
+        ----------
+        pert_int, pert_real, pert_times
+            As ``perturbation_tables`` makes them, rows sorted by site.
+        """
+        if self.sites_ready:
+            if self.helper != NULL:
+                fc_worker_wait(self.helper)
+            sites_free(&self.sites)
+            self.sites_ready = False
+        sites_init(&self.sites, self.net.N, pert_int, pert_real, pert_times)
+        self.sites_ready = True
+        self.tables = (pert_int, pert_real, pert_times)
+        if self.rc != NULL:
+            self._speedups()
+            self.rc.n_fwd = self.fwd_net.N
+
+    def set_step_size(self, double step_size):
+        """A constant step size from the next iteration on (between two :meth:`advance` calls).
+
+        Parameters
+        ----------
+        step_size : float
+            gamma > 0 (checked by the caller).
+        """
+        self.cfg.schedule = SCHED_CONSTANT
+        self.cfg.step_size = step_size
+
+    def step_size_at(self, long long t):
+        """The step size the run uses at iteration ``t`` (its schedule).
+
+        Parameters
+        ----------
+        t : int
+
+        Returns
+        -------
+        float
+        """
+        return step_size_at(&self.cfg, t)
+
+    def set_histories(self, long long rec_base, double[::1] h_objective, double[::1] h_grad_norm,
+                      double[::1] h_grad_error, double[::1] h_step_size,
+                      double[:, ::1] h_forward_error, double[:, ::1] h_backward_error,
+                      double[:, ::1] h_weights=None):
+        """Where the next records go: entry k of each array is record ``rec_base + k``.
+
+        Parameters
+        ----------
+        rec_base : int
+            The record index (iteration // record_every) of the arrays' first entry.
+        h_objective, h_grad_norm, h_grad_error, h_step_size : numpy.ndarray (n,)
+        h_forward_error, h_backward_error : numpy.ndarray (n, N), or (0, N) with no profile
+        h_weights : numpy.ndarray (n, n_weights), or None with no weight history
+        """
+        cdef Py_ssize_t n = h_objective.shape[0], N = self.net.N
+        if h_grad_norm.shape[0] != n or h_grad_error.shape[0] != n or h_step_size.shape[0] != n:
+            raise ValueError("run_one: the histories need one entry per record, given "
+                             f"{h_objective.shape[0]}, {h_grad_norm.shape[0]}, "
+                             f"{h_grad_error.shape[0]}, {h_step_size.shape[0]}")
+        if self.cfg.record_profile and (h_forward_error.shape[0] != n
+                                        or h_forward_error.shape[1] != N
+                                        or h_backward_error.shape[0] != n
+                                        or h_backward_error.shape[1] != N):
+            raise ValueError("run_one: profile histories have the wrong shape")
+        if self.cfg.record_weights and (h_weights is None or h_weights.shape[0] != n
+                                        or h_weights.shape[1] != self.n_w):
+            raise ValueError("run_one: the weight history has the wrong shape")
+        if self.helper != NULL:
+            fc_worker_wait(self.helper)
+        self.histories = (h_objective, h_grad_norm, h_grad_error, h_step_size, h_forward_error,
+                          h_backward_error, h_weights)
+        self.rec_base, self.n_rec = rec_base, n
+        rc = self.rc
+        rc.h_objective = &h_objective[0] if n > 0 else NULL
+        rc.h_grad_norm = &h_grad_norm[0] if n > 0 else NULL
+        rc.h_grad_error = &h_grad_error[0] if n > 0 else NULL
+        rc.h_step_size = &h_step_size[0] if n > 0 else NULL
+        rc.h_forward_error = &h_forward_error[0, 0] if self.cfg.record_profile and n > 0 \
+            else NULL
+        rc.h_backward_error = &h_backward_error[0, 0] if self.cfg.record_profile and n > 0 \
+            else NULL
+        rc.h_weights = &h_weights[0, 0] if self.cfg.record_weights and self.n_w > 0 \
+            and n > 0 else NULL
+
+    def advance(self, long long t_end):
+        """Run iterations ``t .. t_end - 1`` (fewer when the run stops) without the GIL.
+
+        Parameters
+        ----------
+        t_end : int
+            One past the last iteration; its records must fit the histories (set_histories).
+
+        Returns
+        -------
+        bool
+            Whether the run goes on (False: it stopped; ``stop`` and ``stop_iter`` say why).
+        """
+        cdef long long first = (self.t + self.cfg.record_every - 1) // self.cfg.record_every
+        cdef long long last = (t_end + self.cfg.record_every - 1) // self.cfg.record_every
+        if t_end > self.cfg.n_iter:
+            raise ValueError(f"advance: t_end {t_end} is past n_iter {self.cfg.n_iter}")
+        if self.stop == STOP_INTERRUPTED:   # Ctrl-C stopped the last call: go on from there
+            self.stop, self.stop_iter = STOP_NONE, -1
+        if self.stop != STOP_NONE:
+            return False
+        if t_end > self.t and (first < self.rec_base or last > self.rec_base + self.n_rec):
+            raise ValueError(f"advance: records {first}..{last - 1} do not fit the histories "
+                             f"(records {self.rec_base}..{self.rec_base + self.n_rec - 1})")
+        with nogil:
+            self._advance(t_end)
+        return self.stop == STOP_NONE
+
+    cdef void _advance(self, long long t_end) noexcept nogil:
+        cdef long long t
+        cdef double lr
+        for t in range(self.t, t_end):
+            if fc_interrupt_requested():   # Ctrl-C: one relaxed load a step
+                self._stop(STOP_INTERRUPTED, t)
+                break
+            self._sample()
+            self._passes(t)
+            lr = step_size_at(&self.cfg, t)
+            # recording, at w_t before the update
+            if t % self.cfg.record_every == 0 and not self._record(t, lr):
+                break
+            if not self._gradient(t):
+                break
+            if not self._update(t, lr):
+                break
+            self.t = t + 1
+        self._settle()
+
+    cdef inline void _stop(self, int code, long long t) noexcept nogil:
+        self.stop, self.stop_iter, self.t = code, t, t
+
+    cdef inline void _sample(self) noexcept nogil:
+        # the step's samples (data stream): xin, labin
+        cdef Py_ssize_t s, row, B = self.B, M = self.M, d0 = self.d0, ldl = self.ldl
+        if self.full_batch:
+            self.xin = &self.X[0, 0]
+            self.labin = self.Yp
+            return
+        if self.cfg.sampling == SAMPLE_REPLACEMENT:
+            random_bounded_uint64_fill(self.bg[0], 0, <uint64_t>(M - 1), B, 0, self.idx)
+        else:
+            if self.pos + B > M:
+                shuffle(self.bg[0], self.perm, M)
+                self.pos = 0
+            for s in range(B):
+                self.idx[s] = <uint64_t>self.perm[self.pos + s]
+            self.pos += B
+            # the next step's rows are known: start fetching them (large data sets do not fit
+            # in cache, and shuffled rows defeat the hardware prefetcher)
+            if self.pos + B <= M and B <= 64:
+                for s in range(B):
+                    fc_prefetch(&self.X[self.perm[self.pos + s], 0], d0)
+        if B == 1:
+            # one sample: its row in place (nothing writes the input)
+            row = <Py_ssize_t>self.idx[0]
+            self.xin = &self.X[row, 0]
+            self.labin = self.Yp + row * ldl if ldl > 0 else NULL
+            return
+        for s in range(B):
+            row = <Py_ssize_t>self.idx[s]
+            memcpy(self.xb + s * d0, &self.X[row, 0], d0 * sizeof(double))
+            if ldl > 0:
+                memcpy(self.lb + s * ldl, self.Yp + row * ldl, ldl * sizeof(double))
+        self.xin = self.xb
+        self.labin = self.lb if ldl > 0 else NULL
+
+    cdef inline void _passes(self, long long t) noexcept nogil:
+        # the perturbed forward and backward passes (Eq. 5): g = the batch mean of ~u
+        # (speed: fwd_net skips the last operator's forward when nothing reads it)
+        cdef Py_ssize_t j, n_w = self.n_w
+        cdef double* wp = self.w_run if n_w > 0 else NULL
+        forward_pass(&self.fwd_net, wp, self.ps, self.xin, self.labin, self.ldl, &self.sites, t,
+                     self.bg[1], self.scratch)
+        self.defer = self.fused_gnorm and self.fused_wnorm and not self.cfg.clip_norm > 0.0 \
+            and t % self.cfg.record_every != 0
+        backward_pass_sumsq(&self.net, wp, self.ps, self.labin, self.ldl, &self.sites, t,
+                            self.bg[2], self.scratch, self.gsum,
+                            &self.gsumsq if self.fused_gnorm else NULL, self.defer, False)
+        if self.B == 1:
+            self.g = self.gsum                   # the mean of one sample: no copy
+        elif self.inv_B > 0.0:
+            for j in range(n_w):
+                self.g[j] = self.gsum[j] * self.inv_B   # B a power of 2: exactly gsum / B
+        else:
+            for j in range(n_w):
+                self.g[j] = self.gsum[j] / self.B
+
+    cdef inline bint _record(self, long long t, double lr) noexcept nogil:
+        # The histories at w_t: inline, or posted to the helper thread. Returns False when the
+        # run stops here (a record inline found a non-finite objective) or a posted record
+        # stopped it (resolved by _settle).
+        cdef Recorder* rc = self.rc
+        if self.concurrent and not self._helper_ready():
+            return False
+        if not self.concurrent or self.inline_left > 0:
+            if self.concurrent:
+                self.inline_left -= 1
+                self.unjudged = 1 if self.inline_left == 0 else 0
+                self.posted_last = False
+            self._point_recorder(t, lr, self.w_run, self.g, self.xin, self.labin)
+            record_step(rc)
+            if rc.stop:                      # the run ends here, at w_t
+                rc.stop = False              # (nothing for a helper's stop to undo)
+                self._stop(STOP_NONFINITE_OBJECTIVE, t)
+                return False
+            return True
+        self._post_record(t, lr)
+        return True
+
+    cdef inline bint _helper_ready(self) noexcept nogil:
+        # The helper must be done with the previous record. When it is not (its core is taken,
+        # say by another process) the run would wait on it: then the next records are made
+        # inline, 1, 2, 4, ... up to 4096 of them, before it is tried again (halving on each
+        # record it keeps up with). The first post after an inline stretch wakes a sleeping
+        # helper: it is not judged. Inline or not, a record computes the same values.
+        cdef bint idle
+        self.n_checks += 1
+        if self.inline_left == 0 and self.posted_last:
+            idle = fc_worker_idle(self.helper) and not (
+                self.cfg.behind_every > 0 and self.n_checks % self.cfg.behind_every == 0)
+            if not idle:
+                fc_worker_wait_sleeping(self.helper)   # its core may be ours: no spinning
+            if self.unjudged > 0:
+                self.unjudged -= 1
+            elif not idle:
+                self.inline_left = self.backoff
+                self.backoff = min(2 * self.backoff, 4096)
+            elif self.backoff > 1:
+                self.backoff = self.backoff // 2
+        fc_worker_wait(self.helper)   # the previous record is done, its buffers free
+        return not self.rc.stop       # it stopped the run (resolved by _settle)
+
+    cdef inline void _point_recorder(self, long long t, double lr, const double* w,
+                                     const double* g, const double* xin,
+                                     const double* labin) noexcept nogil:
+        cdef Recorder* rc = self.rc
+        rc.t, rc.rec, rc.lr = t, t // self.cfg.record_every - self.rec_base, lr
+        rc.w, rc.g, rc.pert = w, g, self.ps
+        rc.xin, rc.labin = xin, labin
+
+    cdef inline void _post_record(self, long long t, double lr) noexcept nogil:
+        # snapshot what the record reads, hand it to the helper, go on with the other pass
+        cdef int i
+        cdef Py_ssize_t B = self.B, n_w = self.n_w
+        cdef const double* xin = self.xin
+        cdef const double* labin = self.labin
+        self.posted_last = True
+        if n_w > 0:
+            memcpy(self.w_snap, self.w_run, n_w * sizeof(double))
+            memcpy(self.g_snap, self.g, n_w * sizeof(double))
+        if xin == self.xb:            # the copied samples of a minibatch
+            memcpy(self.x_snap, self.xb, B * self.d0 * sizeof(double))
+            if self.ldl > 0:
+                memcpy(self.l_snap, self.lb, B * self.ldl * sizeof(double))
+            xin, labin = self.x_snap, (self.l_snap if self.ldl > 0 else NULL)
+        for i in range(4):
+            self.stream_snap[i] = self.st[i].pcg
+        self.nonfinite_snap = self.passes[0].n_nonfinite + self.passes[1].n_nonfinite
+        self._point_recorder(t, lr, self.w_snap, self.g_snap, xin, labin)
+        fc_worker_post(self.helper)
+        # this pass is the helper's until the job is done: go on with the other
+        # (the rest of this step reads no pass: defer is off at recording steps)
+        self.cur = 1 - self.cur
+        self.ps = &self.passes[self.cur]
+
+    cdef inline bint _gradient(self, long long t) noexcept nogil:
+        # the step's gradient ~u + grad R(w) + sigma_n xi, its norm, and clipping
+        cdef Py_ssize_t j, n_w = self.n_w
+        cdef double gnorm, scale
+        cdef double* wp = self.w_run if n_w > 0 else NULL
+        cdef double* g = self.g
+        reg_grad_add(self.cfg.reg_code, self.cfg.reg_scale, wp, g, n_w)
+        if self.cfg.grad_noise_std > 0.0:
+            random_standard_normal_fill(self.bg[3], n_w, self.gnoise)
+            for j in range(n_w):
+                g[j] = g[j] + self.cfg.grad_noise_std * self.gnoise[j]
+        if self.defer and not isfinite(self.gsumsq):
+            # safe_norm_of scans g for the non-finite entry: write the deferred blocks
+            write_deferred_blocks(&self.net, wp, self.ps, self.gsum)
+            self.defer = False
+        gnorm = safe_norm_of(self.gsumsq, g, n_w) if self.fused_gnorm else safe_norm(g, n_w)
+        if not isfinite(gnorm):
+            self._stop(STOP_NONFINITE_GRADIENT, t)
+            return False
+        if gnorm > self.cfg.max_norm:
+            self._stop(STOP_GRADIENT_NORM, t)
+            return False
+        if self.cfg.clip_norm > 0.0 and gnorm > self.cfg.clip_norm:
+            scale = self.cfg.clip_norm / gnorm
+            for j in range(n_w):
+                g[j] = g[j] * scale
+        return True
+
+    cdef inline bint _update(self, long long t, double lr) noexcept nogil:
+        # the optimizer's update of w, and the weight norm check
+        cdef Py_ssize_t j, n_w = self.n_w
+        cdef double wnorm, b1c, b2c, mhat, vhat
+        cdef double* wp = self.w_run if n_w > 0 else NULL
+        cdef double* g = self.g
+        cdef const Config* cfg = &self.cfg
+        if cfg.optimizer == OPT_SGD:
+            if cfg.momentum == 0.0:
+                # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g); and ||w||^2
+                # of the new w in the same pass (as fc_sumsq would sum it)
+                self.wsumsq = sgd_step(&self.net, self.ps, wp, g, -lr, self.defer)
+            else:
+                # heavy ball: m = beta m + g; Nesterov steps along g + beta m
+                for j in range(n_w):
+                    self.m1[j] = cfg.momentum * self.m1[j] + g[j]
+                    if cfg.nesterov:
+                        wp[j] = wp[j] - lr * (g[j] + cfg.momentum * self.m1[j])
+                    else:
+                        wp[j] = wp[j] - lr * self.m1[j]
+        else:
+            # Adam with bias correction
+            b1c = 1.0 - pow(cfg.beta1, <double>(t + 1))
+            b2c = 1.0 - pow(cfg.beta2, <double>(t + 1))
+            for j in range(n_w):
+                self.m1[j] = cfg.beta1 * self.m1[j] + (1.0 - cfg.beta1) * g[j]
+                self.m2[j] = cfg.beta2 * self.m2[j] + (1.0 - cfg.beta2) * g[j] * g[j]
+                mhat = self.m1[j] / b1c
+                vhat = self.m2[j] / b2c
+                wp[j] = wp[j] - lr * mhat / (sqrt(vhat) + cfg.adam_eps)
+        wnorm = safe_norm_of(self.wsumsq, wp, n_w) if self.fused_wnorm else safe_norm(wp, n_w)
+        if not isfinite(wnorm):
+            self._stop(STOP_NONFINITE_WEIGHTS, t)
+            return False
+        if wnorm > cfg.max_norm:
+            self._stop(STOP_WEIGHT_NORM, t)
+            return False
+        return True
+
+    cdef void _settle(self) noexcept nogil:
+        # the helper's last record is done; when it stopped the run, the run ends at its step,
+        # as it does serially: with w_t, and the streams as they were there
+        cdef int i
+        if not self.concurrent:
+            return
+        fc_worker_wait(self.helper)
+        self.posted_last = False
+        if not self.rc.stop:
+            return
+        self.rc.stop = False
+        self._stop(STOP_NONFINITE_OBJECTIVE, self.rc.t)
+        if self.n_w > 0:
+            memcpy(self.w_run, self.w_snap, self.n_w * sizeof(double))
+        for i in range(4):
+            self.st[i].pcg = self.stream_snap[i]
+        self.passes[0].n_nonfinite, self.passes[1].n_nonfinite = self.nonfinite_snap, 0
+
+    def weights(self):
+        """The live weight vector of the run (a NumPy view: the next steps change it).
+
+        Returns
+        -------
+        numpy.ndarray (n_weights,)
+        """
+        return self.w_owner[:self.n_w]
+
+    def nonfinite(self):
+        """The (step, site) pairs so far at which a perturbation left a non-finite value.
+
+        Returns
+        -------
+        int
+        """
+        return self.passes[0].n_nonfinite + self.passes[1].n_nonfinite
+
+    def close(self, double[::1] w=None):
+        """Write the weights into ``w`` (when given) and the streams back into their
+        generators (which continue where the run stopped); free everything. Idempotent."""
+        if w is not None and self.n_w > 0 and self.w_run != NULL:
+            memcpy(&w[0], self.w_run, self.n_w * sizeof(double))
+        self._free()
+        if self.streams_open:
+            self.streams_open = False
+            close_streams(self.streams, self.generators)
+
+    cdef void _free(self) noexcept:
+        fc_worker_stop(self.helper)   # before the buffers it uses go
+        self.helper = NULL
+        free(self.rec_block)
+        free(self.x_snap)
+        free(self.l_snap)
+        free(self.vecs)
+        free(self.perm)
+        free(self.idx)
+        self.vecs = self.x_snap = self.l_snap = NULL
+        self.rec_block = NULL
+        self.perm = NULL
+        self.idx = NULL
+        self.rc = NULL
+        pass_free(&self.passes[0])
+        pass_free(&self.passes[1])
+        pass_free(&self.full)
+        pass_free(&self.cleanb)
+        if self.sites_ready:
+            sites_free(&self.sites)
+            self.sites_ready = False
+        net_free(&self.net)
+
+    def __dealloc__(self):
+        self._free()
+
+
+cdef inline void _pass_clear(Pass* ps) noexcept:
+    ps.n_nonfinite = 0
+    ps.block = NULL
+    ps.a = ps.y = ps.ybuf = ps.v = NULL
+
+
 def run_one(const long long[:, ::1] op_table, const double[::1] params,
             const double[:, ::1] X, const double[:, ::1] Y, double[::1] w,
             dict config, const long long[:, ::1] pert_int, const double[:, ::1] pert_real,
@@ -792,416 +1452,23 @@ def run_one(const long long[:, ::1] op_table, const double[::1] params,
 
     Returns (stop_iteration or -1, stop_code, whether a helper thread recorded).
     """
-    cdef Config cfg = config_from(config)
-    cdef Net net
-    cdef Pass passes[2]          # the perturbed pass; two when the helper records one of them
-    cdef long long nonfinite_snap = 0   # the passes' non-finite count at the posted record
-    cdef Pass* ps
-    cdef int cur = 0
-    cdef Pass cleanb, full
-    cdef Sites sites
-    cdef Py_ssize_t M = X.shape[0], ldl = Y.shape[1], d0 = X.shape[1]
-    cdef Py_ssize_t B, n_w, N, i, j, s, row, pos, n_rec
-    cdef long long t, stop_iter = -1
-    cdef int stop = STOP_NONE
-    cdef double lr, gnorm, wnorm, scale, b1c, b2c, mhat, vhat
-    cdef double gsumsq = 0.0, wsumsq = 0.0   # set by the fused passes before they are read
-    cdef bint recording, full_batch = cfg.sampling == SAMPLE_FULL
-    cdef Stream st_data, st_fwd, st_bwd, st_grad
-    cdef Stream* streams[4]
-    cdef bitgen_t* bg_data
-    cdef bitgen_t* bg_fwd
-    cdef bitgen_t* bg_bwd
-    cdef bitgen_t* bg_grad
-    cdef bint fused_gnorm, fused_wnorm, defer
-    cdef double *wp
-    cdef double *gsum
-    cdef double *ubar
-    cdef double *g
-    cdef double *m1
-    cdef double *m2
-    cdef double *scratch
-    cdef double *xb
-    cdef double *lb
-    cdef double *fullgrad
-    cdef double *gnoise
-    cdef Py_ssize_t* perm
-    cdef uint64_t* idx
-    cdef const double* xin
-    cdef const double* labin
-    cdef const double* Yp = &Y[0, 0] if ldl > 0 else NULL
-    cdef Net fwd_net
-    cdef double inv_B
-    cdef Recorder* rc
-    cdef fc_worker* helper = NULL
-    cdef bint concurrent = False
-    cdef fc_pcg64_t stream_snap[4]   # the streams at the record the helper is working on
-    cdef double* w_snap              # ... and w_t, the step's gradient and samples
-    cdef double* g_snap
-    cdef double* x_snap = NULL
-    cdef double* l_snap = NULL
-    cdef int backoff = 1               # records to make inline when the helper falls behind
-    cdef int inline_left = 0           # ... of which these are left
-    cdef int unjudged = 0              # posts not judged (the helper was asleep)
-    cdef long long n_checks = 0
-    cdef bint idle, posted_last = False
-
-    _check_distinct(data_gen, forward_gen, backward_gen, grad_gen)
-    st_data.fast = st_fwd.fast = st_bwd.fast = st_grad.fast = False
-    streams[0], streams[1], streams[2], streams[3] = &st_data, &st_fwd, &st_bwd, &st_grad
-    net_init(&net, op_table, params)
-    N = net.N
-    n_w = net.n_w
-    B = M if full_batch else cfg.batch
-    if d0 != net.dims[0] or w.shape[0] != n_w or Y.shape[0] != M:
-        net_free(&net)
-        raise ValueError("run_one: shapes do not match the plan")
-    n_rec = h_objective.shape[0]
-    if cfg.record_every < 1 or n_rec != (cfg.n_iter + cfg.record_every - 1) // cfg.record_every \
-            or h_grad_norm.shape[0] != n_rec or h_grad_error.shape[0] != n_rec \
-            or h_step_size.shape[0] != n_rec:
-        net_free(&net)
+    cdef long long n_iter = config["n_iter"], every = config["record_every"]
+    if every < 1 or h_objective.shape[0] != (n_iter + every - 1) // every:
         raise ValueError("run_one: the histories need one entry per record, ceil(n_iter / "
-                         f"record_every), given {h_objective.shape[0]}, {h_grad_norm.shape[0]}, "
-                         f"{h_grad_error.shape[0]}, {h_step_size.shape[0]} for n_iter = "
-                         f"{cfg.n_iter}, record_every = {cfg.record_every}")
-    if cfg.record_profile and (h_forward_error.shape[0] != n_rec
-                               or h_forward_error.shape[1] != N
-                               or h_backward_error.shape[0] != n_rec
-                               or h_backward_error.shape[1] != N):
-        net_free(&net)
-        raise ValueError("run_one: profile histories have the wrong shape")
-    if cfg.record_weights and (h_weights is None or h_weights.shape[0] != n_rec
-                               or h_weights.shape[1] != n_w):
-        net_free(&net)
-        raise ValueError("run_one: the weight history has the wrong shape")
+                         f"record_every), given {h_objective.shape[0]} for n_iter = {n_iter}, "
+                         f"record_every = {every}")
+    state = RunState(op_table, params, X, Y, w, config, pert_int, pert_real, pert_times,
+                     (data_gen, forward_gen, backward_gen, grad_gen))
     try:
-        sites_init(&sites, N, pert_int, pert_real, pert_times)
-    except BaseException:
-        net_free(&net)
-        raise
-
-    # One allocation for the vectors, none in the loop.
-    cdef Py_ssize_t nvec = 5 * n_w + 2 * net.max_width * B + (0 if full_batch else B * (d0 + ldl))
-    cdef double* vecs = <double*>calloc(nvec + 1, sizeof(double))
-    # what a record writes, apart from the step's vectors: with a helper thread recording, the
-    # two threads then write no cache line in common (GUARD doubles = 64 bytes on each side)
-    cdef Py_ssize_t GUARD = 8
-    cdef char* rec_block = <char*>calloc(
-        1, sizeof(Recorder) + (4 * n_w + 4 * GUARD) * sizeof(double))
-    # the weights live in this thread's own memory during the run (copied back at the end): rows
-    # of the caller's weight array share cache lines between runs on different threads
-    cdef double* w_run = <double*>malloc((n_w + 1) * sizeof(double))
-    cdef bint w_loaded = False
-    perm = <Py_ssize_t*>malloc((M if cfg.sampling == SAMPLE_SHUFFLE else 1) * sizeof(Py_ssize_t))
-    idx = <uint64_t*>malloc((B if B > 0 else 1) * sizeof(uint64_t))
-    for i in range(2):
-        passes[i].n_nonfinite = 0
-        passes[i].block = NULL
-        passes[i].a = passes[i].y = passes[i].ybuf = passes[i].v = NULL
-    cleanb.block = full.block = NULL
-    cleanb.a = full.a = NULL
-    cleanb.y = full.y = NULL
-    cleanb.ybuf = full.ybuf = NULL
-    cleanb.v = full.v = NULL
-    try:
-        if vecs == NULL or perm == NULL or idx == NULL or w_run == NULL or rec_block == NULL:
-            raise MemoryError()
-        if n_w > 0:
-            memcpy(w_run, &w[0], n_w * sizeof(double))
-        w_loaded = True
-        bg_data = stream_open(&st_data, data_gen)
-        bg_fwd = stream_open(&st_fwd, forward_gen)
-        bg_bwd = stream_open(&st_bwd, backward_gen)
-        bg_grad = stream_open(&st_grad, grad_gen)
-        pass_init(&passes[0], &net, B)
-        ps = &passes[0]
-        pass_init(&full, &net, M)
-        if not full_batch:
-            pass_init(&cleanb, &net, B)
-        gsum = vecs
-        g = gsum + n_w
-        m1 = g + n_w
-        m2 = m1 + n_w
-        gnoise = m2 + n_w
-        rc = <Recorder*>(rec_block + GUARD * sizeof(double))
-        ubar = <double*>(rec_block + sizeof(Recorder)) + 2 * GUARD
-        fullgrad = ubar + n_w
-        w_snap = fullgrad + n_w
-        g_snap = w_snap + n_w
-        scratch = gnoise + n_w
-        xb = scratch + 2 * net.max_width * B   # perturbation kernels use up to 2 B d
-        lb = xb + B * d0
-        wp = w_run if n_w > 0 else NULL
-        # -- speed (no change to any result) --
-        # the perturbed pass skips the last operator's forward output when nothing reads it: no
-        # forward perturbation at op N, no profile, and op N's VJP does not use its output
-        fwd_net = net
-        if not cfg.record_profile and sites.start[N] == sites.end[N] \
-                and vjp_ignores_output(net.ops[N - 1].code):
-            fwd_net.N = N - 1
-        # the batch mean by a multiplication where that is exact (B a power of 2)
-        inv_B = 1.0 / B if (B & (B - 1)) == 0 else 0.0
-        # ||g||^2 summed by the backward pass while it writes gsum, when g is gsum unchanged
-        # (one sample, no regularizer, no gradient noise); ||w||^2 summed in the SGD update
-        fused_gnorm = B == 1 and cfg.reg_code == REG_NONE and not cfg.grad_noise_std > 0.0
-        fused_wnorm = cfg.optimizer == OPT_SGD and cfg.momentum == 0.0
-        # and then, with no clipping, the rank-1 weight gradients of one sample are applied from
-        # their factors in the update, never written (except at recording steps, which read g)
-        defer = False
-        pos = M  # forces a shuffle before the first shuffled batch
-
-        # -- recording: what a record reads and where it writes (record_step) --
-        rc.net = &net
-        rc.n_fwd = fwd_net.N
-        rc.cfg = &cfg
-        rc.full_batch = full_batch
-        rc.full = &full
-        rc.cleanb = &cleanb
-        rc.X = &X[0, 0]
-        rc.Y = Yp
-        rc.ldl = ldl
-        rc.fullgrad = fullgrad
-        rc.ubar = ubar
-        rc.h_objective = &h_objective[0]
-        rc.h_grad_norm = &h_grad_norm[0]
-        rc.h_grad_error = &h_grad_error[0]
-        rc.h_step_size = &h_step_size[0]
-        rc.h_forward_error = &h_forward_error[0, 0] if cfg.record_profile else NULL
-        rc.h_backward_error = &h_backward_error[0, 0] if cfg.record_profile else NULL
-        rc.h_weights = &h_weights[0, 0] if cfg.record_weights and n_w > 0 else NULL
-        rc.stop = False
-        # ... on a helper thread: the run's steps go on while it records (a second perturbed
-        # pass alternates with the one being recorded). Stopping at a record then means going
-        # back to that step, so the streams must be ours to copy (PCG64, as fc.run makes them).
-        for i in range(4):
-            stream_snap[i] = streams[i].pcg
-        concurrent = cfg.record_thread and st_data.fast and st_fwd.fast and st_bwd.fast \
-            and st_grad.fast
-        if concurrent:
-            pass_init(&passes[1], &net, B)
-            x_snap = <double*>malloc((B * d0 + 1) * sizeof(double))
-            l_snap = <double*>malloc((B * ldl + 1) * sizeof(double))
-            if x_snap == NULL or l_snap == NULL:
-                raise MemoryError()
-            helper = fc_worker_start(record_job, rc)
-            concurrent = helper != NULL   # no thread to be had: record serially
-
-        with nogil:
-            for t in range(cfg.n_iter):
-                if fc_interrupt_requested():   # Ctrl-C: one relaxed load a step
-                    stop = STOP_INTERRUPTED
-                    stop_iter = t
-                    break
-                # -- the step's samples (data stream) ------------------------------------
-                if full_batch:
-                    xin = &X[0, 0]
-                    labin = Yp
-                else:
-                    if cfg.sampling == SAMPLE_REPLACEMENT:
-                        random_bounded_uint64_fill(bg_data, 0, <uint64_t>(M - 1), B, 0, idx)
-                    else:
-                        if pos + B > M:
-                            shuffle(bg_data, perm, M)
-                            pos = 0
-                        for s in range(B):
-                            idx[s] = <uint64_t>perm[pos + s]
-                        pos += B
-                        # the next step's rows are known: start fetching them (large data sets
-                        # do not fit in cache, and shuffled rows defeat the hardware prefetcher)
-                        if pos + B <= M and B <= 64:
-                            for s in range(B):
-                                fc_prefetch(&X[perm[pos + s], 0], d0)
-                    if B == 1:
-                        # one sample: its row in place (nothing writes the input)
-                        row = <Py_ssize_t>idx[0]
-                        xin = &X[row, 0]
-                        labin = Yp + row * ldl if ldl > 0 else NULL
-                    else:
-                        for s in range(B):
-                            row = <Py_ssize_t>idx[s]
-                            memcpy(xb + s * d0, &X[row, 0], d0 * sizeof(double))
-                            if ldl > 0:
-                                memcpy(lb + s * ldl, Yp + row * ldl, ldl * sizeof(double))
-                        xin = xb
-                        labin = lb if ldl > 0 else NULL
-
-                # -- perturbed forward and backward (Eq. 5) ------------------------------
-                # (speed: fwd_net skips the last operator's forward when nothing reads it)
-                forward_pass(&fwd_net, wp, ps, xin, labin, ldl, &sites, t, bg_fwd, scratch)
-                defer = fused_gnorm and fused_wnorm and not cfg.clip_norm > 0.0 \
-                    and t % cfg.record_every != 0
-                backward_pass_sumsq(&net, wp, ps, labin, ldl, &sites, t, bg_bwd, scratch, gsum,
-                                    &gsumsq if fused_gnorm else NULL, defer, False)
-                if B == 1:
-                    g = gsum                     # the mean of one sample: no copy
-                elif inv_B > 0.0:
-                    for j in range(n_w):
-                        g[j] = gsum[j] * inv_B   # B a power of 2: exactly gsum / B
-                else:
-                    for j in range(n_w):
-                        g[j] = gsum[j] / B
-                lr = step_size_at(&cfg, t)
-
-                # -- recording, at w_t before the update ---------------------------------
-                recording = t % cfg.record_every == 0
-                if recording and not concurrent:
-                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
-                    rc.w, rc.g, rc.pert = wp, g, ps
-                    rc.xin, rc.labin = xin, labin
-                    record_step(rc)
-                    if rc.stop:
-                        stop = STOP_NONFINITE_OBJECTIVE
-                        stop_iter = t
-                        break
-                elif recording:
-                    # The helper must be done with the previous record. When it is not (its
-                    # core is taken, say by another process) the run would wait on it: then
-                    # the next records are made inline, 1, 2, 4, ... up to 4096 of them, before
-                    # it is tried again (halving on each record it keeps up with). The first
-                    # post after an inline stretch wakes a sleeping helper: it is not judged.
-                    # Inline or not, a record computes the same values.
-                    n_checks += 1
-                    if inline_left == 0 and posted_last:
-                        idle = fc_worker_idle(helper) and not (
-                            cfg.behind_every > 0 and n_checks % cfg.behind_every == 0)
-                        if not idle:
-                            fc_worker_wait_sleeping(helper)   # its core may be ours: no spin
-                        if unjudged > 0:
-                            unjudged -= 1
-                        elif not idle:
-                            inline_left = backoff
-                            backoff = min(2 * backoff, 4096)
-                        elif backoff > 1:
-                            backoff = backoff // 2
-                    fc_worker_wait(helper)   # the previous record is done, its buffers free
-                    if rc.stop:
-                        break                # it stopped the run (resolved after the loop)
-                if recording and concurrent and inline_left > 0:
-                    inline_left -= 1
-                    unjudged = 1 if inline_left == 0 else 0
-                    posted_last = False
-                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
-                    rc.w, rc.g, rc.pert = wp, g, ps
-                    rc.xin, rc.labin = xin, labin
-                    record_step(rc)
-                    if rc.stop:              # as serially: the run ends here, at w_t
-                        rc.stop = False      # (nothing for the helper's stop to undo)
-                        stop = STOP_NONFINITE_OBJECTIVE
-                        stop_iter = t
-                        break
-                elif recording and concurrent:
-                    posted_last = True
-                    if n_w > 0:
-                        memcpy(w_snap, wp, n_w * sizeof(double))
-                        memcpy(g_snap, g, n_w * sizeof(double))
-                    if xin == xb:            # the copied samples of a minibatch
-                        memcpy(x_snap, xb, B * d0 * sizeof(double))
-                        if ldl > 0:
-                            memcpy(l_snap, lb, B * ldl * sizeof(double))
-                        xin, labin = x_snap, (l_snap if ldl > 0 else NULL)
-                    for i in range(4):
-                        stream_snap[i] = streams[i].pcg
-                    nonfinite_snap = passes[0].n_nonfinite + passes[1].n_nonfinite
-                    rc.t, rc.rec, rc.lr = t, t // cfg.record_every, lr
-                    rc.w, rc.g, rc.pert = w_snap, g_snap, ps
-                    rc.xin, rc.labin = xin, labin
-                    fc_worker_post(helper)
-                    # this pass is the helper's until the job is done: go on with the other
-                    # (the rest of this step reads no pass: defer is off at recording steps)
-                    cur = 1 - cur
-                    ps = &passes[cur]
-
-                # -- the step's gradient: ~u + grad R(w) + sigma_n xi ---------------------
-                reg_grad_add(cfg.reg_code, cfg.reg_scale, wp, g, n_w)
-                if cfg.grad_noise_std > 0.0:
-                    random_standard_normal_fill(bg_grad, n_w, gnoise)
-                    for j in range(n_w):
-                        g[j] = g[j] + cfg.grad_noise_std * gnoise[j]
-                if defer and not isfinite(gsumsq):
-                    # safe_norm_of scans g for the non-finite entry: write the deferred blocks
-                    write_deferred_blocks(&net, wp, ps, gsum)
-                    defer = False
-                gnorm = safe_norm_of(gsumsq, g, n_w) if fused_gnorm else safe_norm(g, n_w)
-                if not isfinite(gnorm):
-                    stop = STOP_NONFINITE_GRADIENT
-                elif gnorm > cfg.max_norm:
-                    stop = STOP_GRADIENT_NORM
-                if stop != STOP_NONE:
-                    stop_iter = t
-                    break
-                if cfg.clip_norm > 0.0 and gnorm > cfg.clip_norm:
-                    scale = cfg.clip_norm / gnorm
-                    for j in range(n_w):
-                        g[j] = g[j] * scale
-
-                # -- the optimizer's update ----------------------------------------------
-                if cfg.optimizer == OPT_SGD:
-                    if cfg.momentum == 0.0:
-                        # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g);
-                        # and ||w||^2 of the new w in the same pass (as fc_sumsq would sum it)
-                        wsumsq = sgd_step(&net, ps, wp, g, -lr, defer)
-                    else:
-                        # heavy ball: m = beta m + g; Nesterov steps along g + beta m
-                        for j in range(n_w):
-                            m1[j] = cfg.momentum * m1[j] + g[j]
-                            if cfg.nesterov:
-                                wp[j] = wp[j] - lr * (g[j] + cfg.momentum * m1[j])
-                            else:
-                                wp[j] = wp[j] - lr * m1[j]
-                else:
-                    # Adam with bias correction
-                    b1c = 1.0 - pow(cfg.beta1, <double>(t + 1))
-                    b2c = 1.0 - pow(cfg.beta2, <double>(t + 1))
-                    for j in range(n_w):
-                        m1[j] = cfg.beta1 * m1[j] + (1.0 - cfg.beta1) * g[j]
-                        m2[j] = cfg.beta2 * m2[j] + (1.0 - cfg.beta2) * g[j] * g[j]
-                        mhat = m1[j] / b1c
-                        vhat = m2[j] / b2c
-                        wp[j] = wp[j] - lr * mhat / (sqrt(vhat) + cfg.adam_eps)
-                wnorm = safe_norm_of(wsumsq, wp, n_w) if fused_wnorm else safe_norm(wp, n_w)
-                if not isfinite(wnorm):
-                    stop = STOP_NONFINITE_WEIGHTS
-                elif wnorm > cfg.max_norm:
-                    stop = STOP_WEIGHT_NORM
-                if stop != STOP_NONE:
-                    stop_iter = t
-                    break
-            if concurrent:
-                # the last record is done; when a record stopped the run, the run ends at its
-                # step, as it does serially: with w_t, and the streams as they were there
-                fc_worker_wait(helper)
-                if rc.stop:
-                    stop = STOP_NONFINITE_OBJECTIVE
-                    stop_iter = rc.t
-                    if n_w > 0:
-                        memcpy(wp, w_snap, n_w * sizeof(double))
-                    for i in range(4):
-                        streams[i].pcg = stream_snap[i]
-                    passes[0].n_nonfinite, passes[1].n_nonfinite = nonfinite_snap, 0
+        state.set_histories(0, h_objective, h_grad_norm, h_grad_error, h_step_size,
+                            h_forward_error, h_backward_error, h_weights)
+        state.advance(n_iter)
+        concurrent = state.concurrent
     finally:
-        fc_worker_stop(helper)   # before the buffers it uses go
-        if w_loaded and n_w > 0:
-            memcpy(&w[0], w_run, n_w * sizeof(double))
-        free(w_run)
-        free(rec_block)
-        free(x_snap)
-        free(l_snap)
         if h_nonfinite is not None and h_nonfinite.shape[0] > 0:
-            h_nonfinite[0] = passes[0].n_nonfinite + passes[1].n_nonfinite
-        pass_free(&passes[0])
-        pass_free(&passes[1])
-        pass_free(&full)
-        if not full_batch:
-            pass_free(&cleanb)
-        free(vecs)
-        free(perm)
-        free(idx)
-        sites_free(&sites)
-        net_free(&net)
-        # the generators continue where the run stopped (as numpy's own draws would leave them)
-        close_streams(streams, (data_gen, forward_gen, backward_gen, grad_gen))
-    return stop_iter, stop, bool(concurrent)
+            h_nonfinite[0] = state.nonfinite()
+        state.close(w)
+    return state.stop_iter, state.stop, bool(concurrent)
 
 
 def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
