@@ -11,7 +11,7 @@ import numpy as np
 from fastcascade._kernels._engine import STOP_REASONS
 from fastcascade.reference import forward, vjp_input, vjp_weights
 
-__all__ = ["run_one", "perturbed_pass", "STOP_REASONS"]
+__all__ = ["RunState", "run_one", "perturbed_pass", "STOP_REASONS"]
 
 # The engine's stop codes and their reasons: one table, the compiled engine's.
 _CODE = {reason: code for code, reason in STOP_REASONS.items()}
@@ -122,13 +122,17 @@ def perturbed_pass(cascade, w, x, labels, perturbations=(), t=0, forward_gen=Non
     return ys, vs, gsum
 
 
-def run_one(problem, optimizer, config, perturbations, gens, w, hist):
-    """Run one trajectory in place on ``w`` and fill ``hist``.
+class RunState:
+    """The NumPy twin of the compiled engine's ``RunState``: one run, advanced step by step.
+
+    Its steps have the compiled ones' names and do the same in the same order: ``_sample``
+    (data stream), ``_passes`` (Eq. 5, forward and backward streams), ``_record`` (the
+    histories at w_t), ``_gradient`` (regularizer, gradient noise, norm, clipping) and
+    ``_update`` (the optimizer).
 
     Parameters
     ----------
     problem : fastcascade.Problem
-        The problem.
     optimizer : fastcascade.optim.Optimizer
         Its ``step_size_at``, ``batch`` and ``sampling`` are read.
     config : dict
@@ -144,6 +148,145 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
         NaN-filled arrays, one row per record (``objective``, ``grad_norm``, ``grad_error``,
         ``step_size``; the profiles and ``weights`` when asked; ``nonfinite``, a 1-entry
         counter); filled in place.
+    """
+
+    def __init__(self, problem, optimizer, config, perturbations, gens, w, hist):
+        self.problem, self.optimizer, self.config = problem, optimizer, config
+        self.perturbations, self.gens, self.w, self.hist = perturbations, gens, w, hist
+        self.M = problem.data.X.shape[0]
+        self.full_batch = optimizer.batch == "full"
+        self.B = self.M if self.full_batch else optimizer.batch
+        self.m1, self.m2 = np.zeros_like(w), np.zeros_like(w)
+        self.perm, self.pos = None, self.M
+        self.t, self.stop, self.stop_iter = 0, STOP_NONE, -1
+
+    def advance(self, t_end):
+        """Run iterations ``t .. t_end - 1`` (fewer when the run stops).
+
+        Parameters
+        ----------
+        t_end : int
+
+        Returns
+        -------
+        bool
+            Whether the run goes on.
+        """
+        for t in range(self.t, t_end):
+            xb, lb = self._sample()
+            ys, vs, g = self._passes(t, xb, lb)
+            lr = self.optimizer.step_size_at(t)
+            if t % self.config["record_every"] == 0 and \
+                    not self._record(t, lr, xb, lb, ys, vs, g):
+                return self._stop(STOP_NONFINITE_OBJECTIVE, t)
+            g, code = self._gradient(g)
+            if code != STOP_NONE:
+                return self._stop(code, t)
+            code = self._update(t, lr, g)
+            if code != STOP_NONE:
+                return self._stop(code, t)
+            self.t = t + 1
+        return True
+
+    def _stop(self, code, t):
+        self.stop, self.stop_iter, self.t = code, t, t
+        return False
+
+    def _sample(self):
+        X, Y, M, B = self.problem.data.X, self.problem.data.y, self.M, self.B
+        if self.full_batch:
+            return X, Y
+        data_gen = self.gens[0]
+        if self.optimizer.sampling == "replacement":
+            idx = data_gen.integers(0, M, size=B)
+        else:
+            if self.pos + B > M:
+                self.perm = data_gen.permutation(M)
+                self.pos = 0
+            idx = self.perm[self.pos:self.pos + B]
+            self.pos += B
+        return X[idx], Y[idx]
+
+    def _passes(self, t, xb, lb):
+        ys, vs, gsum = perturbed_pass(self.problem.cascade, self.w, xb, lb, self.perturbations,
+                                      t, self.gens[1], self.gens[2], self.config["n_iter"],
+                                      self.hist.get("nonfinite"))
+        return ys, vs, gsum / self.B
+
+    def _record(self, t, lr, xb, lb, ys, vs, g):
+        # the histories at w_t; False when the clean objective is not finite (the run stops)
+        cascade, reg, hist, w = self.problem.cascade, self.problem.regularizer, self.hist, self.w
+        X, Y, N, B = self.problem.data.X, self.problem.data.y, cascade.n_ops, self.B
+        rec = t // self.config["record_every"]
+        cys, cvs, cgsum = perturbed_pass(cascade, w, X, Y)
+        data_grad = cgsum / self.M
+        obj = float(np.mean(cys[N])) + reg.value(w)
+        hist["objective"][rec] = obj
+        hist["grad_norm"][rec] = safe_norm(data_grad + reg.gradient(w))
+        hist["step_size"][rec] = lr
+        if not self.full_batch:
+            cys, cvs, cgsum = perturbed_pass(cascade, w, xb, lb)
+            data_grad = cgsum / B
+        hist["grad_error"][rec] = float(np.sum((g - data_grad) ** 2))
+        if self.config.get("record_weights"):
+            hist["weights"][rec] = w
+        if self.config["record_profile"]:
+            # column i - 1 is site i: forward at y_i, backward at the message v_{i-1} that f_i
+            # sends back (f_1 sends none: 0)
+            hist["backward_error"][rec, 0] = 0.0
+            for i in range(1, N + 1):
+                hist["forward_error"][rec, i - 1] = np.sum((ys[i] - cys[i]) ** 2) / B
+                if i >= 2:
+                    hist["backward_error"][rec, i - 1] = \
+                        np.sum((vs[i - 1] - cvs[i - 1]) ** 2) / B
+        return bool(np.isfinite(obj))
+
+    def _gradient(self, g):
+        config, w = self.config, self.w
+        g = g + self.problem.regularizer.gradient(w)
+        if config["grad_noise_std"] > 0.0:
+            g = g + config["grad_noise_std"] * self.gens[3].standard_normal(w.shape[0])
+        gnorm = safe_norm(g)
+        if not np.isfinite(gnorm):
+            return g, STOP_NONFINITE_GRADIENT
+        if gnorm > config["max_norm"]:
+            return g, STOP_GRADIENT_NORM
+        if config["clip_norm"] > 0.0 and gnorm > config["clip_norm"]:
+            g = g * (config["clip_norm"] / gnorm)
+        return g, STOP_NONE
+
+    def _update(self, t, lr, g):
+        config, w, m1, m2 = self.config, self.w, self.m1, self.m2
+        if config["optimizer"] == "sgd":
+            momentum = config["momentum"]
+            if momentum == 0.0:
+                w -= lr * g
+            else:
+                m1[:] = momentum * m1 + g
+                w -= lr * ((g + momentum * m1) if config["nesterov"] else m1)
+        else:
+            beta1, beta2 = config["beta1"], config["beta2"]
+            m1[:] = beta1 * m1 + (1.0 - beta1) * g
+            m2[:] = beta2 * m2 + (1.0 - beta2) * g * g
+            mhat = m1 / (1.0 - beta1 ** (t + 1))
+            vhat = m2 / (1.0 - beta2 ** (t + 1))
+            w -= lr * mhat / (np.sqrt(vhat) + config["adam_eps"])
+        wnorm = safe_norm(w)
+        if not np.isfinite(wnorm):
+            return STOP_NONFINITE_WEIGHTS
+        if wnorm > config["max_norm"]:
+            return STOP_WEIGHT_NORM
+        return STOP_NONE
+
+
+def run_one(problem, optimizer, config, perturbations, gens, w, hist):
+    """Run one trajectory in place on ``w`` and fill ``hist`` (a :class:`RunState` advanced
+    over ``config["n_iter"]``).
+
+    Parameters
+    ----------
+    problem, optimizer, config, perturbations, gens, w, hist
+        As for :class:`RunState`.
 
     Returns
     -------
@@ -152,91 +295,6 @@ def run_one(problem, optimizer, config, perturbations, gens, w, hist):
     code : int
         The stop reason's code (``STOP_NONE`` when it did not stop).
     """
-    cascade, reg = problem.cascade, problem.regularizer
-    X, Y = problem.data.X, problem.data.y
-    M, N = X.shape[0], cascade.n_ops
-    data_gen, forward_gen, backward_gen, grad_gen = gens
-    full_batch = optimizer.batch == "full"
-    B = M if full_batch else optimizer.batch
-    momentum = config["momentum"]
-    beta1, beta2 = config["beta1"], config["beta2"]
-    m1 = np.zeros_like(w)
-    m2 = np.zeros_like(w)
-    perm, pos = None, M
-    record_every = config["record_every"]
-    max_norm = config["max_norm"]
-
-    for t in range(config["n_iter"]):
-        if full_batch:
-            xb, lb = X, Y
-        else:
-            if optimizer.sampling == "replacement":
-                idx = data_gen.integers(0, M, size=B)
-            else:
-                if pos + B > M:
-                    perm = data_gen.permutation(M)
-                    pos = 0
-                idx = perm[pos:pos + B]
-                pos += B
-            xb, lb = X[idx], Y[idx]
-
-        ys, vs, gsum = perturbed_pass(cascade, w, xb, lb, perturbations, t, forward_gen,
-                                      backward_gen, config["n_iter"], hist.get("nonfinite"))
-        g = gsum / B
-        lr = optimizer.step_size_at(t)
-
-        if t % record_every == 0:
-            rec = t // record_every
-            cys, cvs, cgsum = perturbed_pass(cascade, w, X, Y)
-            data_grad = cgsum / M
-            obj = float(np.mean(cys[N])) + reg.value(w)
-            hist["objective"][rec] = obj
-            hist["grad_norm"][rec] = safe_norm(data_grad + reg.gradient(w))
-            hist["step_size"][rec] = lr
-            if not full_batch:
-                cys, cvs, cgsum = perturbed_pass(cascade, w, xb, lb)
-                data_grad = cgsum / B
-            hist["grad_error"][rec] = float(np.sum((g - data_grad) ** 2))
-            if config.get("record_weights"):
-                hist["weights"][rec] = w
-            if config["record_profile"]:
-                # column i - 1 is site i: forward at y_i, backward at the message v_{i-1}
-                # that f_i sends back (f_1 sends none: 0)
-                hist["backward_error"][rec, 0] = 0.0
-                for i in range(1, N + 1):
-                    hist["forward_error"][rec, i - 1] = np.sum((ys[i] - cys[i]) ** 2) / B
-                    if i >= 2:
-                        hist["backward_error"][rec, i - 1] = \
-                            np.sum((vs[i - 1] - cvs[i - 1]) ** 2) / B
-            if not np.isfinite(obj):
-                return t, STOP_NONFINITE_OBJECTIVE
-
-        g = g + reg.gradient(w)
-        if config["grad_noise_std"] > 0.0:
-            g = g + config["grad_noise_std"] * grad_gen.standard_normal(w.shape[0])
-        gnorm = safe_norm(g)
-        if not np.isfinite(gnorm):
-            return t, STOP_NONFINITE_GRADIENT
-        if gnorm > max_norm:
-            return t, STOP_GRADIENT_NORM
-        if config["clip_norm"] > 0.0 and gnorm > config["clip_norm"]:
-            g = g * (config["clip_norm"] / gnorm)
-
-        if config["optimizer"] == "sgd":
-            if momentum == 0.0:
-                w -= lr * g
-            else:
-                m1[:] = momentum * m1 + g
-                w -= lr * ((g + momentum * m1) if config["nesterov"] else m1)
-        else:
-            m1[:] = beta1 * m1 + (1.0 - beta1) * g
-            m2[:] = beta2 * m2 + (1.0 - beta2) * g * g
-            mhat = m1 / (1.0 - beta1 ** (t + 1))
-            vhat = m2 / (1.0 - beta2 ** (t + 1))
-            w -= lr * mhat / (np.sqrt(vhat) + config["adam_eps"])
-        wnorm = safe_norm(w)
-        if not np.isfinite(wnorm):
-            return t, STOP_NONFINITE_WEIGHTS
-        if wnorm > max_norm:
-            return t, STOP_WEIGHT_NORM
-    return -1, STOP_NONE
+    state = RunState(problem, optimizer, config, perturbations, gens, w, hist)
+    state.advance(config["n_iter"])
+    return state.stop_iter, state.stop
