@@ -97,6 +97,17 @@ def test_engines_count_non_finite_injections_alike(noise, pass_, expected):
         assert res.nonfinite_injections.dtype == np.int64
 
 
+def test_the_largest_finite_values_are_not_counted():
+    """1.7e308 (exponent 0x7fe, one below inf's) and -1.7e308: the kernel's exponent test
+    carries into the sign bit for 0x7ff only."""
+    for value in (1.7e308, -1.7e308):
+        pert = [P(1, "forward", N.Constant(value))]
+        for engine in ("cython", "numpy"):
+            res = fc.run(paper(), OPT, 20, perturbations=pert, seeds=[0], engine=engine,
+                         max_norm=np.inf)
+            assert res.nonfinite_injections.tolist() == [0], (value, engine)
+
+
 def test_single_run_with_the_record_thread_counts_the_same():
     pert = [P(1, "forward", N.Uniform(-1e308, 1e308), timing=fc.timing.Every(3))]
     with pytest.warns(PerturbationWarning):

@@ -382,14 +382,39 @@ cdef int close_streams(Stream** streams, generators) except -1:
 # ---------------------------------------------------------------------------------------------
 # The passes (nogil)
 
-cdef bint any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil:
-    # an exponent of all ones is inf or NaN; integer ORs, which the compiler vectorises
-    cdef const uint64_t* u = <const uint64_t*>z
-    cdef uint64_t bad = 0
-    cdef Py_ssize_t j
-    for j in range(n):
-        bad = bad | ((u[j] & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL)
-    return bad != 0
+cdef extern from *:
+    """
+    /* Whether x[0 .. n) holds an inf or a NaN (an exponent of all ones): adding one to the
+       exponent field then carries into the sign bit, and only then. An AND, an ADD and an OR
+       a value, no compare: vectorised (a compare-to-bool per value was not, and cost 14% of
+       the paper step). On x86 the AVX2 copy doubles the lanes; the answer is the same. */
+    #include <stdint.h>
+    #define FC_NONFINITE_LOOP                                                       \
+        const uint64_t* u = (const uint64_t*)z;                                     \
+        uint64_t bad = 0;                                                           \
+        for (Py_ssize_t j = 0; j < n; j++)                                          \
+            bad |= (u[j] & 0x7ff0000000000000ULL) + 0x0010000000000000ULL;         \
+        return (int)(bad >> 63);
+    static int fc_any_nonfinite_portable(const double* z, Py_ssize_t n) { FC_NONFINITE_LOOP }
+    #if defined(__GNUC__) && defined(__x86_64__)
+    __attribute__((target("avx2")))
+    static int fc_any_nonfinite_avx2(const double* z, Py_ssize_t n) { FC_NONFINITE_LOOP }
+    static int fc_any_nonfinite(const double* z, Py_ssize_t n) {
+        static int has_avx2 = -1;   /* a benign race: every thread computes the same value */
+        if (has_avx2 < 0) has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        return has_avx2 ? fc_any_nonfinite_avx2(z, n) : fc_any_nonfinite_portable(z, n);
+    }
+    #else
+    static int fc_any_nonfinite(const double* z, Py_ssize_t n) {
+        return fc_any_nonfinite_portable(z, n);
+    }
+    #endif
+    """
+    int fc_any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil
+
+
+cdef inline bint any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil:
+    return fc_any_nonfinite(z, n) != 0
 
 
 cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
