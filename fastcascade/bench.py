@@ -9,7 +9,9 @@ baseline / fastcascade (how many times faster fastcascade is):
   (a) paper      docs/model.md sec. 6's setup: M = 2000, d = 10, full batch, uniform forward
                  and backward noise, gradient noise, true gradient norm recorded every step
                  (paper_r10: recorded every 10 steps). Baseline: the NumPy reference engine;
-                 also JAX (jit + lax.scan, float64) when it is installed.
+                 also JAX (jit + lax.scan, float64) when it is installed. paper_floor: this
+                 CPU's floor for the step (fastcascade.floor: the step's multiply-adds,
+                 exponentials, logarithms and draws at the kernels' measured speeds).
   (b) logreg_b1  per-sample SGD (batch 1), logistic regression with d = 123.
       mlp_b1     per-sample SGD, 3-layer tanh network of width 64. Baseline: the NumPy engine.
   Rows ending in _2t time the same single run with n_jobs=2: its records (the clean pass over
@@ -295,8 +297,23 @@ def case_paper(quick):
                 rows.append(dict(case="paper_jax" + row["case"][len("paper"):],
                                  label="(a) JAX not installed (pip install jax)" + suffix,
                                  fast_us=row["fast_us"], base_us=np.nan, ratio=np.nan))
+    rows.append(_floor_row(next(r for r in rows if r["case"] == "paper"), quick))
     del fc
     return rows
+
+
+def _floor_row(paper_row, quick):
+    """The paper step's floor on this CPU (fastcascade.floor) beside its measured time; the
+    ratio is floor / measured (1: the engine does nothing but the unavoidable work)."""
+    from fastcascade import floor
+
+    fl = floor.paper_floor(record_every=1,
+                           throughputs=floor.kernel_throughputs(3 if quick else 7))
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in fl["parts_us"].items())
+    counts = ", ".join(f"{k} {v:.0f}" for k, v in fl["counts"].items())
+    return dict(case="paper_floor", label=f"(a) floor / fastcascade: per step {counts} at "
+                f"measured kernel speeds = {parts} us", fast_us=paper_row["fast_us"],
+                base_us=fl["floor_us"], ratio=fl["floor_us"] / paper_row["fast_us"])
 
 
 def case_per_sample(quick):

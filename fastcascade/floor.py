@@ -1,0 +1,138 @@
+"""An estimate of this CPU's floor for the paper configuration's step (``fastcascade bench``).
+
+The floor is the step's unavoidable work, counted (multiply-adds, exponentials, logarithms and
+uniform draws), times the throughput the engine's own vector kernels reach on this machine for
+each, measured in this process: what a step would cost if the engine did nothing but that work
+at those speeds (no loop overhead, no memory traffic beyond what the kernels measured see).
+
+The paper configuration (docs/model.md sec. 6): M samples of d features, full batch, the
+Margin + Softplus cascade, uniform noise on f_1's forward output and on f_2's backward message,
+the true gradient recorded every ``record_every`` steps. Per step:
+
+- multiply-adds: the forward margins X w (M d), the backward X^T (y * v) (M d) and, at a
+  record, the clean backward X^T (y * sigmoid) (M d; the clean forward reuses the perturbed
+  pass's margins before their noise, so it costs none);
+- exponentials: the backward's sigmoid (M) and, at a record, the fused softplus and sigmoid
+  (M exponentials and M logarithms, log1p);
+- uniform draws: M forward and M backward (numpy's PCG64 stream, a draw and an add each).
+
+Throughputs come from the kernels ``fastcascade._kernels._ops.fastmath_reduce("dot")``,
+``fastmath("exp")``, ``fastmath("log1p")`` and ``_noise.apply`` (Uniform), each timed at two
+sizes: the difference of the two times is the cost of the extra elements, free of the call's
+fixed overhead.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ["kernel_throughputs", "paper_step_counts", "paper_floor"]
+
+
+def _best_time(fn, repeats):
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _per_element(make_call, n, repeats, inner=20):
+    """Seconds per element of a kernel: (t(2n) - t(n)) / n, best of ``repeats`` (each timing
+    ``inner`` calls)."""
+    small, large = make_call(n), make_call(2 * n)
+    t_small = _best_time(lambda: [small() for _ in range(inner)], repeats) / inner
+    t_large = _best_time(lambda: [large() for _ in range(inner)], repeats) / inner
+    return max(t_large - t_small, 1e-12) / n
+
+
+def kernel_throughputs(repeats: int = 7) -> dict:
+    """The engine's vector kernels' cost per element on this machine, at its SIMD level.
+
+    Parameters
+    ----------
+    repeats : int, default 7
+        Best of this many timings per size (load from other processes only slows a timing).
+
+    Returns
+    -------
+    dict
+        Nanoseconds per element: ``fma`` (a multiply-add of a dot product over 20,000 doubles,
+        about the paper data's size), ``exp``, ``log1p`` (over 2,000) and ``uniform`` (a uniform
+        draw added to a value, over 2,000).
+    """
+    from fastcascade._kernels import _noise, _ops
+    import fastcascade as fc
+    from fastcascade.perturbation import perturbation_tables
+
+    rng = np.random.default_rng(0)
+
+    def dot(n):
+        x, y = rng.standard_normal(n), rng.standard_normal(n)
+        return lambda: _ops.fastmath_reduce("dot", x, y)
+
+    def elementwise(name):
+        def make(n):
+            x = rng.uniform(-5.0, 5.0, n)
+            return lambda: _ops.fastmath(name, x)
+        return make
+
+    pert = fc.Perturbation(op=1, noise=fc.noise.Uniform(-0.5, 0.5))
+    pint, preal, times = perturbation_tables([pert], 1)
+    gen = np.random.Generator(np.random.PCG64(1))
+
+    def uniform(n):
+        z = np.zeros((n, 1))
+        return lambda: _noise.apply(pint[0], preal[0], gen, z, 0, times)
+
+    return {"fma": 1e9 * _per_element(dot, 20_000, repeats),
+            "exp": 1e9 * _per_element(elementwise("exp"), 2_000, repeats),
+            "log1p": 1e9 * _per_element(elementwise("log1p"), 2_000, repeats),
+            "uniform": 1e9 * _per_element(uniform, 2_000, repeats)}
+
+
+def paper_step_counts(n_samples: int, n_features: int, record_every: int = 1) -> dict:
+    """The unavoidable work of one step of the paper configuration, on average over steps.
+
+    Parameters
+    ----------
+    n_samples, n_features : int
+        M and d.
+    record_every : int, default 1
+        Steps between records (a record's clean pass is spread over them).
+
+    Returns
+    -------
+    dict
+        ``fma``, ``exp``, ``log1p`` and ``uniform`` counts per step (floats).
+    """
+    M, d, r = n_samples, n_features, record_every
+    return {"fma": 2.0 * M * d + M * d / r, "exp": M + M / r, "log1p": M / r,
+            "uniform": 2.0 * M}
+
+
+def paper_floor(n_samples: int = 2000, n_features: int = 10, record_every: int = 1,
+                throughputs: dict | None = None) -> dict:
+    """The floor of the paper configuration's step: counts times measured throughputs.
+
+    Parameters
+    ----------
+    n_samples, n_features : int, default 2000 and 10
+        M and d.
+    record_every : int, default 1
+    throughputs : dict, optional
+        :func:`kernel_throughputs`' result (measured now when None).
+
+    Returns
+    -------
+    dict
+        ``floor_us`` (microseconds per step), ``parts_us`` (the share of each kind of work),
+        ``counts`` and ``throughputs_ns``.
+    """
+    rates = kernel_throughputs() if throughputs is None else throughputs
+    counts = paper_step_counts(n_samples, n_features, record_every)
+    parts = {k: counts[k] * rates[k] * 1e-3 for k in counts}
+    return {"floor_us": float(sum(parts.values())), "parts_us": parts, "counts": counts,
+            "throughputs_ns": rates}
