@@ -148,9 +148,10 @@ def _run_memory(problem, optimizer, n_iter, record_every, n_runs, n_workers, rec
     batch_doubles = 3 * B * S + 2 * W * B + B
     if not full:
         batch_doubles += 3 * B * S + B * (d0 + ldl)
-    if record_thread:
-        batch_doubles += 3 * B * S + B * (d0 + ldl)
-    data_doubles = 3 * M * S + (M if optimizer.sampling == "shuffle" else 0)
+    if record_thread:  # the helper's pass and snapshots; the run's own clean passes
+        batch_doubles += 3 * B * S + B * (d0 + ldl) + (0 if full else 3 * B * S)
+    data_doubles = (3 * M * S * (2 if record_thread else 1)
+                    + (M if optimizer.sampling == "shuffle" else 0))
     n_rec = -(-n_iter // record_every)
     hist_doubles = n_runs * n_rec * (4 + (2 * N if record_profile else 0)
                                      + (n_w if record_weights else 0))

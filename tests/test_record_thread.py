@@ -109,9 +109,9 @@ def test_records_on_a_helper_thread_are_bit_identical(case, extras):
 @pytest.mark.parametrize("behind_every", [1, 2, 3, 5])
 def test_records_made_inline_when_the_helper_is_behind_are_bit_identical(case, behind_every):
     """When the helper is still busy at the next record (its core taken by another process),
-    the run records inline for a while (1, 2, 4, ... records) and then hands records to the
-    helper again. ``_record_behind_every=k`` makes every k-th judged hand-over count as behind,
-    so both ways and the switches between them happen in one run: the bits are the serial ones.
+    the run makes that record itself and goes on; the next record finding the helper free goes
+    to it again. ``_record_behind_every=k`` counts the helper as busy at every k-th record, so
+    both ways and the switches between them happen in one run: the bits are the serial ones.
     """
     make, opt, every = CASES[case]
     problem, perts = make()
@@ -123,12 +123,17 @@ def test_records_made_inline_when_the_helper_is_behind_are_bit_identical(case, b
     assert_same(serial, mixed)
 
 
-@pytest.mark.parametrize("behind_every", [1, 2])
-def test_an_inline_record_that_stops_the_run(behind_every):
+@pytest.mark.parametrize("every", [1, 2])
+@pytest.mark.parametrize("behind_every", [1, 2, 3, 4, 5])
+def test_an_inline_record_that_stops_the_run(behind_every, every):
+    """Records made on the run's own thread while the helper is busy, around a stopping record:
+    with k = 2 or 3 some pattern posts the stopping record and makes the next one inline
+    (which the helper's stop must then clear), others make the stopping record inline."""
     problem, opt = diverging_regression()
     perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.1))]
     opt = fc.SGD(8.0, grad_noise_std=1e-3)
-    kw = dict(n_iter=400, perts=perts, seed=1, record_every=1, max_norm=math.inf)
+    kw = dict(n_iter=400, perts=perts, seed=1, record_every=every, max_norm=math.inf,
+              record_profile=True, record_weights=True)
     serial = direct_run(problem, opt, record_thread=False, **kw)
     mixed = direct_run(problem, opt, record_thread=True, behind_every=behind_every, **kw)
     assert _engine.STOP_REASONS[serial["stop"][1]] == "non-finite objective"

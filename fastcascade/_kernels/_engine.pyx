@@ -13,7 +13,7 @@ Random streams (one bitgen_t each, owned by the run): data sampling, forward noi
 noise, gradient noise. The NumPy twin is ``fastcascade.reference_engine``.
 """
 cimport cython
-from libc.math cimport sqrt, pow, floor, isfinite, fabs
+from libc.math cimport sqrt, pow, floor, isfinite, fabs, NAN
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
@@ -104,7 +104,6 @@ cdef extern from "_worker.h":
     void fc_worker_post(fc_worker* w) noexcept nogil
     void fc_worker_wait(fc_worker* w) noexcept nogil
     int fc_worker_idle(fc_worker* w) noexcept nogil
-    void fc_worker_wait_sleeping(fc_worker* w) noexcept nogil
     void fc_worker_stop(fc_worker* w) noexcept nogil
 
 # How this extension was built (setup.py's switches), for `fastcascade info`.
@@ -193,7 +192,7 @@ ctypedef struct Config:
     int record_profile
     int record_weights
     int record_thread         # record on a helper thread, concurrently with the steps
-    long long behind_every    # tests: count every k-th posted record as behind (0: never)
+    long long behind_every    # tests: every k-th record counts the helper as busy (0: never)
     double max_norm
 
 
@@ -867,9 +866,11 @@ cdef class RunState:
     cdef fc_worker* helper
     cdef bint concurrent
     cdef int cur
-    cdef int backoff, inline_left, unjudged  # the helper's fallback (see _record)
-    cdef long long n_checks
-    cdef bint posted_last
+    cdef Recorder* rc_inline         # the run's own recorder while the helper is busy
+    cdef char* rec_block2
+    cdef Pass full2, cleanb2
+    cdef long long n_checks          # records so far (the tests' forced-busy pattern)
+    cdef Py_ssize_t inline_hi        # one past the last history entry recorded inline
     cdef readonly long long t        # the next iteration
     cdef readonly int stop
     cdef readonly long long stop_iter
@@ -880,17 +881,20 @@ cdef class RunState:
     def __cinit__(self):
         cdef int i
         self.vecs = self.w_run = NULL
-        self.rec_block = NULL
+        self.rec_block = self.rec_block2 = NULL
         self.perm = NULL
         self.idx = NULL
         self.x_snap = self.l_snap = NULL
         self.helper = NULL
         self.net.ops = NULL
         self.net.dims = NULL
+        self.rec_block2 = NULL
         for i in range(2):
             _pass_clear(&self.passes[i])
         _pass_clear(&self.full)
         _pass_clear(&self.cleanb)
+        _pass_clear(&self.full2)
+        _pass_clear(&self.cleanb2)
         self.sites_ready = False
         self.streams_open = False
         self.stop_iter = -1
@@ -1021,8 +1025,7 @@ cdef class RunState:
         self.concurrent = self.cfg.record_thread
         for i in range(4):
             self.concurrent = self.concurrent and self.st[i].fast
-        self.backoff, self.inline_left, self.unjudged = 1, 0, 0
-        self.n_checks, self.posted_last = 0, False
+        self.n_checks, self.inline_hi = 0, 0
         if not self.concurrent:
             return 0
         pass_init(&self.passes[1], &self.net, self.B)
@@ -1030,8 +1033,28 @@ cdef class RunState:
         self.l_snap = <double*>malloc((self.B * self.ldl + 1) * sizeof(double))
         if self.x_snap == NULL or self.l_snap == NULL:
             raise MemoryError()
+        self._inline_recorder()
         self.helper = fc_worker_start(record_job, self.rc)
         self.concurrent = self.helper != NULL   # no thread to be had: record serially
+        return 0
+
+    cdef int _inline_recorder(self) except -1:
+        # a second recorder with its own clean passes and vectors: while the helper is busy with
+        # one record, the run makes the next ones itself instead of waiting for it
+        cdef Py_ssize_t GUARD = 8
+        self.rec_block2 = <char*>calloc(
+            1, sizeof(Recorder) + (2 * self.n_w + 4 * GUARD) * sizeof(double))
+        if self.rec_block2 == NULL:
+            raise MemoryError()
+        self.rc_inline = <Recorder*>(self.rec_block2 + GUARD * sizeof(double))
+        self.rc_inline[0] = self.rc[0]
+        pass_init(&self.full2, &self.net, self.M)
+        self.rc_inline.full = &self.full2
+        if not self.full_batch:
+            pass_init(&self.cleanb2, &self.net, self.B)
+        self.rc_inline.cleanb = &self.cleanb2
+        self.rc_inline.ubar = <double*>(self.rec_block2 + sizeof(Recorder)) + 2 * GUARD
+        self.rc_inline.fullgrad = self.rc_inline.ubar + self.n_w
         return 0
 
     def set_perturbations(self, const long long[:, ::1] pert_int,
@@ -1054,6 +1077,8 @@ cdef class RunState:
         if self.rc != NULL:
             self._speedups()
             self.rc.n_fwd = self.fwd_net.N
+            if self.rc_inline != NULL:
+                self.rc_inline.n_fwd = self.fwd_net.N
 
     def set_step_size(self, double step_size):
         """A constant step size from the next iteration on (between two :meth:`advance` calls).
@@ -1110,7 +1135,7 @@ cdef class RunState:
             fc_worker_wait(self.helper)
         self.histories = (h_objective, h_grad_norm, h_grad_error, h_step_size, h_forward_error,
                           h_backward_error, h_weights)
-        self.rec_base, self.n_rec = rec_base, n
+        self.rec_base, self.n_rec, self.inline_hi = rec_base, n, 0
         rc = self.rc
         rc.h_objective = &h_objective[0] if n > 0 else NULL
         rc.h_grad_norm = &h_grad_norm[0] if n > 0 else NULL
@@ -1122,6 +1147,8 @@ cdef class RunState:
             else NULL
         rc.h_weights = &h_weights[0, 0] if self.cfg.record_weights and self.n_w > 0 \
             and n > 0 else NULL
+        if self.rc_inline != NULL:
+            _same_histories(self.rc_inline, rc)
 
     def advance(self, long long t_end):
         """Run iterations ``t .. t_end - 1`` (fewer when the run stops) without the GIL.
@@ -1231,54 +1258,46 @@ cdef class RunState:
                 self.g[j] = self.gsum[j] / self.B
 
     cdef inline bint _record(self, long long t, double lr) noexcept nogil:
-        # The histories at w_t: inline, or posted to the helper thread. Returns False when the
-        # run stops here (a record inline found a non-finite objective) or a posted record
-        # stopped it (resolved by _settle).
-        cdef Recorder* rc = self.rc
-        if self.concurrent and not self._helper_ready():
-            return False
-        if not self.concurrent or self.inline_left > 0:
-            if self.concurrent:
-                self.inline_left -= 1
-                self.unjudged = 1 if self.inline_left == 0 else 0
-                self.posted_last = False
-            self._point_recorder(t, lr, self.w_run, self.g, self.xin, self.labin)
-            record_step(rc)
-            if rc.stop:                      # the run ends here, at w_t
-                rc.stop = False              # (nothing for a helper's stop to undo)
-                self._stop(STOP_NONFINITE_OBJECTIVE, t)
+        # The histories at w_t: made here, or posted to the helper thread when it is free.
+        # While it is busy with the previous record (its core taken, say by another process),
+        # the run makes the record itself, on a recorder of its own, and goes on: it never
+        # waits for the helper. Either way a record computes the same values. Returns False
+        # when the run stops (a record found a non-finite objective).
+        cdef bint forced_busy, ok
+        if not self.concurrent:
+            return self._record_here(self.rc, t, lr)
+        self.n_checks += 1
+        forced_busy = self.cfg.behind_every > 0 and self.n_checks % self.cfg.behind_every == 0
+        if self.cfg.behind_every > 0 and not forced_busy:
+            fc_worker_wait(self.helper)   # tests: the pattern alone decides (no timing)
+        if fc_worker_idle(self.helper) and not forced_busy:
+            if self.rc.stop:          # the helper's last record stopped the run, back there
+                self._rollback()
                 return False
+            self._post_record(t, lr)
             return True
-        self._post_record(t, lr)
+        ok = self._record_here(self.rc_inline, t, lr)
+        self.inline_hi = max(self.inline_hi, self.rc_inline.rec + 1)
+        if ok:
+            return True
+        fc_worker_wait(self.helper)   # a stop here; the helper's earlier record may stop first
+        if self.rc.stop:
+            self._rollback()
+        return False
+
+    cdef inline bint _record_here(self, Recorder* rc, long long t, double lr) noexcept nogil:
+        # a record on this thread; False (and the run stopped at t) for a non-finite objective
+        self._point_recorder(rc, t, lr, self.w_run, self.g, self.xin, self.labin)
+        record_step(rc)
+        if rc.stop:
+            rc.stop = False
+            self._stop(STOP_NONFINITE_OBJECTIVE, t)
+            return False
         return True
 
-    cdef inline bint _helper_ready(self) noexcept nogil:
-        # The helper must be done with the previous record. When it is not (its core is taken,
-        # say by another process) the run would wait on it: then the next records are made
-        # inline, 1, 2, 4, ... up to 4096 of them, before it is tried again (halving on each
-        # record it keeps up with). The first post after an inline stretch wakes a sleeping
-        # helper: it is not judged. Inline or not, a record computes the same values.
-        cdef bint idle
-        self.n_checks += 1
-        if self.inline_left == 0 and self.posted_last:
-            idle = fc_worker_idle(self.helper) and not (
-                self.cfg.behind_every > 0 and self.n_checks % self.cfg.behind_every == 0)
-            if not idle:
-                fc_worker_wait_sleeping(self.helper)   # its core may be ours: no spinning
-            if self.unjudged > 0:
-                self.unjudged -= 1
-            elif not idle:
-                self.inline_left = self.backoff
-                self.backoff = min(2 * self.backoff, 4096)
-            elif self.backoff > 1:
-                self.backoff = self.backoff // 2
-        fc_worker_wait(self.helper)   # the previous record is done, its buffers free
-        return not self.rc.stop       # it stopped the run (resolved by _settle)
-
-    cdef inline void _point_recorder(self, long long t, double lr, const double* w,
-                                     const double* g, const double* xin,
+    cdef inline void _point_recorder(self, Recorder* rc, long long t, double lr,
+                                     const double* w, const double* g, const double* xin,
                                      const double* labin) noexcept nogil:
-        cdef Recorder* rc = self.rc
         rc.t, rc.rec, rc.lr = t, t // self.cfg.record_every - self.rec_base, lr
         rc.w, rc.g, rc.pert = w, g, self.ps
         rc.xin, rc.labin = xin, labin
@@ -1289,7 +1308,6 @@ cdef class RunState:
         cdef Py_ssize_t B = self.B, n_w = self.n_w
         cdef const double* xin = self.xin
         cdef const double* labin = self.labin
-        self.posted_last = True
         if n_w > 0:
             memcpy(self.w_snap, self.w_run, n_w * sizeof(double))
             memcpy(self.g_snap, self.g, n_w * sizeof(double))
@@ -1301,7 +1319,7 @@ cdef class RunState:
         for i in range(4):
             self.stream_snap[i] = self.st[i].pcg
         self.nonfinite_snap = self.passes[0].n_nonfinite + self.passes[1].n_nonfinite
-        self._point_recorder(t, lr, self.w_snap, self.g_snap, xin, labin)
+        self._point_recorder(self.rc, t, lr, self.w_snap, self.g_snap, xin, labin)
         fc_worker_post(self.helper)
         # this pass is the helper's until the job is done: go on with the other
         # (the rest of this step reads no pass: defer is off at recording steps)
@@ -1376,22 +1394,37 @@ cdef class RunState:
         return True
 
     cdef void _settle(self) noexcept nogil:
-        # the helper's last record is done; when it stopped the run, the run ends at its step,
-        # as it does serially: with w_t, and the streams as they were there
-        cdef int i
+        # the helper's last record is done; when it stopped the run, the run ends at its step
         if not self.concurrent:
             return
         fc_worker_wait(self.helper)
-        self.posted_last = False
-        if not self.rc.stop:
-            return
-        self.rc.stop = False
-        self._stop(STOP_NONFINITE_OBJECTIVE, self.rc.t)
+        if self.rc.stop:
+            self._rollback()
+
+    cdef void _rollback(self) noexcept nogil:
+        # The helper's record at step rc.t found a non-finite objective: the run ends there, as
+        # it does serially, with w_t, the streams as they were there, and no record after it
+        # (the records this thread made meanwhile are cleared).
+        cdef int i
+        cdef Recorder* rc = self.rc
+        cdef Py_ssize_t k, j, N = self.net.N
+        rc.stop = False
+        self._stop(STOP_NONFINITE_OBJECTIVE, rc.t)
         if self.n_w > 0:
             memcpy(self.w_run, self.w_snap, self.n_w * sizeof(double))
         for i in range(4):
             self.st[i].pcg = self.stream_snap[i]
         self.passes[0].n_nonfinite, self.passes[1].n_nonfinite = self.nonfinite_snap, 0
+        for k in range(rc.rec + 1, self.inline_hi):
+            rc.h_objective[k] = rc.h_grad_norm[k] = rc.h_grad_error[k] = NAN
+            rc.h_step_size[k] = NAN
+            if self.cfg.record_profile:
+                for j in range(N):
+                    rc.h_forward_error[k * N + j] = rc.h_backward_error[k * N + j] = NAN
+            if rc.h_weights != NULL:
+                for j in range(self.n_w):
+                    rc.h_weights[k * self.n_w + j] = NAN
+        self.inline_hi = 0
 
     def weights(self):
         """The live weight vector of the run (a NumPy view: the next steps change it).
@@ -1425,20 +1458,23 @@ cdef class RunState:
         fc_worker_stop(self.helper)   # before the buffers it uses go
         self.helper = NULL
         free(self.rec_block)
+        free(self.rec_block2)
         free(self.x_snap)
         free(self.l_snap)
         free(self.vecs)
         free(self.perm)
         free(self.idx)
         self.vecs = self.x_snap = self.l_snap = NULL
-        self.rec_block = NULL
+        self.rec_block = self.rec_block2 = NULL
         self.perm = NULL
         self.idx = NULL
-        self.rc = NULL
+        self.rc = self.rc_inline = NULL
         pass_free(&self.passes[0])
         pass_free(&self.passes[1])
         pass_free(&self.full)
         pass_free(&self.cleanb)
+        pass_free(&self.full2)
+        pass_free(&self.cleanb2)
         if self.sites_ready:
             sites_free(&self.sites)
             self.sites_ready = False
@@ -1446,6 +1482,13 @@ cdef class RunState:
 
     def __dealloc__(self):
         self._free()
+
+
+cdef inline void _same_histories(Recorder* dst, const Recorder* src) noexcept:
+    dst.h_objective, dst.h_grad_norm = src.h_objective, src.h_grad_norm
+    dst.h_grad_error, dst.h_step_size = src.h_grad_error, src.h_step_size
+    dst.h_forward_error, dst.h_backward_error = src.h_forward_error, src.h_backward_error
+    dst.h_weights = src.h_weights
 
 
 cdef inline void _pass_clear(Pass* ps) noexcept:

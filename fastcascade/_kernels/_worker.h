@@ -3,8 +3,7 @@
    fc_worker_start(fn, ctx)  starts the thread (NULL when it cannot: the caller runs serially)
    fc_worker_post(w)         runs fn(ctx) once on the helper; the previous job must be done
    fc_worker_wait(w)         returns when the posted job is done (its writes are then visible)
-   fc_worker_idle(w)         whether it is done already
-   fc_worker_wait_sleeping(w) fc_worker_wait without the spinning (for a job known to be behind)
+   fc_worker_idle(w)         whether it is done already (then its writes are visible)
    fc_worker_stop(w)         waits, ends the thread and frees w (w may be NULL)
 
    One job at a time. Waiting spins first (a run's records can be microseconds apart), then
@@ -29,7 +28,6 @@ static inline fc_worker* fc_worker_start(fc_job_fn fn, void* ctx) { (void)fn; (v
 static inline void fc_worker_post(fc_worker* w) { (void)w; }
 static inline void fc_worker_wait(fc_worker* w) { (void)w; }
 static inline int fc_worker_idle(fc_worker* w) { (void)w; return 1; }
-static inline void fc_worker_wait_sleeping(fc_worker* w) { (void)w; }
 static inline void fc_worker_stop(fc_worker* w) { (void)w; }
 #else
 
@@ -79,23 +77,35 @@ static inline int fc_worker_is_idle(fc_worker* w) {
     return atomic_load(&w->done) == atomic_load_explicit(&w->posted, memory_order_relaxed);
 }
 
-/* spin (up to spins pauses), then sleep, until pred(w) holds */
-static inline void fc_worker_await(fc_worker* w, int (*pred)(fc_worker*), int spins) {
+/* spin (up to spins pauses), then sleep, until pred(w) holds; returns whether it slept */
+static inline int fc_worker_await(fc_worker* w, int (*pred)(fc_worker*), int spins) {
+    int slept = 0;
     for (int k = 0; k < spins; k++) {
-        if (pred(w)) return;
+        if (pred(w)) return 0;
         fc_cpu_relax();
     }
     pthread_mutex_lock(&w->mu);
     atomic_fetch_add(&w->sleepers, 1);
-    while (!pred(w)) pthread_cond_wait(&w->cv, &w->mu);
+    while (!pred(w)) {
+        pthread_cond_wait(&w->cv, &w->mu);
+        slept = 1;
+    }
     atomic_fetch_sub(&w->sleepers, 1);
     pthread_mutex_unlock(&w->mu);
+    return slept;
 }
 
 static void* fc_worker_main(void* arg) {
     fc_worker* w = (fc_worker*)arg;
+    /* The helper's spin between jobs adapts: halved each time no job came while it spun (on a
+       core it shares with the poster, its spin only delays the next post), doubled back when
+       one did (jobs microseconds apart). */
+    int spins = FC_WORKER_SPINS;
     for (;;) {
-        fc_worker_await(w, fc_worker_has_job, FC_WORKER_SPINS);
+        if (fc_worker_await(w, fc_worker_has_job, spins))
+            spins /= 2;
+        else if (spins < FC_WORKER_SPINS)
+            spins = 2 * spins + 1 < FC_WORKER_SPINS ? 2 * spins + 1 : FC_WORKER_SPINS;
         if (atomic_load(&w->posted) != atomic_load_explicit(&w->done, memory_order_relaxed)) {
             w->fn(w->ctx);
             atomic_fetch_add(&w->done, 1);
@@ -143,10 +153,7 @@ static inline void fc_worker_wait(fc_worker* w) {
 }
 /* whether the posted job is done (then fc_worker_wait returns at once) */
 static inline int fc_worker_idle(fc_worker* w) { return fc_worker_is_idle(w); }
-/* wait without spinning: the caller knows the job is behind (its core may be the helper's) */
-static inline void fc_worker_wait_sleeping(fc_worker* w) {
-    fc_worker_await(w, fc_worker_is_idle, 0);
-}
+
 
 static inline void fc_worker_stop(fc_worker* w) {
     if (w == NULL) return;
