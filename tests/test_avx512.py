@@ -206,3 +206,53 @@ def test_environment_caps_the_level_in_every_module(env, level, tmp_path):
                          text=True, check=True, cwd=tmp_path).stdout.split()
     number = {"avx512": "3", "avx2+fma": "2", "baseline": "1"}[level]
     assert out == [level, number, number]
+
+
+# ---- the 8-lane Linear kernels (W z and the fused rank-1 SGD step) ------------------------------
+
+WIDTHS_IN = (1, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 17, 20, 23, 24, 28, 31, 33, 36, 44)
+WIDTHS_OUT = (1, 2, 7, 8, 9, 17)
+
+
+@needs_avx512
+@pytest.mark.parametrize("d_out", WIDTHS_OUT)
+def test_linear_kernels_give_the_avx2_bits_at_every_width(d_out):
+    """Per-sample SGD on Linear(d_in, d_out) -> Tanh -> Linear -> SquaredError: W z (fc_matvec,
+    8 rows at a time on 8 lanes) and the plain SGD step of the rank-1 gradient with its norm
+    (fc_outer_axpy_sumsq), for widths around the blocks of 4, 8 and 16: the same weights,
+    objectives and norms to the bit as the 4-lane AVX2 kernels."""
+    rng = np.random.default_rng(d_out)
+    for d_in in WIDTHS_IN:
+        X = rng.normal(size=(40, d_in))
+        y = rng.normal(size=(40, 1))
+        ops = [fc.ops.Linear(d_in, d_out), fc.ops.Tanh(), fc.ops.Linear(d_out, 1),
+               fc.ops.SquaredError()]
+        problem = fc.Problem(fc.Cascade(ops), (X, y))
+
+        def run():
+            res = fc.run(problem, fc.SGD(0.05, batch=1), n_iter=60, seeds=[1], record_every=7,
+                         init="random", progress=False)
+            return np.concatenate([res.final_weights.ravel(), res.objective.ravel(),
+                                   res.grad_norm.ravel()])
+        got = at_levels(run)
+        assert same_bits(got["avx512"], got["avx2+fma"]), (d_in, d_out)
+
+
+@needs_avx512
+@pytest.mark.parametrize("d_in", WIDTHS_IN)
+def test_matvec_gives_the_avx2_bits(d_in):
+    """Linear's forward at one sample (fc_matvec) for 1..19 rows: 8-row blocks and the rows
+    left over."""
+    rng = np.random.default_rng(d_in)
+    for d_out in range(1, 20):
+        op = fc.ops.Linear(d_in, d_out, bias=False)
+        problem = fc.Problem(fc.Cascade([op, fc.ops.SquaredError()]),
+                             (rng.normal(size=(1, d_in)), rng.normal(size=(1, d_out))))
+        row = np.ascontiguousarray(problem.plan.op_table[0])
+        w = rng.normal(size=problem.n_weights)
+        z = np.ascontiguousarray(problem.data.X)
+        lab = np.zeros((1, 0))
+        got = at_levels(lambda: _ops.forward(row, w, np.zeros(0), z, lab))
+        assert same_bits(got["avx512"], got["avx2+fma"]), (d_in, d_out)
+        expected = z @ w.reshape(d_out, d_in).T
+        np.testing.assert_allclose(got["avx512"], expected, rtol=1e-13, atol=1e-13)

@@ -136,6 +136,7 @@ typedef unsigned long long fc_v8u __attribute__((vector_size(64)));
 #define FC_VU fc_v8u
 #include "_fastmath_elem.h"
 #include "_fastmath_impl.h"
+#include "_fastmath_avx512.h"   /* 8-lane fc_matvec and fc_outer_axpy_sumsq, the same bits */
 #undef FC_MATVEC_ROWS
 #undef FC_MATVEC_T_VECS
 #undef FC_FMA
@@ -314,6 +315,8 @@ static int fc_fastmath_select(int level_cap) {
         level = 3;
     if (level == 3) {
         FC_FILL_TABLE(avx512);
+        fc_fm.matvec = fc_matvec_w8;
+        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_w8;
         fc_fm.level = 3;
         return 3;
     }

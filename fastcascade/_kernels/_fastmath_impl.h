@@ -339,15 +339,15 @@ FC_INLINE void FC_NAME(matvec_rows)(const double* W, ptrdiff_t d, const double* 
     }
     for (; i + 8 <= d; i += 8) {
         fc_v4d z0 = FC_NAME(load4)(z + i), z1 = FC_NAME(load4)(z + i + 4);
-        for (k = 0; k < R; k++) {
-            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
-            a1[k] = a1[k] + FC_NAME(load4)(W + k * d + i + 4) * z1;
+        for (k = 0; k < R; k++) {   /* (muladd4: the AVX-512 variant's 8-lane FMAs round so) */
+            a0[k] = FC_NAME(muladd4)(FC_NAME(load4)(W + k * d + i), z0, a0[k]);
+            a1[k] = FC_NAME(muladd4)(FC_NAME(load4)(W + k * d + i + 4), z1, a1[k]);
         }
     }
     if (i + 4 <= d) {
         fc_v4d z0 = FC_NAME(load4)(z + i);
         for (k = 0; k < R; k++)
-            a0[k] = a0[k] + FC_NAME(load4)(W + k * d + i) * z0;
+            a0[k] = FC_NAME(muladd4)(FC_NAME(load4)(W + k * d + i), z0, a0[k]);
         i += 4;
     }
     for (; i < d; i++)
