@@ -256,3 +256,44 @@ def test_matvec_gives_the_avx2_bits(d_in):
         assert same_bits(got["avx512"], got["avx2+fma"]), (d_in, d_out)
         expected = z @ w.reshape(d_out, d_in).T
         np.testing.assert_allclose(got["avx512"], expected, rtol=1e-13, atol=1e-13)
+
+
+# ---- fastcascade bench shows the level ---------------------------------------------------------
+
+def test_bench_rows_name_their_simd_level(monkeypatch):
+    from fastcascade import bench
+    monkeypatch.setattr(bench, "CASES", {"a": lambda quick: [dict(
+        case="paper", label="x", fast_us=10.0, base_us=100.0, ratio=10.0)]})
+    rows = bench.run_cases("a", quick=True, echo=None)
+    assert rows[0]["simd"] == _ops.simd_level()
+    assert f"  {_ops.simd_level():<9}" in bench._format_row(rows[0])
+
+
+def test_bench_simd_case_times_every_level_and_restores_it(monkeypatch):
+    """Case (f): one row per level this CPU has, ratio = time at avx2+fma / time at the level,
+    each row run at its own level; the level in use before is selected again after."""
+    from fastcascade import bench
+    seen = []
+    monkeypatch.setattr(bench, "_run", lambda *a, **k: seen.append(_ops.simd_level()))
+    fake = iter([[3.0, 6.0, 12.0], [1.0, 1.0, 2.0], [4.0, 5.0, 10.0]] * 2)
+
+    def best_each(fns, repeats):
+        for fn in fns:
+            fn()
+        return next(fake)[-len(fns):]
+    monkeypatch.setattr(bench, "_best_each", best_each)
+    levels = [lv for lv in ("avx512", "avx2+fma", "baseline") if _ops.set_simd_level(lv) == lv]
+    _ops.set_simd_level("baseline")
+    try:
+        rows = bench.case_simd_levels(quick=True)
+        assert _ops.simd_level() == "baseline"
+    finally:
+        _ops.set_simd_level("avx512")
+    assert [r["simd"] for r in rows] == levels * 3
+    assert seen == levels * 3
+    for r in rows:
+        assert r["case"].endswith("@" + r["simd"])
+        if r["simd"] == "avx2+fma":
+            assert r["ratio"] == 1.0
+    if HAS_AVX512:
+        assert rows[0]["ratio"] == 2.0   # 6.0 at avx2+fma against 3.0 at avx512

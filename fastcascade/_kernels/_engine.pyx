@@ -520,8 +520,8 @@ fc_fastmath_init()
 
 def _select_simd(int level_cap):
     """Select this module's vector variant, the best at or below level_cap (3: AVX-512,
-    2: AVX2+FMA, 1: baseline); returns the level in use. Each extension module has its own dispatch table:
-    _ops.set_simd_level switches this one too."""
+    2: AVX2+FMA, 1: baseline); returns the level in use. Each extension module has its own
+    dispatch table: _ops.set_simd_level switches this one too."""
     return fc_fastmath_select(level_cap)
 
 

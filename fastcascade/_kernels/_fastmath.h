@@ -279,7 +279,8 @@ static inline int fc_cpu_has_avx512(void) {
 /* Choose the variant for this CPU; call once, with the GIL, at module import. Returns the
  * level chosen. level_cap: 3 = best available, 2 = AVX2 + FMA at most, 1 = baseline vectors. */
 #if FC_HAVE_VECTOR
-/* the table for one vector variant (V: avx2 or base, the suffix _fastmath_impl.h gave it) */
+/* the table for one vector variant (V: avx512, avx2 or base, the suffix _fastmath_elem.h and
+ * _fastmath_impl.h gave it) */
 #define FC_FILL_TABLE(V)                                                                       \
     do {                                                                                     \
         fc_fm.exp_ = fc_exp_array_##V;                                                       \
