@@ -2,6 +2,7 @@
 (and numpy's PCG64 stream), on the engine fingerprints, on numpy's stream for counts around
 every block size, and on each elementwise kernel and reduction at adversarial inputs."""
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -297,3 +298,30 @@ def test_bench_simd_case_times_every_level_and_restores_it(monkeypatch):
             assert r["ratio"] == 1.0
     if HAS_AVX512:
         assert rows[0]["ratio"] == 2.0   # 6.0 at avx2+fma against 3.0 at avx512
+
+
+@needs_avx512
+@pytest.mark.parametrize("m", [1, 2, 5, 9])
+def test_rank1_sgd_step_and_its_norm_give_the_avx2_bits(m):
+    """fc_outer_axpy_sumsq (per-sample SGD's step y += a g z^T and the new weights' sum of
+    squares, which the divergence check reads): numpy's roundings for y (g z, then a times it,
+    then the add), and the 4-lane order of the norm, at widths around the blocks of 4, 8, 16."""
+    rng = np.random.default_rng(m)
+    g = rng.normal(size=m)
+    for d in range(1, 41):
+        z, y0 = rng.normal(size=d), rng.normal(size=m * d)
+        a = -0.037
+
+        def step():
+            y = y0.copy()
+            return y, _ops.fastmath_outer_axpy_sumsq(a, g, z, y)
+        got = at_levels(step, ("avx512", "avx2+fma", "baseline"))
+        expected = y0 + a * np.outer(g, z).ravel()
+        for level, (y, _) in got.items():
+            assert same_bits(y, expected), (level, m, d)
+        assert got["avx512"][1] == got["avx2+fma"][1], (m, d)
+        # the norm's value: within rounding of the exact sum of squares
+        exact = math.fsum(expected * expected)
+        assert abs(got["avx512"][1] - exact) <= 1e-14 * exact
+    with pytest.raises(ValueError, match="y: length"):
+        _ops.fastmath_outer_axpy_sumsq(1.0, g, np.ones(3), np.ones(3 * m + 1))

@@ -159,6 +159,19 @@ def fastmath_sigmoid_mul(const double[::1] x, const double[::1] g):
     return out
 
 
+def fastmath_outer_axpy_sumsq(double a, const double[::1] g, const double[::1] z,
+                              double[::1] y):
+    """y += a (g z^T) in place (y: the row-major len(g) x len(z) matrix, flattened) and the sum
+    of squares of the new y, from the kernel fc_outer_axpy_sumsq (plain SGD's rank-1 step at one
+    sample; for tests)."""
+    cdef Py_ssize_t m = g.shape[0], d = z.shape[0]
+    if y.shape[0] != m * d:
+        raise ValueError(f"y: length {y.shape[0]}, expected len(g) * len(z) = {m * d}")
+    if m == 0 or d == 0:
+        return 0.0
+    return fc_outer_axpy_sumsq(a, &g[0], m, &z[0], d, &y[0])
+
+
 def fastmath_reduce(str name, const double[::1] x, const double[::1] y):
     """fc_sum(x), fc_sumsq(x) or fc_dot(x, y) (for tests)."""
     if x.shape[0] != y.shape[0]:
