@@ -247,10 +247,10 @@ def cfg_granularity_timing_magnitude():
                 init="random")
 
 
-# draw counts around the draws' blocks (4 scalar, 8 vector in blocks, 128 the vector
-# threshold; AVX-512 blocks of 16) and beyond
-PCG64_COUNTS = (0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 127, 128, 129, 131, 135, 143,
-                144, 145, 159, 160, 161, 191, 255, 256, 257, 1001, 4099)
+# draw counts around the draws' blocks (4 scalar, 8 AVX2, 20 AVX-512; the vector variants from
+# 128 on) and beyond
+PCG64_COUNTS = (0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 19, 20, 21, 31, 32, 33, 127, 128, 129, 131,
+                135, 143, 144, 145, 147, 148, 149, 159, 160, 161, 191, 255, 256, 257, 1001, 4099)
 
 
 def cfg_pcg64_streams():
