@@ -331,15 +331,16 @@ CONFIGS = {
 # ---- levels, build kind, the stored file ------------------------------------------------------
 
 def available_levels():
-    """The SIMD levels this CPU and build have, best first (the best is left selected)."""
-    got = []
+    """The SIMD levels this CPU and build have, best first (the level in use is kept)."""
+    before, got = _ops.simd_level(), []
     for level in LEVELS:
         try:
             if _ops.set_simd_level(level) == level:
                 got.append(level)
         except ValueError:   # a build that does not know the level
             pass
-    _ops.set_simd_level(got[0] if got else "baseline")
+    if before in LEVELS:
+        _ops.set_simd_level(before)
     return got
 
 
@@ -352,17 +353,18 @@ def build_kind():
 
 def fingerprints(levels=None, names=None):
     """{level: {configuration: digest}} for the given levels (default: all available) and
-    configurations (default: all); the best level is selected again afterwards."""
+    configurations (default: all); the level in use before is selected again afterwards."""
     levels = available_levels() if levels is None else list(levels)
     names = list(CONFIGS) if names is None else list(names)
-    out = {}
+    out, before = {}, _ops.simd_level()
     try:
         for level in levels:
             if _ops.set_simd_level(level) != level:
                 raise ValueError(f"level {level!r} is not available on this CPU")
             out[level] = {name: digest_arrays(CONFIGS[name]()) for name in names}
     finally:
-        available_levels()
+        if before in LEVELS:
+            _ops.set_simd_level(before)
     return out
 
 

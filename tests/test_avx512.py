@@ -21,26 +21,29 @@ _spec = importlib.util.spec_from_file_location("fc_fingerprints_avx512", _SCRIPT
 fp = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fp)
 
+_START = _ops.simd_level()
 HAS_AVX512 = _ops.set_simd_level("avx512") == "avx512"
+_ops.set_simd_level(_START)
 needs_avx512 = pytest.mark.skipif(not HAS_AVX512, reason="this CPU has no AVX-512 "
                                   "(avx512f/dq/vl/bw) or the build no AVX-512 variant")
 
 
 @pytest.fixture
 def restore_level():
+    before = _ops.simd_level()
     yield
-    _ops.set_simd_level("avx512")
+    _ops.set_simd_level(before)
 
 
 def at_levels(fn, levels=("avx512", "avx2+fma")):
-    """{level: fn()} with each level selected in turn (the best restored after)."""
-    out = {}
+    """{level: fn()} with each level selected in turn (the level in use before restored)."""
+    out, before = {}, _ops.simd_level()
     try:
         for level in levels:
             assert _ops.set_simd_level(level) == level
             out[level] = fn()
     finally:
-        _ops.set_simd_level("avx512")
+        _ops.set_simd_level(before)
     return out
 
 
@@ -283,13 +286,14 @@ def test_bench_simd_case_times_every_level_and_restores_it(monkeypatch):
             fn()
         return next(fake)[-len(fns):]
     monkeypatch.setattr(bench, "_best_each", best_each)
+    before = _ops.simd_level()
     levels = [lv for lv in ("avx512", "avx2+fma", "baseline") if _ops.set_simd_level(lv) == lv]
     _ops.set_simd_level("baseline")
     try:
         rows = bench.case_simd_levels(quick=True)
         assert _ops.simd_level() == "baseline"
     finally:
-        _ops.set_simd_level("avx512")
+        _ops.set_simd_level(before)
     assert [r["simd"] for r in rows] == levels * 3
     assert seen == levels * 3
     for r in rows:

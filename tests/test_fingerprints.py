@@ -110,3 +110,15 @@ def test_script_exits_nonzero_on_a_mismatch(tmp_path, capsys):
     assert f"MISMATCH {fp.build_kind()}/{level}: adam" in capsys.readouterr().out
     assert fp.main(["--file", str(tmp_path / "none.json"), "--levels", level, "--strict"]) == 2
     assert _ops.simd_level() == level
+
+
+def test_fingerprints_leave_the_level_in_use_selected():
+    before = _ops.simd_level()
+    try:
+        _ops.set_simd_level("baseline")
+        got = fp.fingerprints(names=["pcg64_streams"])
+        assert _ops.simd_level() == "baseline"
+        assert set(got) == set(fp.available_levels()) and "baseline" in got
+        assert _ops.simd_level() == "baseline"
+    finally:
+        _ops.set_simd_level(before)
