@@ -190,7 +190,7 @@ FC_INLINE FC_VD FC_NAME(expm1_smallv)(FC_VD a) {
     return (p * a) * a + a;
 }
 
-/* ---- softplus, sigmoid and tanh on FC_W lanes; bad = lanes to redo with libm ------------------ */
+/* ---- softplus, sigmoid and tanh on FC_W lanes; bad = lanes to redo with libm ------------- */
 
 /* e[k] = e^-|z[k]| (|z| > 708, Inf and NaN lanes: bad, computed as e^0 here) */
 FC_INLINE void FC_NAME(exp_neg_absN)(const FC_VD* z, FC_VD* e, FC_VI* bad, const int U) {
@@ -297,14 +297,14 @@ FC_INLINE FC_VD FC_NAME(log1pv_checked)(FC_VD v, FC_VI* bad) {
  * padded), F4(v, &bad) giving f on a vector and the lanes to redo with the scalar LIBM */
 #define FC_MAP_ARRAY(F4, LIBM)                                                                 \
     ptrdiff_t i = 0, k;                                                                        \
-    FC_VI bad;                                                                                \
-    for (; i < n; i += FC_W) {                                                                    \
-        ptrdiff_t len = n - i < FC_W ? n - i : FC_W;                                                 \
-        FC_VD v = len == FC_W ? FC_NAME(vload)(x + i) : FC_NAME(vload_part)(x + i, len);          \
-        FC_VD r = FC_NAME(F4)(v, &bad);                                                       \
+    FC_VI bad;                                                                                 \
+    for (; i < n; i += FC_W) {                                                                 \
+        ptrdiff_t len = n - i < FC_W ? n - i : FC_W;                                           \
+        FC_VD v = len == FC_W ? FC_NAME(vload)(x + i) : FC_NAME(vload_part)(x + i, len);       \
+        FC_VD r = FC_NAME(F4)(v, &bad);                                                        \
         if (FC_NAME(vany)(bad))                                                                \
-            for (k = 0; k < FC_W; k++) if (bad[k]) r[k] = LIBM(v[k]);                             \
-        if (len == FC_W) FC_NAME(vstore)(o + i, r); else FC_NAME(vstore_part)(o + i, r, len);      \
+            for (k = 0; k < FC_W; k++) if (bad[k]) r[k] = LIBM(v[k]);                          \
+        if (len == FC_W) FC_NAME(vstore)(o + i, r); else FC_NAME(vstore_part)(o + i, r, len);  \
     }
 
 static FC_TARGET_ATTR void FC_NAME(fc_exp_array)(const double* x, double* o, ptrdiff_t n) {

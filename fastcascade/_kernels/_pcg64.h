@@ -240,9 +240,10 @@ static __attribute__((target("avx2"), unused)) void fc_pcg64_add_affine_avx2(
 /* ---- AVX-512: two sets of eight vector lanes ----------------------------------------------------
  * As the AVX2 variant, with 512-bit vectors: blocks of 16 + FC_PCG64_AVX512_SCALAR draws, the
  * first sixteen from two sets of eight lanes (32-bit limbs, vpmuludq; two independent chains of
- * state updates), the others from scalar states, all stepping by a^(block) per block. AVX-512F's variable rotate (vprorvq) does the output's
- * rotation and AVX-512DQ's exact conversion of 64-bit integers below 2^53 (vcvtuqq2pd) the
- * double: integer arithmetic and exact conversions, the same doubles as numpy's, bit for bit. */
+ * state updates), the others from scalar states, all stepping by a^(block) per block.
+ * AVX-512F's variable rotate (vprorvq) does the output's rotation and AVX-512DQ's exact
+ * conversion of 64-bit integers below 2^53 (vcvtuqq2pd) the double: integer arithmetic and exact
+ * conversions, the same doubles as numpy's, bit for bit. */
 #define FC_PCG64_AVX512_TARGET "avx512f,avx512dq,avx512vl,avx512bw,avx2"
 #define FC_PCG64_V8INLINE \
     static inline __attribute__((always_inline, target(FC_PCG64_AVX512_TARGET)))
