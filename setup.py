@@ -72,6 +72,7 @@ build_macros = [
 
 # The C headers (vector kernels, inlined PCG64) the extensions include: a change must rebuild them.
 C_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h",
+             "fastcascade/_kernels/_fastmath_elem.h", "fastcascade/_kernels/_fastmath_avx512.h",
              "fastcascade/_kernels/_pcg64.h", "fastcascade/_kernels/_worker.h",
              "fastcascade/_kernels/_interrupt.h"]
 

@@ -24,13 +24,19 @@ baseline / fastcascade (how many times faster fastcascade is):
                  shared host do not give a reliable one).
   (e) widths     minibatch (32) SGD on a 3-layer tanh network of width 16 .. 512: BLAS kernels
                  against the same engine with BLAS switched off, and the NumPy engine.
-  (f) busy       one paper run with n_jobs=2 against n_jobs=1 while another process keeps a
+  (f) simd       the compiled engine at each SIMD level this CPU has (avx512, avx2+fma,
+                 baseline), timed in turn on the rows paper, logreg_b1 and mlp_b1 (one thread):
+                 ratio = time at avx2+fma / time at the row's level (not run by default).
+
+Every row names the SIMD level it ran at (the ``simd`` column); ``--simd LEVEL`` runs the
+cases at that level (the best one at or below it, see ``_ops.set_simd_level``).
+  (g) busy       one paper run with n_jobs=2 against n_jobs=1 while another process keeps a
                  core busy (time with 1 / time with 2; the helper thread must cost nothing).
 
 BLAS runs on one thread in both engines (fc.run pins it for the compiled one; the bench does the
 same for the NumPy engine), so that each engine uses one core per run.
 
-Run ``fastcascade bench [--quick] [--json FILE] [--cases a,b,...]`` (or
+Run ``fastcascade bench [--quick] [--json FILE] [--cases a,b,...] [--simd LEVEL]`` (or
 ``python benchmarks/bench_engine.py`` with the same options).
 """
 from __future__ import annotations
@@ -488,7 +494,7 @@ def case_busy(quick):
         stop.set()
         busy.join(5)
     t1, t2 = min(p[0] for p in pairs), min(p[1] for p in pairs)
-    return [dict(case="busy", label="(f) one run, a busy process on a core: n_jobs=1 time / "
+    return [dict(case="busy", label="(g) one run, a busy process on a core: n_jobs=1 time / "
                  f"n_jobs=2 time, median of adjacent pairs (best / best: {t1 / t2:.2f})",
                  fast_us=t2 / n * 1e6, base_us=t1 / n * 1e6,
                  ratio=float(np.median([a / b for a, b in pairs])), best_ratio=t1 / t2)]
@@ -538,16 +544,60 @@ def case_widths(quick):
     return rows
 
 
-CASES = {"a": case_paper, "b": case_per_sample, "c": case_sklearn, "d": case_threads,
-         "e": case_widths, "f": case_busy}
-
-
-def run_cases(cases="abcdef", quick=False, echo=print):
-    """Run the cases (letters a..f) and check each row against its target.
+def case_simd_levels(quick):
+    """The engine on one thread at each SIMD level, the levels timed in turn (a, b, c, a, ...):
+    rows <case>@<level>, ratio = us/it at avx2+fma / us/it at the level.
 
     Parameters
     ----------
-    cases : str, default "abcdef"
+    quick : bool
+        Short runs and fewer repeats.
+
+    Returns
+    -------
+    list of dict
+        One row per (case, level) this CPU has, with its ``simd`` level.
+    """
+    import fastcascade as fc
+    from fastcascade._kernels import _ops
+    start = _ops.simd_level()
+    levels = [lv for lv in ("avx512", "avx2+fma", "baseline") if _ops.set_simd_level(lv) == lv]
+    problem, opt, perts, _ = paper_problem(1)
+    lr, lr_perts = logreg_problem()
+    mlp, mlp_perts = mlp_problem(64)
+    cases = [("paper", problem, opt, perts, 1, 1000 if quick else 5000),
+             ("logreg_b1", lr, fc.SGD(0.01, batch=1), lr_perts, 1000, 20000 if quick else 200000),
+             ("mlp_b1", mlp, fc.SGD(0.01, batch=1), mlp_perts, 1000, 5000 if quick else 50000)]
+    rows = []
+    try:
+        for name, prob, o, pe, rec, n in cases:
+            def at(level, prob=prob, o=o, pe=pe, rec=rec, n=n):
+                def fn():
+                    _ops.set_simd_level(level)
+                    _run(prob, o, n, pe, rec)
+                return fn
+            times = _best_each([at(lv) for lv in levels], 3 if quick else 7)
+            us = {lv: t / n * 1e6 for lv, t in zip(levels, times)}
+            ref = us.get("avx2+fma", us[levels[0]])
+            rows += [dict(case=f"{name}@{lv}", label="(f) us/it at avx2+fma / at this level",
+                          fast_us=us[lv], base_us=ref, ratio=ref / us[lv], simd=lv)
+                     for lv in levels]
+    finally:
+        _ops.set_simd_level(start)
+    return rows
+
+
+CASES = {"a": case_paper, "b": case_per_sample, "c": case_sklearn, "d": case_threads,
+         "e": case_widths, "f": case_simd_levels, "g": case_busy}
+DEFAULT_CASES = "abcdeg"  # f (each SIMD level) on demand
+
+
+def run_cases(cases=DEFAULT_CASES, quick=False, echo=print):
+    """Run the cases (letters of ``CASES``) and check each row against its target.
+
+    Parameters
+    ----------
+    cases : str, default "abcdeg"
         Letters of ``CASES``, in the order run.
     quick : bool, default False
         Short runs (``--quick``).
@@ -557,12 +607,15 @@ def run_cases(cases="abcdef", quick=False, echo=print):
     Returns
     -------
     list of dict
-        The rows of the cases, each with ``target`` (text, "" for none) and ``met`` (True,
-        False, or None when there is no target or the ratio is NaN).
+        The rows of the cases, each with ``target`` (text, "" for none), ``met`` (True,
+        False, or None when there is no target or the ratio is NaN) and the SIMD level it ran
+        at (``simd``).
     """
+    from fastcascade._kernels import _ops
     rows = []
     for c in cases:
         for r in CASES[c](quick):
+            r.setdefault("simd", _ops.simd_level())
             target = TARGETS.get(r["case"])
             r["target"] = target[0] if target else ""
             r["met"] = bool(target[1](r)) if target and np.isfinite(r["ratio"]) else None
@@ -577,8 +630,8 @@ def _format_row(r):
     extra = ""
     if "loops_us" in r:
         extra = f"  (no BLAS {r['loops_us']:.1f} us/it: BLAS x{r['blas_speedup']:.2f})"
-    return (f"{r['case']:<11}{r['fast_us']:>12.2f}{r['base_us']:>12.2f}{r['ratio']:>9.1f}"
-            f"  {r['target']:<28}{met:<4} {r['label']}{extra}")
+    return (f"{r['case']:<19}{r['fast_us']:>12.2f}{r['base_us']:>12.2f}{r['ratio']:>9.2f}"
+            f"  {r.get('simd', ''):<9}{r['target']:<28}{met:<4} {r['label']}{extra}")
 
 
 def machine_info():
@@ -625,21 +678,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastcascade bench",
         description="Time the compiled engine side by side with the NumPy reference, "
-                    "scikit-learn and JAX (cases a-f, see fastcascade.bench).")
+                    "scikit-learn and JAX (cases a-g, see fastcascade.bench).")
     parser.add_argument("--quick", action="store_true", help="short runs (a rough check)")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    parser.add_argument("--cases", default="abcdef",
-                        help="which cases to run, letters from 'abcdef' (default: all)")
+    parser.add_argument("--cases", default=DEFAULT_CASES,
+                        help="which cases to run, letters from 'abcdefg' (default: abcdeg)")
+    parser.add_argument("--simd", choices=("avx512", "avx2+fma", "baseline"),
+                        help="run at this SIMD level (the best available at or below it)")
     args = parser.parse_args(argv)
     cases = args.cases.replace(",", "")
     bad = sorted(set(cases) - set(CASES))
     if bad or not cases:
-        parser.error(f"--cases: expected letters from 'abcdef', given {args.cases!r}")
+        parser.error(f"--cases: expected letters from 'abcdefg', given {args.cases!r}")
+    if args.simd:
+        from fastcascade._kernels import _ops
+        _ops.set_simd_level(args.simd)
     info = machine_info()
     print(f"fastcascade {info['fastcascade']}  simd={info['simd']}  native={info['native']}  "
           f"debug={info['debug']}  cpus={info['cpu_count']}  "
           f"load={info.get('loadavg_at_start', ('?',))[0]}")
-    print(f"{'case':<11}{'fast us/it':>12}{'base us/it':>12}{'ratio':>9}  {'target':<28}met")
+    print(f"{'case':<19}{'fast us/it':>12}{'base us/it':>12}{'ratio':>9}  {'simd':<9}"
+          f"{'target':<28}met")
     t0 = time.perf_counter()
     rows = run_cases(cases, args.quick)
     print(f"({time.perf_counter() - t0:.0f} s; ratio = baseline time / fastcascade time)")

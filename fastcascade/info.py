@@ -13,8 +13,9 @@ def build_info():
     dict
         ``debug``: bounds checks and AddressSanitizer on (FASTCASCADE_DEBUG=1);
         ``native``: tuned for the building CPU (FASTCASCADE_NATIVE=1); ``simd``: the vector
-        kernels chosen at import for this CPU ("avx2+fma", or "baseline" SSE2 on older CPUs or
-        with FASTCASCADE_SIMD=baseline; "scalar" for compilers without vector extensions);
+        kernels chosen at import for this CPU ("avx512" with AVX-512 F/DQ/VL/BW, "avx2+fma", or
+        "baseline" SSE2 on older CPUs; FASTCASCADE_SIMD=avx2+fma or baseline caps it; "scalar"
+        for compilers without vector extensions);
         ``blas``: the BLAS the Linear kernels call and ``blas_threshold``, the batch size times
         widths from which they do; ``cpu_count``.
     """

@@ -128,7 +128,7 @@ def test_simd_level_switches_the_engines_kernels_too(simd):
     """Each extension module has its own dispatch table: the engine's sums, norms and updates
     follow set_simd_level (so the simd-parametrised engine tests run its baseline variants)."""
     from fastcascade._kernels import _engine
-    assert _engine._simd_level() == {"avx2+fma": 2, "baseline": 1}[simd]
+    assert _engine._simd_level() == {"avx512": 3, "avx2+fma": 2, "baseline": 1}[simd]
 
 
 def test_fastmath_handles_empty_and_tiny_arrays():
@@ -214,7 +214,7 @@ def test_inline_pcg64_draws_numpys_stream_and_hands_it_back(n, relative, simd):
     noise = fc.noise.Uniform(-0.5, 2.0)
     pint, preal, times = perturbation_tables(
         [fc.Perturbation(op=1, noise=fc.noise.Relative(noise) if relative else noise)], 1)
-    assert _noise._simd_level() == {"avx2+fma": 2, "baseline": 1}[simd]
+    assert _noise._simd_level() == {"avx512": 3, "avx2+fma": 2, "baseline": 1}[simd]
     ours, theirs = np.random.default_rng(n), np.random.default_rng(n)
     # a float32 draw leaves half of a 64-bit draw buffered (has_uint32): it must survive
     assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
@@ -559,7 +559,8 @@ def test_run_stops_non_finite_when_values_overflow(batch, record_every, model):
 
 def test_build_info_reports_simd_and_blas():
     info = fc.build_info()
-    assert info["simd"] in ("avx2+fma", "baseline", "scalar")
+    assert info["simd"] in ("avx512", "avx2+fma", "baseline", "scalar")
+    assert info["simd"] == _ops.simd_level()
     assert "blas" in info and "blas_threshold" in info
 
 

@@ -572,14 +572,15 @@ fc_fastmath_init()
 
 
 def _select_simd(int level_cap):
-    """Select this module's vector variant, the best at or below level_cap (2: AVX2+FMA,
-    1: baseline); returns the level in use. Each extension module has its own dispatch table:
-    _ops.set_simd_level switches this one too."""
+    """Select this module's vector variant, the best at or below level_cap (3: AVX-512,
+    2: AVX2+FMA, 1: baseline); returns the level in use. Each extension module has its own
+    dispatch table: _ops.set_simd_level switches this one too."""
     return fc_fastmath_select(level_cap)
 
 
 def _simd_level():
-    """The level of this module's vector variant (2: AVX2+FMA, 1: baseline, 0: scalar)."""
+    """The level of this module's vector variant (3: AVX-512, 2: AVX2+FMA, 1: baseline,
+    0: scalar)."""
     return fc_fastmath_level()
 
 

@@ -19,12 +19,15 @@
  *  - The result for an element depends only on its value, never on its position in the array
  *    (the tail of an array is padded into a full vector rather than sent to libm).
  *
- * Dispatch: every array function is compiled twice, for the x86-64 baseline (SSE2, what a
- * portable build may assume) and with __attribute__((target("avx2,fma"))); fc_fastmath_init()
- * picks the AVX2+FMA variant when the running CPU has it (like NumPy's own dispatch), so the
- * portable build is fast on modern CPUs and still runs everywhere. FMA contraction changes the
- * last bit of some results between the two variants; within one machine everything is
- * deterministic. FASTCASCADE_SIMD=baseline in the environment forces the baseline variant.
+ * Dispatch: every array function is compiled three times, for the x86-64 baseline (SSE2, what a
+ * portable build may assume), with __attribute__((target("avx2,fma"))) and with AVX-512
+ * (F, DQ, VL, BW; the elementwise kernels on 8 lanes, _fastmath_elem.h, the reductions in the
+ * AVX2 variant's 4-lane order, _fastmath_impl.h); fc_fastmath_init() picks the best variant the
+ * running CPU has (like NumPy's own dispatch), so the portable build is fast on modern CPUs and
+ * still runs everywhere. The AVX2 and AVX-512 variants give the same bits. FMA contraction
+ * changes the last bit of some results between them and the baseline variant; within one
+ * machine everything is deterministic. FASTCASCADE_SIMD=baseline (or avx2+fma) in the
+ * environment caps the variant chosen.
  * Compilers without GCC vector extensions (MSVC) get plain scalar loops over libm.
  */
 #ifndef FASTCASCADE_FASTMATH_H
@@ -74,26 +77,76 @@ typedef unsigned long long fc_v4u __attribute__((vector_size(32)));
 #define FC_NAME(name) name##_base
 #define FC_MATVEC_ROWS 2
 #define FC_MATVEC_T_VECS 4
+#define FC_W 4
+#define FC_VD fc_v4d
+#define FC_VI fc_v4i
+#define FC_VU fc_v4u
+#include "_fastmath_elem.h"
 #include "_fastmath_impl.h"
 #undef FC_MATVEC_ROWS
 #undef FC_MATVEC_T_VECS
 #undef FC_TARGET_ATTR
 #undef FC_NAME
+#undef FC_W
+#undef FC_VD
+#undef FC_VI
+#undef FC_VU
 
 #if FC_HAVE_DISPATCH
+#include <immintrin.h>
+typedef double fc_v8d __attribute__((vector_size(64)));
+typedef long long fc_v8i __attribute__((vector_size(64)));
+typedef unsigned long long fc_v8u __attribute__((vector_size(64)));
+
 #define FC_TARGET_ATTR __attribute__((target("avx2,fma")))
+#define FC_W 4
+#define FC_VD fc_v4d
+#define FC_VI fc_v4i
+#define FC_VU fc_v4u
 #define FC_NAME(name) name##_avx2
-#define FC_ANY4_MOVMSK 1
+#define FC_ANY_MOVMSK 1
 #define FC_FMA 1
 #define FC_MATVEC_ROWS 4
 #define FC_MATVEC_T_VECS 8
+#include "_fastmath_elem.h"
 #include "_fastmath_impl.h"
 #undef FC_MATVEC_ROWS
 #undef FC_MATVEC_T_VECS
 #undef FC_FMA
-#undef FC_ANY4_MOVMSK
+#undef FC_ANY_MOVMSK
 #undef FC_TARGET_ATTR
 #undef FC_NAME
+#undef FC_W
+#undef FC_VD
+#undef FC_VI
+#undef FC_VU
+
+/* AVX-512 (F, DQ, VL, BW): the elementwise kernels on 8 lanes (the same operations per lane as
+ * the AVX2 variant, so the same bits), the reductions and products in the AVX2 variant's 4-lane
+ * order (EVEX encodings, 32 vector registers); FMA contraction as in the AVX2 variant. */
+#define FC_TARGET_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+#define FC_NAME(name) name##_avx512
+#define FC_ANY_MOVMSK 1
+#define FC_FMA 1
+#define FC_MATVEC_ROWS 4
+#define FC_MATVEC_T_VECS 8
+#define FC_W 8
+#define FC_VD fc_v8d
+#define FC_VI fc_v8i
+#define FC_VU fc_v8u
+#include "_fastmath_elem.h"
+#include "_fastmath_impl.h"
+#include "_fastmath_avx512.h"   /* 8-lane fc_matvec and fc_outer_axpy_sumsq, the same bits */
+#undef FC_MATVEC_ROWS
+#undef FC_MATVEC_T_VECS
+#undef FC_FMA
+#undef FC_ANY_MOVMSK
+#undef FC_TARGET_ATTR
+#undef FC_NAME
+#undef FC_W
+#undef FC_VD
+#undef FC_VI
+#undef FC_VU
 #endif
 #endif  /* FC_HAVE_VECTOR */
 
@@ -122,7 +175,7 @@ typedef struct {
     void (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
     double (*outer_axpy_sumsq)(double, const double*, ptrdiff_t, const double*, ptrdiff_t,
                                double*);
-    int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA */
+    int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA, 3: AVX-512 */
 } fc_fastmath_table;
 
 #if !FC_HAVE_VECTOR
@@ -212,10 +265,22 @@ static double fc_outer_axpy_sumsq_scalar(double a, const double* g, ptrdiff_t m,
 
 static fc_fastmath_table fc_fm;
 
+#if FC_HAVE_DISPATCH
+/* the AVX-512 subsets the avx512 variant is compiled for (and the OS saving zmm state, which
+ * __builtin_cpu_supports checks through XGETBV) */
+static inline int fc_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
 /* Choose the variant for this CPU; call once, with the GIL, at module import. Returns the
- * level chosen. level_cap: 2 = best available, 1 = baseline vectors at most. */
+ * level chosen. level_cap: 3 = best available, 2 = AVX2 + FMA at most, 1 = baseline vectors. */
 #if FC_HAVE_VECTOR
-/* the table for one vector variant (V: avx2 or base, the suffix _fastmath_impl.h gave it) */
+/* the table for one vector variant (V: avx512, avx2 or base, the suffix _fastmath_elem.h and
+ * _fastmath_impl.h gave it) */
 #define FC_FILL_TABLE(V)                                                                       \
     do {                                                                                     \
         fc_fm.exp_ = fc_exp_array_##V;                                                       \
@@ -247,6 +312,15 @@ static int fc_fastmath_select(int level_cap) {
     __builtin_cpu_init();
     if (level_cap >= 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         level = 2;
+    if (level == 2 && level_cap >= 3 && fc_cpu_has_avx512())
+        level = 3;
+    if (level == 3) {
+        FC_FILL_TABLE(avx512);
+        fc_fm.matvec = fc_matvec_w8;
+        fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_w8;
+        fc_fm.level = 3;
+        return 3;
+    }
     if (level == 2) {
         FC_FILL_TABLE(avx2);
         fc_fm.level = 2;
@@ -283,11 +357,17 @@ static int fc_fastmath_select(int level_cap) {
 #endif
 }
 
-static int fc_fastmath_init(void) {
+/* the level cap FASTCASCADE_SIMD asks for: "baseline" 1, "avx2+fma" (or "avx2") 2, anything
+ * else (unset, "avx512") the best available */
+static inline int fc_simd_env_cap(void) {
     const char* env = getenv("FASTCASCADE_SIMD");
-    int cap = (env != NULL && strcmp(env, "baseline") == 0) ? 1 : 2;
-    return fc_fastmath_select(cap);
+    if (env == NULL) return 3;
+    if (strcmp(env, "baseline") == 0) return 1;
+    if (strcmp(env, "avx2+fma") == 0 || strcmp(env, "avx2") == 0) return 2;
+    return 3;
 }
+
+static int fc_fastmath_init(void) { return fc_fastmath_select(fc_simd_env_cap()); }
 
 /* The entry points the kernels call (n elements; out may alias x). */
 static inline void fc_exp(const double* x, double* out, ptrdiff_t n) { fc_fm.exp_(x, out, n); }

@@ -55,19 +55,22 @@ cdef extern from "_pcg64.h":
     int fc_pcg64_select(int level_cap) noexcept nogil
     int fc_pcg64_vector
 
-# the AVX2 draws where the CPU has them (the same bits), unless FASTCASCADE_SIMD=baseline
-fc_pcg64_select(1 if os.environ.get("FASTCASCADE_SIMD") == "baseline" else 2)
+# the vector draws where the CPU has them (the same bits), capped by FASTCASCADE_SIMD
+# ("baseline": none, "avx2+fma" or "avx2": AVX2 at most)
+fc_pcg64_select({"baseline": 1, "avx2+fma": 2, "avx2": 2}.get(
+    os.environ.get("FASTCASCADE_SIMD", ""), 3))
 
 
 def _select_simd(int level_cap):
-    """Allow the AVX2 variant of the uniform draws (level_cap >= 2) or not (1); returns 2 when
-    it is in use, else 1. _ops.set_simd_level calls it."""
+    """Allow the AVX-512 variant of the uniform draws (level_cap >= 3), the AVX2 one
+    (level_cap >= 2) or neither (1); returns the level in use (3, 2 or 1).
+    _ops.set_simd_level calls it."""
     return fc_pcg64_select(level_cap)
 
 
 def _simd_level():
-    """2 when the uniform draws use the AVX2 variant, else 1."""
-    return 2 if fc_pcg64_vector else 1
+    """3 when the uniform draws use the AVX-512 variant, 2 the AVX2 one, else 1."""
+    return fc_pcg64_vector if fc_pcg64_vector else 1
 
 
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF

@@ -44,7 +44,7 @@ OP_CODES = {
 }
 
 
-SIMD_LEVELS = {0: "scalar", 1: "baseline", 2: "avx2+fma"}
+SIMD_LEVELS = {0: "scalar", 1: "baseline", 2: "avx2+fma", 3: "avx512"}
 fc_fastmath_init()
 
 # Linear / FixedLinear use BLAS dgemm when the batch has at least 2 samples and
@@ -87,19 +87,27 @@ def uses_blas(const long long[:, ::1] op_table, Py_ssize_t B):
 
 
 def simd_level():
-    """The vector code in use: "avx2+fma", "baseline" (SSE2) or "scalar"."""
+    """The vector code in use: "avx512", "avx2+fma", "baseline" (SSE2) or "scalar"."""
     return SIMD_LEVELS[fc_fastmath_level()]
 
 
-def set_simd_level(str level):
-    """Select the vector variant ("avx2+fma" when the CPU has it, or "baseline") of every
-    compiled kernel (the operators' here, the engine's reductions and updates, the uniform
-    draws), for tests and benchmarks; returns the level now in use (the best available at or
-    below the one asked)."""
+def set_simd_level(level):
+    """Select the vector variant ("avx512" or "avx2+fma" when the CPU has it, or "baseline") of
+    every compiled kernel (the operators' here, the engine's reductions and updates, the
+    uniform draws), for tests and benchmarks; returns the level now in use (the best available
+    at or below the one asked).
+
+    Raises
+    ------
+    fastcascade.errors.ParameterError
+        For a level not in ("avx512", "avx2+fma", "baseline").
+    """
     from fastcascade._kernels import _engine, _noise   # (the engine cimports this module)
-    if level not in ("avx2+fma", "baseline"):
-        raise ValueError(f"level: expected 'avx2+fma' or 'baseline', given {level!r}")
-    cap = 2 if level == "avx2+fma" else 1
+    from fastcascade.errors import ParameterError
+    caps = {"avx512": 3, "avx2+fma": 2, "baseline": 1}
+    if not isinstance(level, str) or level not in caps:
+        raise ParameterError("level", level, "'avx512', 'avx2+fma' or 'baseline'")
+    cap = caps[level]
     fc_fastmath_select(cap)
     _engine._select_simd(cap)
     _noise._select_simd(cap)
@@ -149,6 +157,19 @@ def fastmath_sigmoid_mul(const double[::1] x, const double[::1] g):
     if n > 0:
         fc_sigmoid_mul(&x[0], &g[0], &o[0], n)
     return out
+
+
+def fastmath_outer_axpy_sumsq(double a, const double[::1] g, const double[::1] z,
+                              double[::1] y):
+    """y += a (g z^T) in place (y: the row-major len(g) x len(z) matrix, flattened) and the sum
+    of squares of the new y, from the kernel fc_outer_axpy_sumsq (plain SGD's rank-1 step at one
+    sample; for tests)."""
+    cdef Py_ssize_t m = g.shape[0], d = z.shape[0]
+    if y.shape[0] != m * d:
+        raise ValueError(f"y: length {y.shape[0]}, expected len(g) * len(z) = {m * d}")
+    if m == 0 or d == 0:
+        return 0.0
+    return fc_outer_axpy_sumsq(a, &g[0], m, &z[0], d, &y[0])
 
 
 def fastmath_reduce(str name, const double[::1] x, const double[::1] y):

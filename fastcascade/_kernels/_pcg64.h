@@ -13,7 +13,8 @@
  * with four independent state updates per block (s_{k} = a^k s + c_k, k = 1..4, all from the
  * block's first state), so that the multiplier's latency chain is one update per four draws
  * instead of one per draw. With AVX2 (fc_pcg64_select), long fills put half of the draws on
- * vector lanes (FC_PCG64_EACH_DOUBLE_AVX2): the same doubles.
+ * vector lanes (FC_PCG64_EACH_DOUBLE_AVX2), with AVX-512 four fifths
+ * (FC_PCG64_EACH_DOUBLE_AVX512): the same doubles.
  *
  * A bitgen_t whose state is an fc_pcg64_t (fc_pcg64_bitgen) serves numpy's C distributions
  * (normals, bounded integers, ...) from the same stream. */
@@ -235,30 +236,169 @@ static __attribute__((target("avx2"), unused)) void fc_pcg64_add_affine_avx2(
 #undef FC_ADD
 #undef FC_ADD4
 }
+
+/* ---- AVX-512: two sets of eight vector lanes ----------------------------------------------------
+ * As the AVX2 variant, with 512-bit vectors: blocks of 16 + FC_PCG64_AVX512_SCALAR draws, the
+ * first sixteen from two sets of eight lanes (32-bit limbs, vpmuludq; two independent chains of
+ * state updates), the others from scalar states, all stepping by a^(block) per block.
+ * AVX-512F's variable rotate (vprorvq) does the output's rotation and AVX-512DQ's exact
+ * conversion of 64-bit integers below 2^53 (vcvtuqq2pd) the double: integer arithmetic and exact
+ * conversions, the same doubles as numpy's, bit for bit. */
+#define FC_PCG64_AVX512_TARGET "avx512f,avx512dq,avx512vl,avx512bw,avx2"
+#define FC_PCG64_V8INLINE \
+    static inline __attribute__((always_inline, target(FC_PCG64_AVX512_TARGET)))
+#define FC_PCG64_AVX512_SCALAR 4
+
+typedef struct {
+    __m512i limb[4];    /* limb j (bits 32j .. 32j + 31) of eight states, one per 64-bit lane */
+} fc_pcg64_v8;
+
+/* s <- a s + c (mod 2^128) in every lane: fc_pcg64_v4_step on eight lanes */
+FC_PCG64_V8INLINE void fc_pcg64_v8_step(fc_pcg64_v8* s, const __m512i a[4], const __m512i c[4]) {
+    const __m512i lo32 = _mm512_set1_epi64(0xffffffffLL);
+    const __m512i s0 = s->limb[0], s1 = s->limb[1], s2 = s->limb[2], s3 = s->limb[3];
+#define FC_LO(x) _mm512_and_si512(x, lo32)
+#define FC_HI(x) _mm512_srli_epi64(x, 32)
+#define FC_ADD2(x, y) _mm512_add_epi64(x, y)
+    __m512i p00 = _mm512_mul_epu32(a[0], s0);
+    __m512i x0 = FC_ADD2(p00, c[0]);                               /* < 2^64 */
+    __m512i p01 = _mm512_mul_epu32(a[0], s1), p10 = _mm512_mul_epu32(a[1], s0);
+    __m512i x1 = FC_ADD2(FC_ADD2(FC_LO(p01), FC_LO(p10)), FC_ADD2(c[1], FC_HI(x0)));
+    __m512i k1 = FC_ADD2(FC_HI(x1), FC_ADD2(FC_HI(p01), FC_HI(p10)));
+    __m512i p02 = _mm512_mul_epu32(a[0], s2), p11 = _mm512_mul_epu32(a[1], s1);
+    __m512i p20 = _mm512_mul_epu32(a[2], s0);
+    __m512i x2 = FC_ADD2(FC_ADD2(FC_LO(p02), FC_LO(p11)), FC_ADD2(FC_LO(p20), FC_ADD2(c[2], k1)));
+    __m512i k2 = FC_ADD2(FC_ADD2(FC_HI(x2), FC_HI(p02)), FC_ADD2(FC_HI(p11), FC_HI(p20)));
+    /* the top limb needs only the low 32 bits of its terms */
+    __m512i x3 = FC_ADD2(FC_ADD2(_mm512_mul_epu32(a[0], s3), _mm512_mul_epu32(a[1], s2)),
+                         FC_ADD2(FC_ADD2(_mm512_mul_epu32(a[2], s1), _mm512_mul_epu32(a[3], s0)),
+                                 FC_ADD2(c[3], k2)));
+    s->limb[0] = FC_LO(x0);
+    s->limb[1] = FC_LO(x1);
+    s->limb[2] = FC_LO(x2);
+    s->limb[3] = FC_LO(x3);
+#undef FC_LO
+#undef FC_HI
+#undef FC_ADD2
+}
+
+/* fc_pcg64_to_double(fc_pcg64_output(state)) of every lane */
+FC_PCG64_V8INLINE __m512d fc_pcg64_v8_double(const fc_pcg64_v8* s) {
+    __m512i hi = _mm512_or_si512(_mm512_slli_epi64(s->limb[3], 32), s->limb[2]);
+    __m512i lo = _mm512_or_si512(_mm512_slli_epi64(s->limb[1], 32), s->limb[0]);
+    __m512i rot = _mm512_srli_epi64(s->limb[3], 26);                  /* state >> 122 */
+    __m512i x = _mm512_rorv_epi64(_mm512_xor_si512(hi, lo), rot);
+    /* (x >> 11) < 2^53 converts exactly; times 2^-53 exactly */
+    return _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(x, 11)), _mm512_set1_pd(0x1p-53));
+}
+
+/* FC_PCG64_EACH_DOUBLE with vector lanes: STEP8(i, u8) for draws i..i+7 and i+8..i+15 (u8 a
+ * __m512d), STEP(i, u) for each scalar draw, in blocks of 16 + FC_PCG64_AVX512_SCALAR, then the
+ * last draws one by one. Measured on 20000 draws added (ns/draw): 8 lanes + 2, 4, 8 scalar
+ * states 0.683, 0.676, 0.758; 16 lanes + 4 (this) 0.643; AVX2 1.04. */
+#define FC_PCG64_EACH_DOUBLE_AVX512(g, n, STEP8, STEP)                                         \
+    do {                                                                                       \
+        enum { S_ = FC_PCG64_AVX512_SCALAR, B_ = 16 + FC_PCG64_AVX512_SCALAR };                \
+        const fc_u128 a1_ = FC_PCG64_MULT, c1_ = (g)->inc;                                     \
+        fc_u128 ab_ = 1, cb_ = 0, s_ = (g)->state, sk_[B_], ss_[S_], last_ = (g)->state;       \
+        uint64_t al_[4], cl_[4], sl_[16][4];                                                   \
+        __m512i A_[4], C_[4];                                                                  \
+        fc_pcg64_v8 v_, w_;                                                                    \
+        ptrdiff_t i_ = 0;                                                                      \
+        int k_, j_;                                                                            \
+        for (k_ = 0; k_ < B_; k_++) {                                                          \
+            s_ = a1_ * s_ + c1_;   /* the block's states */                                    \
+            sk_[k_] = s_;                                                                      \
+            cb_ = a1_ * cb_ + c1_;                                                             \
+            ab_ = a1_ * ab_;                                                                   \
+        }                                                                                      \
+        fc_pcg64_limbs(ab_, al_);                                                              \
+        fc_pcg64_limbs(cb_, cl_);                                                              \
+        for (k_ = 0; k_ < 16; k_++) fc_pcg64_limbs(sk_[k_], sl_[k_]);                          \
+        for (k_ = 0; k_ < S_; k_++) ss_[k_] = sk_[16 + k_];                                    \
+        for (j_ = 0; j_ < 4; j_++) {                                                           \
+            A_[j_] = _mm512_set1_epi64((long long)al_[j_]);                                    \
+            C_[j_] = _mm512_set1_epi64((long long)cl_[j_]);                                    \
+            v_.limb[j_] = _mm512_setr_epi64(                                                   \
+                (long long)sl_[0][j_], (long long)sl_[1][j_], (long long)sl_[2][j_],           \
+                (long long)sl_[3][j_], (long long)sl_[4][j_], (long long)sl_[5][j_],           \
+                (long long)sl_[6][j_], (long long)sl_[7][j_]);                                 \
+            w_.limb[j_] = _mm512_setr_epi64(                                                   \
+                (long long)sl_[8][j_], (long long)sl_[9][j_], (long long)sl_[10][j_],          \
+                (long long)sl_[11][j_], (long long)sl_[12][j_], (long long)sl_[13][j_],        \
+                (long long)sl_[14][j_], (long long)sl_[15][j_]);                               \
+        }                                                                                      \
+        for (; i_ + B_ <= (n); i_ += B_) {                                                     \
+            STEP8(i_, fc_pcg64_v8_double(&v_));                                                \
+            STEP8(i_ + 8, fc_pcg64_v8_double(&w_));                                            \
+            fc_pcg64_v8_step(&v_, A_, C_);                                                     \
+            fc_pcg64_v8_step(&w_, A_, C_);                                                     \
+            for (k_ = 0; k_ < S_; k_++)                                                        \
+                STEP(i_ + 16 + k_, fc_pcg64_to_double(fc_pcg64_output(ss_[k_])));              \
+            last_ = ss_[S_ - 1];                                                               \
+            for (k_ = 0; k_ < S_; k_++) ss_[k_] = ab_ * ss_[k_] + cb_;                         \
+        }                                                                                      \
+        (g)->state = last_;   /* the state of the last draw made */                            \
+        for (; i_ < (n); i_++)                                                                 \
+            STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
+    } while (0)
+
+static __attribute__((target(FC_PCG64_AVX512_TARGET), unused)) void fc_pcg64_fill_double_avx512(
+        fc_pcg64_t* g, double* out, ptrdiff_t n) {
+#define FC_STORE8(i, u8) _mm512_storeu_pd(out + (i), u8)
+#define FC_STORE(i, u) out[i] = (u)
+    FC_PCG64_EACH_DOUBLE_AVX512(g, n, FC_STORE8, FC_STORE);
+#undef FC_STORE
+#undef FC_STORE8
+}
+
+static __attribute__((target(FC_PCG64_AVX512_TARGET), unused)) void fc_pcg64_add_affine_avx512(
+        fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n, double m, double a, double b) {
+    const __m512d m8 = _mm512_set1_pd(m), a8 = _mm512_set1_pd(a), b8 = _mm512_set1_pd(b);
+    /* x + m (a + b u): separate multiplies and adds, numpy's roundings */
+#define FC_ADD8(i, u8)                                                                         \
+    _mm512_storeu_pd(z + (i), _mm512_add_pd(_mm512_loadu_pd(x + (i)),                          \
+                                            _mm512_mul_pd(m8, _mm512_add_pd(a8,                \
+                                                          _mm512_mul_pd(b8, u8)))))
+#define FC_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
+    FC_PCG64_EACH_DOUBLE_AVX512(g, n, FC_ADD8, FC_ADD);
+#undef FC_ADD
+#undef FC_ADD8
+}
 #endif  /* FC_PCG64_AVX2 */
 
-/* The vector variant is used from this many draws on (its set-up costs about 40 128-bit
+/* A vector variant is used from this many draws on (its set-up costs about 40 128-bit
  * multiplies) when fc_pcg64_select allowed it. */
 #define FC_PCG64_VECTOR_MIN 128
+/* the vector variant in use: 0 none, 2 AVX2, 3 AVX-512 */
 static int fc_pcg64_vector __attribute__((unused)) = 0;
 
-/* Allow the AVX2 variant (level_cap >= 2) when the CPU has AVX2; returns 2 if it is in use,
- * else 1. */
+/* Allow the AVX-512 variant (level_cap >= 3) or the AVX2 one (level_cap >= 2) when the CPU has
+ * it; returns the level in use (3, 2, or 1 for the scalar blocks). */
 static inline int fc_pcg64_select(int level_cap) {
 #if FC_PCG64_AVX2
     __builtin_cpu_init();
-    fc_pcg64_vector = level_cap >= 2 && __builtin_cpu_supports("avx2");
+    fc_pcg64_vector = 0;
+    if (level_cap >= 2 && __builtin_cpu_supports("avx2"))
+        fc_pcg64_vector = 2;
+    if (level_cap >= 3 && fc_pcg64_vector == 2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw"))
+        fc_pcg64_vector = 3;
 #else
     (void)level_cap;
 #endif
-    return fc_pcg64_vector ? 2 : 1;
+    return fc_pcg64_vector ? fc_pcg64_vector : 1;
 }
 
 /* out[0..n) = n standard uniforms in [0, 1), the stream's next n doubles */
 static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n) {
 #if FC_PCG64_AVX2
     if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
-        fc_pcg64_fill_double_avx2(g, out, n);
+        if (fc_pcg64_vector == 3)
+            fc_pcg64_fill_double_avx512(g, out, n);
+        else
+            fc_pcg64_fill_double_avx2(g, out, n);
         return;
     }
 #endif
@@ -274,7 +414,10 @@ static inline void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z
                                        double m, double a, double b) {
 #if FC_PCG64_AVX2
     if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
-        fc_pcg64_add_affine_avx2(g, x, z, n, m, a, b);
+        if (fc_pcg64_vector == 3)
+            fc_pcg64_add_affine_avx512(g, x, z, n, m, a, b);
+        else
+            fc_pcg64_add_affine_avx2(g, x, z, n, m, a, b);
         return;
     }
 #endif

@@ -1,0 +1,124 @@
+/* 8-lane AVX-512 versions of two per-sample Linear kernels (included by _fastmath.h): the
+ * AVX-512 variant's table uses them in place of its 4-lane fc_matvec and fc_outer_axpy_sumsq.
+ * Not a standalone header.
+ *
+ * Same bits as the 4-lane kernels of _fastmath_impl.h: their two (fc_matvec) or four
+ * (fc_outer_axpy_sumsq) 4-lane accumulators are kept side by side as the halves of 8-lane
+ * ones, so that every lane adds the same terms in the same order, and the blocks of 4 left after
+ * the blocks of 8 or 16 go to the accumulator the 4-lane code gives them (masked to its half).
+ * The products and sums round as the 4-lane code's (an FMA where it contracts, fp-contract=off
+ * where it has it). What AVX-512 adds: half the instructions, and in fc_matvec eight rows' chains
+ * in flight instead of four. */
+
+#define FC_W8_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+#define FC_W8_INLINE static inline __attribute__((always_inline)) FC_W8_ATTR
+#define FC_W8_LOW 0x0F   /* the mask of an 8-lane register's low half */
+
+/* hsum4(lo + hi) (_fastmath_impl.h) of the 4-lane accumulators lo, hi held in a's halves:
+ * s = lo + hi, then (s0 + s2) + (s1 + s3) */
+FC_W8_INLINE double fc_w8_hsum_halves(__m512d a) {
+    __m256d s = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
+    __m128d p = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(p) + _mm_cvtsd_f64(_mm_unpackhi_pd(p, p));
+}
+
+/* matvec_rows of _fastmath_impl.h for R <= 8 rows: lanes 0-3 of a[k] are its a0[k], lanes 4-7
+ * its a1[k] */
+FC_W8_INLINE void fc_w8_matvec_rows(const double* W, ptrdiff_t d, const double* z, double* out,
+                                    const int R) {
+    __m512d a[8];
+    double t[8];
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < R; k++) {
+        a[k] = _mm512_setzero_pd();
+        t[k] = 0.0;
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m512d zv = _mm512_loadu_pd(z + i);
+        for (k = 0; k < R; k++)
+            a[k] = _mm512_fmadd_pd(_mm512_loadu_pd(W + k * d + i), zv, a[k]);
+    }
+    if (i + 4 <= d) {   /* one more block of 4, into a0 (the low half) */
+        __m512d zv = _mm512_maskz_loadu_pd(FC_W8_LOW, z + i);
+        for (k = 0; k < R; k++)
+            a[k] = _mm512_mask3_fmadd_pd(_mm512_maskz_loadu_pd(FC_W8_LOW, W + k * d + i), zv,
+                                         a[k], FC_W8_LOW);
+        i += 4;
+    }
+    for (; i < d; i++)
+        for (k = 0; k < R; k++)
+            t[k] = __builtin_fma(W[k * d + i], z[i], t[k]);
+    for (k = 0; k < R; k++)
+        out[k] = fc_w8_hsum_halves(a[k]) + t[k];
+}
+
+static FC_W8_ATTR void fc_matvec_w8(const double* W, ptrdiff_t m, ptrdiff_t d, const double* z,
+                                    double* out) {
+    ptrdiff_t o = 0;
+    for (; o + 8 <= m; o += 8)
+        fc_w8_matvec_rows(W + o * d, d, z, out + o, 8);
+    for (; o < m; o++)
+        fc_w8_matvec_rows(W + o * d, d, z, out + o, 1);
+}
+
+/* fc_outer_axpy_sumsq of _fastmath_impl.h: s01 holds its accumulators a0 | a1, s23 a2 | a3 */
+static FC_W8_ATTR __attribute__((optimize("fp-contract=off")))
+double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const double* z,
+                              ptrdiff_t d, double* y) {
+    __m512d s01 = _mm512_setzero_pd(), s23 = _mm512_setzero_pd(), av = _mm512_set1_pd(a);
+    double tail = 0.0;
+    ptrdiff_t o, j;
+    for (o = 0; o < m; o++) {
+        double* yo = y + o * d;
+        __m512d go = _mm512_set1_pd(g[o]);
+        /* y_j + a (g_o z_j), two roundings as the 4-lane code; its square added in one FMA */
+#define FC_W8_STEP(J, S)                                                                       \
+        {                                                                                      \
+            __m512d v = _mm512_add_pd(_mm512_loadu_pd(yo + (J)), _mm512_mul_pd(                \
+                av, _mm512_mul_pd(go, _mm512_loadu_pd(z + (J)))));                             \
+            _mm512_storeu_pd(yo + (J), v);                                                     \
+            S = _mm512_fmadd_pd(v, v, S);                                                      \
+        }
+#define FC_W8_STEP_LOW(J, S)                                                                   \
+        {                                                                                      \
+            __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(FC_W8_LOW, yo + (J)),              \
+                _mm512_mul_pd(av, _mm512_mul_pd(go, _mm512_maskz_loadu_pd(FC_W8_LOW, z + (J))))); \
+            _mm512_mask_storeu_pd(yo + (J), FC_W8_LOW, v);                                     \
+            S = _mm512_mask3_fmadd_pd(v, v, S, FC_W8_LOW);                                     \
+        }
+        for (j = 0; j + 16 <= d; j += 16) {
+            FC_W8_STEP(j, s01)
+            FC_W8_STEP(j + 8, s23)
+        }
+        /* the remaining blocks of 4 (up to three) into a0, a1, a2 in turn */
+        if (j + 8 <= d) {
+            FC_W8_STEP(j, s01)
+            j += 8;
+            if (j + 4 <= d) {
+                FC_W8_STEP_LOW(j, s23)
+                j += 4;
+            }
+        } else if (j + 4 <= d) {
+            FC_W8_STEP_LOW(j, s01)
+            j += 4;
+        }
+#undef FC_W8_STEP_LOW
+#undef FC_W8_STEP
+        for (; j < d; j++) {
+            double t = a * (g[o] * z[j]);
+            yo[j] = yo[j] + t;
+            tail = __builtin_fma(yo[j], yo[j], tail);
+        }
+    }
+    /* hsum4((a0 + a1) + (a2 + a3)) + tail */
+    __m256d x = _mm256_add_pd(_mm512_castpd512_pd256(s01), _mm512_extractf64x4_pd(s01, 1));
+    __m256d w = _mm256_add_pd(_mm512_castpd512_pd256(s23), _mm512_extractf64x4_pd(s23, 1));
+    __m256d u = _mm256_add_pd(x, w);
+    __m128d p = _mm_add_pd(_mm256_castpd256_pd128(u), _mm256_extractf128_pd(u, 1));
+    return (_mm_cvtsd_f64(p) + _mm_cvtsd_f64(_mm_unpackhi_pd(p, p))) + tail;
+}
+
+#undef FC_W8_LOW
+#undef FC_W8_INLINE
+#undef FC_W8_ATTR
