@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcascade._kernels import _engine
 from fastcascade.cascade import Cascade
 from fastcascade.datasets import as_dataset
 from fastcascade.ops import check_label_values
@@ -129,8 +130,6 @@ class Problem:
         grad : numpy.ndarray
             float64 (n_weights,).
         """
-        from fastcascade._kernels import _engine
-
         w = self.cascade.check_weights(w)
         grad = np.zeros_like(w)
         value = _engine.clean_objective_gradient(

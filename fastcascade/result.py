@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade import metrics
-from fastcascade.io import jsonable, save_result, seed_to_json
+from fastcascade._jsonable import jsonable, seed_to_json
 from fastcascade.metrics import ewma
 
 __all__ = ["Result", "ewma"]
@@ -342,7 +342,9 @@ class Result:
         path : str or os.PathLike
             The file written (``fastcascade.io.save_result``).
         """
-        save_result(self, path)
+        from fastcascade import io  # a higher floor: io reads and writes Results
+
+        io.save_result(self, path)
 
     def plot(self, ax=None, **kwargs):
         """The convergence plot (``fastcascade.plotting.convergence``).
@@ -359,7 +361,7 @@ class Result:
         -------
         matplotlib.axes.Axes
         """
-        from fastcascade import plotting
+        from fastcascade import plotting  # a higher floor
 
         return plotting.convergence(self, ax=ax, **kwargs)
 

@@ -40,6 +40,7 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -60,6 +61,7 @@ from fastcascade.perturbation import check_perturbations
 from fastcascade.problem import Problem
 from fastcascade.result import OPTIONAL_FIELDS, Result, _frame
 from fastcascade._progress import progress_bar
+from fastcascade._version import __version__
 from fastcascade.runner import _seed_list, check_settings, run
 
 __all__ = ["sweep", "SweepResult", "SweepFolderError", "run_unit", "RUN_KEYS"]
@@ -209,8 +211,6 @@ def describe_callable(fn):
     str
         ``module.qualname``, ``partial(module.qualname, args...)``, or the object's repr.
     """
-    import functools
-
     if isinstance(fn, functools.partial):
         args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
         return f"partial({describe_callable(fn.func)}, {', '.join(args)})"
@@ -244,8 +244,6 @@ def build_key():
     dict
         ``{"fastcascade": version, "debug": bool, "native": bool}``.
     """
-    from fastcascade import __version__
-
     return {"fastcascade": __version__, "debug": bool(_engine.BUILD_FLAGS["debug"]),
             "native": bool(_engine.BUILD_FLAGS["native"])}
 
@@ -966,7 +964,7 @@ class SweepResult:
         -------
         matplotlib Axes
         """
-        from fastcascade import plotting
+        from fastcascade import plotting  # a higher floor
 
         if "step_size" in self.grid:
             return plotting.stable_norm(self, ax=ax, **kwargs)

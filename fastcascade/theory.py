@@ -30,7 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastcascade import noise as noise_kinds
+from fastcascade._kernels import _engine
 from fastcascade._validation import check_positive_int, check_real
+from fastcascade.noise import Distribution
+from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
+from fastcascade.reference import cascade_forward
+from fastcascade.runner import run_streams
 
 __all__ = ["OperatorConstants", "c_v", "variance_constants", "variance_bound",
            "bias_constants", "bias_bound", "nonconvex_bound", "pl_bound", "COROLLARY1",
@@ -382,8 +388,6 @@ def perturbation_moments(noise, width, granularity="element"):
     -------
     dict with ``sq`` = E||delta||^2, ``mean_sq`` = ||E delta||^2, ``fourth`` = E||delta||^4.
     """
-    from fastcascade.noise import Distribution
-
     if not isinstance(noise, Distribution):
         raise ValueError(f"noise: expected an additive distribution, given {noise!r}")
     d = check_positive_int(width, "width")
@@ -398,8 +402,7 @@ def perturbation_moments(noise, width, granularity="element"):
 
 
 def _raw_fourth_moment(noise):
-    from fastcascade import noise as N
-
+    N = noise_kinds
     if isinstance(noise, N.Uniform):
         a, b = noise.low, noise.high
         return (b ** 5 - a ** 5) / (5.0 * (b - a)) if b > a else a ** 4
@@ -449,10 +452,6 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
         bias-corrected (the noise of the mean, trace(Cov)/n, is subtracted) and
         ``bias_se``: the per-coordinate standard errors of ``bias``.
     """
-    from fastcascade._kernels import _engine
-    from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
-    from fastcascade.runner import run_streams
-
     w = problem.cascade.check_weights(w)
     n_draws = check_positive_int(n_draws, "n_draws")
     N = problem.cascade.n_ops
@@ -524,8 +523,6 @@ def estimate_constants(problem, weights, n_samples=32, radius=1e-3, seed=0):
     -------
     OperatorConstants
     """
-    from fastcascade.reference import cascade_forward
-
     rng = np.random.default_rng(seed)
     W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     cascade = problem.cascade
