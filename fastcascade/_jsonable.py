@@ -5,12 +5,14 @@ A module of the bottom floor, so that ``result`` (below ``io``) and ``io`` share
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["jsonable", "seed_to_json", "seed_from_json"]
 
 
-def jsonable(obj):
+def jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON data: dicts (str keys), lists, str, int, float, bool, None.
 
     Tuples become lists, NumPy scalars Python numbers, a ``SeedSequence`` a dict, small arrays
@@ -53,7 +55,7 @@ def jsonable(obj):
     return repr(obj)
 
 
-def seed_to_json(seed):
+def seed_to_json(seed: int | np.random.SeedSequence) -> int | dict[str, Any]:
     """An int seed as itself; a SeedSequence as a dict that rebuilds it.
 
     Parameters
@@ -67,7 +69,7 @@ def seed_to_json(seed):
         ``{"SeedSequence": {"entropy", "spawn_key", "pool_size"}}`` for a SeedSequence.
     """
     if isinstance(seed, np.random.SeedSequence):
-        entropy = seed.entropy
+        entropy: Any = seed.entropy
         entropy = [int(e) for e in entropy] if isinstance(entropy, (list, tuple, np.ndarray)) \
             else int(entropy)
         return {"SeedSequence": {"entropy": entropy, "spawn_key": [int(k) for k in seed.spawn_key],
@@ -75,7 +77,7 @@ def seed_to_json(seed):
     return int(seed)
 
 
-def seed_from_json(value):
+def seed_from_json(value: Any) -> int | np.random.SeedSequence:
     """The seed that :func:`seed_to_json` wrote: an int, or the SeedSequence it describes.
 
     Parameters

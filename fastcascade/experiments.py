@@ -239,10 +239,10 @@ class Panel:
     perturbations: object = logistic_perturbations
     fixed: dict = field(default_factory=dict)
     plot: str = "stable_norm"
-    curve: str = None
+    curve: str | None = None
     n_iter: object = None          # callable(Scale) -> int, default scale.n_iter
     record_weights: bool = False
-    init: tuple = None             # initial weights (default zeros)
+    init: tuple | None = None      # initial weights (default zeros)
 
     def settings(self, scale):
         """The panel's sweep at a scale, built: problem, optimizer, perturbation factory, grid and

@@ -37,12 +37,18 @@ import json
 import os
 import zipfile
 import zlib
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastcascade._jsonable import jsonable, seed_from_json, seed_to_json
+from fastcascade._typing import PathLike
 from fastcascade._version import __version__
 from fastcascade.result import Result
+
+if TYPE_CHECKING:  # a higher floor, for the annotations only
+    from fastcascade.sweeper import SweepResult
 
 __all__ = ["FileFormatError", "load", "save_result", "load_result", "jsonable", "RESULT_FORMAT",
            "SWEEP_FORMAT", "FORMAT_VERSION"]
@@ -75,7 +81,7 @@ def _json_dumps(obj):
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_atomic(path, write):
+def write_atomic(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     The file is flushed and fsynced before the rename, so ``path`` never holds a partial file;
@@ -104,7 +110,7 @@ def write_atomic(path, write):
         raise
 
 
-def result_arrays(result):
+def result_arrays(result: Result) -> dict[str, np.ndarray]:
     """The entries of ``result``'s file: name -> ndarray.
 
     Parameters
@@ -132,7 +138,7 @@ def result_arrays(result):
     return arrays
 
 
-def save_result(result, path):
+def save_result(result: Result, path: PathLike) -> None:
     """Write ``result`` to ``path`` (one ``.npz`` file, written atomically; the name is used as
     given, no extension is added).
 
@@ -147,7 +153,7 @@ def save_result(result, path):
     --------
     See the module docstring.
     """
-    arrays = result_arrays(result)
+    arrays: dict[str, Any] = result_arrays(result)
     write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
@@ -218,7 +224,7 @@ def _scalar_str(arrays, name, path):
     return str(a[()])
 
 
-def load_result(path):
+def load_result(path: PathLike) -> Result:
     """Read a result file written by ``Result.save``.
 
     Parameters
@@ -301,7 +307,7 @@ def load_result(path):
     return Result(it, histories, fw, arrays["stopped_at"], stop_reason, seeds, config)
 
 
-def upgrade_backward_profile(old):
+def upgrade_backward_profile(old: np.ndarray) -> np.ndarray:
     """A version-1 backward profile in version 2's indexing.
 
     Version 1 stored at column i - 1 the error of the message f_i *receives*, v_i (so column
@@ -323,7 +329,7 @@ def upgrade_backward_profile(old):
     return new
 
 
-def read_manifest(folder):
+def read_manifest(folder: PathLike) -> dict[str, Any]:
     """The manifest of a sweep folder, checked (format, version, fields, file names).
 
     Parameters
@@ -402,7 +408,7 @@ def _check_inside(names, folder, bad):
             bad(f"{name!r} lies outside the folder")
 
 
-def write_manifest(folder, manifest):
+def write_manifest(folder: PathLike, manifest: dict[str, Any]) -> None:
     """Write a sweep folder's manifest atomically (JSON, NaN allowed).
 
     Parameters
@@ -416,7 +422,7 @@ def write_manifest(folder, manifest):
     write_atomic(os.path.join(os.fspath(folder), MANIFEST), lambda fh: fh.write(text))
 
 
-def load(path):
+def load(path: PathLike) -> Result | SweepResult:
     """Load what ``Result.save`` or ``SweepResult.save`` (or a sweep's output folder) wrote.
 
     Parameters
