@@ -9,9 +9,12 @@ match them.
 - Without mypy too: each stub's public names are the compiled module's public names
   (``dir()``, imported modules aside), and each function's parameters, names and defaults
   included, are those ``inspect.signature`` gives.
+- Every parameter and return of the public API (``fc.run``, ``fc.sweep``, the main classes'
+  methods, the functions of ``metrics``, ``theory``, ``datasets``, ...) is annotated.
 - ``py.typed`` and the stubs are shipped (package data in ``pyproject.toml``).
 
-The mypy runs take about 10 s and 15 s here (a fresh cache each time).
+One mypy run (the package and a user's file, a fresh cache) and two stubtest runs: about
+5-11 s, 11-13 s and 2 s on 2 shared cores.
 """
 from __future__ import annotations
 
