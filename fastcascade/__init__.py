@@ -16,9 +16,8 @@ from fastcascade.result import Result
 from fastcascade.simulator import Simulator
 from fastcascade.runner import PerturbedGradient, perturbed_gradient, run
 from fastcascade.sweeper import SweepResult, sweep
-from fastcascade import experiments  # noqa: E402  (uses sweep)
-
-__version__ = "0.1.0"
+from fastcascade import experiments
+from fastcascade._version import __version__
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
            "ParameterError", "ParameterTypeError", "PerturbationWarning",

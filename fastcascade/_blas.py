@@ -12,6 +12,11 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
+from fastcascade._kernels import _ops
+
+# importing the kernels loads the BLAS library they call, so that threadpoolctl can report it
+BLAS_USER = _ops.__name__
+
 __all__ = ["single_threaded_blas", "blas_libraries"]
 
 _lock = threading.Lock()
@@ -55,7 +60,6 @@ def single_threaded_blas(active=True):
 
 def blas_libraries():
     """The BLAS libraries loaded in this process (as threadpoolctl reports them), or None."""
-    from fastcascade._kernels import _ops  # noqa: F401  (loads the BLAS the kernels call)
     try:
         from threadpoolctl import threadpool_info
     except ImportError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,8 @@ def is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def check_positive_int(value, name, owner=None, allow_zero=False, high=INT64_MAX):
+def check_positive_int(value: Any, name: str, owner: Any = None, allow_zero: bool = False,
+                       high: int = INT64_MAX) -> int:
     """Return ``value`` as int in [1, high] ([0, high] with ``allow_zero``), or raise
     ParameterError naming ``name``."""
     low = 0 if allow_zero else 1
@@ -41,7 +43,8 @@ def check_positive_int(value, name, owner=None, allow_zero=False, high=INT64_MAX
     return int(value)
 
 
-def check_int_list(values, name, owner=None, low=0, high=INT64_MAX):
+def check_int_list(values: Any, name: str, owner: Any = None, low: int = 0,
+                   high: int = INT64_MAX) -> list[int]:
     """``values`` (an integer or an iterable of integers, not a string) as a list of ints in
     [low, high]; floats, bools and strings are refused rather than truncated."""
     what = f"integers in {low}..{high}"
@@ -63,7 +66,8 @@ def check_int_list(values, name, owner=None, low=0, high=INT64_MAX):
     return [int(v) for v in items]
 
 
-def check_real(value, name, owner=None, low=None, high=None, low_open=False, finite=True):
+def check_real(value: Any, name: str, owner: Any = None, low: float | None = None,
+               high: float | None = None, low_open: bool = False, finite: bool = True) -> float:
     """Return ``value`` as float within [low, high] (open at low when low_open); NaN is always
     refused, infinities unless ``finite=False``."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
@@ -123,7 +127,8 @@ def as_list_of(value, name, cls, what):
         raise ParameterTypeError(name, value, what) from None
 
 
-def as_float_array(a, name, ndim=None, owner=None, finite=False):
+def as_float_array(a: Any, name: str, ndim: int | None = None, owner: Any = None,
+                   finite: bool = False) -> np.ndarray:
     """float64, C-contiguous view or copy of ``a``; converts losslessly, rejects what it cannot
     (and NaN or infinite entries with ``finite=True``)."""
     what = "an array of real numbers" if ndim is None else f"a {ndim}-d array of real numbers"

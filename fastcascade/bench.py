@@ -50,6 +50,10 @@ import warnings
 
 import numpy as np
 
+import fastcascade as fc
+from fastcascade._blas import single_threaded_blas
+from fastcascade._kernels import _ops
+
 __all__ = ["main", "run_cases", "CASES"]
 
 _PAPER_TARGET = ("ratio >= 6 and <= 20 us/it", lambda r: r["ratio"] >= 6 and r["fast_us"] <= 20)
@@ -114,7 +118,6 @@ def paper_problem(record_every=1):
     tuple
         ``(problem, optimizer, perturbations, record_every)``.
     """
-    import fastcascade as fc
     problem = fc.problems.paper_logistic(n_samples=2000, n_features=10, seed=0)
     half = 2.0 / np.sqrt(10)
     perts = [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-half, half)),
@@ -143,7 +146,6 @@ def logreg_problem(n_samples=2000, d=123, noise=True, seed=0):
     tuple
         ``(problem, perturbations)``; ``perturbations`` is [] without noise.
     """
-    import fastcascade as fc
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, d)) / np.sqrt(d)
     w_true = rng.standard_normal(d)
@@ -173,7 +175,6 @@ def mlp_problem(width=64, n_samples=2000, seed=0):
     tuple
         ``(problem, perturbations)``: a forward Gaussian(0, 0.01) perturbation at op 2.
     """
-    import fastcascade as fc
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, width))
     y = np.tanh(X[:, :1])
@@ -187,8 +188,6 @@ def mlp_problem(width=64, n_samples=2000, seed=0):
 def _run(problem, opt, n, perts, record_every, engine="cython", seeds=(0,), n_jobs=1,
          init=None):
     # n_jobs=2 with one seed: the run records on a second thread (fc.run)
-    import fastcascade as fc
-    from fastcascade._blas import single_threaded_blas
     # one BLAS thread for the NumPy engine too, as fc.run gives the compiled one: each engine
     # uses one core per run (parallel runs are case (d)); with the default threads the NumPy
     # engine's matmuls oversubscribe a loaded 2-core machine (83 ms/it instead of ~3 at width 128)
@@ -230,7 +229,6 @@ def _jax_paper(n_iter):
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    import fastcascade as fc
     data = fc.datasets.synthetic_logistic(2000, 10, seed=0)
     X, y = jnp.asarray(data.X), jnp.asarray(data.y[:, 0])
     M, d = X.shape
@@ -281,7 +279,6 @@ def case_paper(quick):
         iteration), ``ratio`` = base / fast.
         JAX rows have NaN ratios when JAX is not installed.
     """
-    import fastcascade as fc
     rows = []
     n = 1000 if quick else 5000
     jx = _jax_paper(n)   # timed in the same turns as the recorded-every-step runs
@@ -304,7 +301,6 @@ def case_paper(quick):
                                  label="(a) JAX not installed (pip install jax)" + suffix,
                                  fast_us=row["fast_us"], base_us=np.nan, ratio=np.nan))
     rows.append(_floor_row(next(r for r in rows if r["case"] == "paper"), quick))
-    del fc
     return rows
 
 
@@ -337,7 +333,6 @@ def case_per_sample(quick):
         One row per timing: ``case``, ``label``, ``fast_us`` and ``base_us`` (microseconds per
         iteration), ``ratio`` = base / fast.
     """
-    import fastcascade as fc
     rows = []
     problem, perts = logreg_problem()
     rows += _engine_rows("logreg_b1", "(b) NumPy engine / fastcascade, d=123",
@@ -370,7 +365,6 @@ def sklearn_problem(n_samples=20000, alpha=1e-4):
     -------
     fastcascade.Problem
     """
-    import fastcascade as fc
     problem, _ = logreg_problem(n_samples=n_samples, noise=False, seed=1)
     X, y = problem.data.X, problem.data.y[:, 0]
     return fc.Problem(problem.cascade, (X, y), regularizer=fc.reg.L2(alpha))
@@ -392,7 +386,6 @@ def case_sklearn(quick):
         iteration), ``ratio`` = base / fast.
         A single NaN row when scikit-learn is not installed.
     """
-    import fastcascade as fc
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import SGDClassifier
@@ -516,8 +509,6 @@ def case_widths(quick):
         iteration), ``ratio`` = base / fast.
         Each row also has ``loops_us`` (no BLAS) and ``blas_speedup``.
     """
-    import fastcascade as fc
-    from fastcascade._kernels import _ops
     rows = []
     widths = (16, 64, 256) if quick else (16, 32, 64, 128, 256, 512)
     for width in widths:
@@ -644,8 +635,6 @@ def machine_info():
         ``loadavg_at_start`` (when the OS gives it) and the versions of scipy, sklearn, jax and
         threadpoolctl (None when not installed).
     """
-    import fastcascade as fc
-    from fastcascade._kernels import _ops
     info = dict(fc.build_info())
     info.update(simd=_ops.simd_level(), machine=platform.machine(),
                 processor=platform.processor(), cpu_count=os.cpu_count())

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from fastcascade.ops import Operator
 from fastcascade._validation import as_float_array, as_list_of, check_positive_int
+from fastcascade._typing import Seed
 from fastcascade.errors import ParameterError, ParameterTypeError
 
 __all__ = ["Cascade", "Plan"]
@@ -61,7 +65,7 @@ class Cascade:
         does not yield one scalar per sample; the message names the operator index.
     """
 
-    def __init__(self, operators, input_dim=None):
+    def __init__(self, operators: Sequence[Operator], input_dim: int | None = None):
         operators = as_list_of(operators, "operators", Operator,
                                "a sequence of fastcascade.ops.Operator")
         if not operators:
@@ -95,7 +99,7 @@ class Cascade:
         self.operators = tuple(bound)
         self.input_dim = input_dim
 
-    def bind(self, input_dim):
+    def bind(self, input_dim: int) -> Cascade:
         """This cascade with its input width fixed to ``input_dim``.
 
         Parameters
@@ -118,11 +122,11 @@ class Cascade:
 
     # -- layout ------------------------------------------------------------------------------
     @property
-    def n_ops(self):
+    def n_ops(self) -> int:
         """N, the number of operators."""
         return len(self.operators)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.n_ops
 
     def _require_bound(self, what):
@@ -131,18 +135,18 @@ class Cascade:
                              "know yet; pass Cascade(..., input_dim=) or use problem.cascade")
 
     @property
-    def dims(self):
+    def dims(self) -> tuple[int, ...]:
         """(d_0, d_1, ..., d_N): the widths of x = y_0 and of each operator's output."""
         self._require_bound("dims")
         return (self.input_dim,) + tuple(op.d_out for op in self.operators)
 
     @property
-    def n_weights(self):
+    def n_weights(self) -> int:
         """Length of the flat weight vector w = (w_1, ..., w_N)."""
         self._require_bound("n_weights")
         return int(sum(op.n_weights for op in self.operators))
 
-    def weight_slice(self, i):
+    def weight_slice(self, i: int) -> slice:
         """The slice of the flat weight vector that holds w_i.
 
         Parameters
@@ -166,7 +170,7 @@ class Cascade:
             raise ValueError(f"op: expected an operator index in 1..{self.n_ops}, given {i!r}")
         return int(i)
 
-    def init_weights(self, seed=None):
+    def init_weights(self, seed: Seed | None = None) -> np.ndarray:
         """Initial flat weights: zeros when ``seed`` is None, else each operator's random
         initialiser drawn from ``numpy.random.default_rng(seed)`` in operator order.
 
@@ -187,7 +191,8 @@ class Cascade:
         parts = [op.init_weights(rng) for op in self.operators if op.n_weights]
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def check_weights(self, w, name="w", finite=False):
+    def check_weights(self, w: npt.ArrayLike, name: str = "w", finite: bool = False
+                      ) -> np.ndarray:
         """``w`` as a float64 vector of length ``n_weights``, or a ParameterError naming ``name``.
 
         Parameters
@@ -211,7 +216,7 @@ class Cascade:
         return w
 
     # -- lowering ----------------------------------------------------------------------------
-    def lower(self):
+    def lower(self) -> Plan:
         """The flat :class:`Plan` the compiled engine runs.
 
         Returns
@@ -234,7 +239,7 @@ class Cascade:
         return Plan(table, flat, self.dims, int(w_off))
 
     @property
-    def label_width(self):
+    def label_width(self) -> int:
         """Columns of the label row that the operators read."""
         return max((op.label_width() for op in self.operators if op.labels), default=0)
 
@@ -242,7 +247,7 @@ class Cascade:
         inner = ", ".join(repr(op) for op in self.operators)
         return f"Cascade([{inner}], input_dim={self.input_dim})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, Cascade) and self.operators == other.operators
                 and self.input_dim == other.input_dim)
 

@@ -25,9 +25,20 @@ fastcascade ...
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
+
+import numpy as np
+
+import fastcascade as fc
+from fastcascade import bench, experiments, plotting
+from fastcascade._version import __version__
+from fastcascade.config import load_config, run_job, sweep_job
+from fastcascade.experiments import EXPERIMENTS
+from fastcascade.info import build_info
+from fastcascade.sweeper import SweepFolderError
 
 __all__ = ["main"]
 
@@ -71,10 +82,6 @@ def demo_perturbations(setting="clean", sigma=2.0, d=10):
     list of fastcascade.Perturbation
         Empty, or one perturbation.
     """
-    import numpy as np
-
-    import fastcascade as fc
-
     h = sigma / np.sqrt(d)
     if setting == "forward":
         return [fc.Perturbation(op=1, pass_="forward", noise=fc.noise.Uniform(-h, h))]
@@ -100,13 +107,6 @@ def cmd_demo(args):
     int
         The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
     """
-    import functools
-
-    import numpy as np
-
-    import fastcascade as fc
-    from fastcascade import plotting
-
     _use_agg()
     t0 = time.perf_counter()
     data = fc.datasets.synthetic_logistic(n_samples=2000, n_features=10, seed=0)
@@ -159,8 +159,6 @@ def cmd_demo(args):
 
 # -- run, sweep ---------------------------------------------------------------------------------
 def _load_job(path):
-    from fastcascade.config import load_config
-
     return load_config(path)
 
 
@@ -209,8 +207,6 @@ def cmd_run(args):
     int
         The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
     """
-    from fastcascade.config import run_job
-
     job = _load_job(args.config)
     out = args.out or job.output.get("run")
     _check_out_file(out, "--out" if args.out else "[output] run")
@@ -238,8 +234,6 @@ def _write_plot(results, path):
     """Draw ``results.plot()`` into ``path`` when one is asked for (--plot or [output] plot)."""
     if not path:
         return
-    from fastcascade import plotting
-
     _use_agg()
     print(f"wrote {os.path.abspath(plotting.save(results.plot(), path))}")
 
@@ -258,15 +252,11 @@ def cmd_sweep(args):
     int
         The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
     """
-    from fastcascade.config import sweep_job
-
     job = _load_job(args.config)
     out = args.out or job.output.get("sweep")
     what = "--out" if args.out else "[output] sweep"
     _check_out_folder(out, what)
     t0 = time.perf_counter()
-    from fastcascade.sweeper import SweepFolderError
-
     try:
         sw = sweep_job(job, out=out, n_jobs=args.jobs, progress=_progress(args),
                        overwrite=args.overwrite)
@@ -320,9 +310,6 @@ def cmd_plot(args):
     int
         The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
     """
-    import fastcascade as fc
-    from fastcascade import plotting
-
     obj = fc.load(args.result)
     _use_agg()
     is_sweep = isinstance(obj, fc.SweepResult)
@@ -372,8 +359,6 @@ def cmd_info(args):
     """
     import importlib.metadata
 
-    from fastcascade import build_info
-
     info = build_info()
     if args.short:
         print(f"fastcascade {info['fastcascade']}")
@@ -406,8 +391,6 @@ def cmd_reproduce(args):
     int
         The exit status, 0 (an expected error raises; :func:`main` turns it into status 2).
     """
-    from fastcascade import experiments
-
     names = "all" if args.figure == ["all"] else args.figure
     for name in ([] if names == "all" else names):
         if name not in experiments.EXPERIMENTS:
@@ -439,8 +422,6 @@ def cmd_bench(args):
     int
         The exit status, that of ``fastcascade.bench.main``.
     """
-    from fastcascade import bench
-
     argv = ["--cases", args.cases] + (["--quick"] if args.quick else []) \
         + (["--json", args.json] if args.json else []) \
         + (["--simd", args.simd] if args.simd else [])
@@ -517,8 +498,6 @@ def build_parser():
     p.add_argument("--short", action="store_true", help="only the version")
     p.set_defaults(func=cmd_info)
 
-    from fastcascade.experiments import EXPERIMENTS
-
     p = sub.add_parser("reproduce", help="the paper's figures, raw results and a report",
                        description="Run the paper's experiments (fastcascade.experiments): "
                        "PNGs, raw results (resumable: rerun with the same --out) and "
@@ -551,8 +530,6 @@ def build_parser():
 
 
 def _version():
-    from fastcascade import __version__
-
     return __version__
 
 

@@ -74,6 +74,7 @@ fastcascade.config.ConfigError: problem: missing section; expected [problem] wit
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import os
 import re
@@ -82,7 +83,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastcascade import datasets, magnitude, noise, ops, reg, schedules, timing
+from fastcascade._jsonable import jsonable
+from fastcascade._validation import check_choice, check_positive_int, check_real
+from fastcascade.cascade import Cascade
 from fastcascade.errors import ParameterError
+from fastcascade.optim import SGD, Adam
+from fastcascade.perturbation import Perturbation
+from fastcascade.problem import Problem
+from fastcascade.sweeper import _point_result, grid_points, sweep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -354,8 +363,6 @@ def _build(spec, path, choices, what, nested=None):
                           f"({', '.join(sorted(choices))})")
     cls = _lookup(spec["kind"], choices, path, what)
     kwargs = {}
-    import inspect
-
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -475,9 +482,6 @@ class TomlPerturbations:
 
 
 def _perturbation(table, path, variables, n_ops):
-    from fastcascade import magnitude, noise, timing
-    from fastcascade.perturbation import Perturbation
-
     table = _check_table(table, path, PERTURBATION_KEYS + ("pass_",))
     table = _substitute(table, variables, path)
     if "op" not in table:
@@ -511,12 +515,6 @@ def _perturbation(table, path, variables, n_ops):
 
 
 def _problem(section, base_dir):
-    import inspect
-
-    from fastcascade import datasets, ops, reg
-    from fastcascade.cascade import Cascade
-    from fastcascade.problem import Problem
-
     section = _check_table(section, "problem", PROBLEM_KEYS)
     for key in ("data", "cascade"):
         if key not in section:
@@ -592,9 +590,6 @@ def _problem(section, base_dir):
 
 
 def _optimizer(section):
-    from fastcascade import schedules
-    from fastcascade.optim import SGD, Adam
-
     section = dict(_check_table(section, "optimizer"))
     kind = section.pop("kind", "SGD")
     cls = _lookup(kind, {"SGD": SGD, "Adam": Adam}, "optimizer", "optimizer")
@@ -617,8 +612,6 @@ def _optimizer(section):
 
 
 def _run_section(section):
-    from fastcascade._validation import check_choice, check_positive_int, check_real
-
     section = _check_table(section, "run", RUN_KEYS)
     out = {}
     try:
@@ -777,8 +770,6 @@ def build_job(raw, base_dir="."):
                               + (f" ({', '.join(sorted(used))})" if used else ""))
     # build the perturbations at every grid point now, so that errors come before any run
     var_keys = [k for k in grid if k not in opt_fields and k not in sweep_run_keys]
-    from fastcascade.sweeper import grid_points
-
     for point in grid_points({k: grid[k] for k in var_keys}) or [{}]:
         try:
             perts(**point)
@@ -799,8 +790,6 @@ def build_job(raw, base_dir="."):
 
 # -- running ------------------------------------------------------------------------------------
 def _source_config(job):
-    from fastcascade.io import jsonable
-
     return jsonable(job.source)
 
 
@@ -828,8 +817,6 @@ def sweep_job(job, out=None, n_jobs=None, progress=None, executor=None, overwrit
     -------
     fastcascade.SweepResult
     """
-    from fastcascade.sweeper import sweep
-
     out = job.output.get("sweep") if out is None else out
     perts = job.perturbations
     if not job.grid and isinstance(perts, TomlPerturbations):
@@ -867,8 +854,6 @@ def run_job(job, n_jobs=None, progress=None):
     KeyboardInterrupt
         After Ctrl-C when no seed finished.
     """
-    from fastcascade.sweeper import sweep
-
     perts = job.perturbations() if isinstance(job.perturbations, TomlPerturbations) \
         else job.perturbations
     sw = sweep(job.problem, job.optimizer, grid={}, seeds=job.seeds, perturbations=perts,
@@ -877,8 +862,6 @@ def run_job(job, n_jobs=None, progress=None):
     if sw.results:
         res = sw.results[0]
     elif sw.partial_runs.get(0):  # Ctrl-C: the seeds that finished
-        from fastcascade.sweeper import _point_result
-
         res = _point_result(sw.partial_runs[0])
     else:
         raise KeyboardInterrupt

@@ -10,6 +10,7 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from fastcascade._validation import as_float_array, check_memory, check_positive_int
 
@@ -27,7 +28,7 @@ class Dataset:
     name : str
     """
 
-    def __init__(self, X, y=None, name="data"):
+    def __init__(self, X: npt.ArrayLike, y: npt.ArrayLike | None = None, name: str = "data"):
         X = as_float_array(X, "X")
         if X.ndim == 1:
             X = X[:, None]
@@ -51,23 +52,23 @@ class Dataset:
         self.name = name
 
     @property
-    def n_samples(self):
+    def n_samples(self) -> int:
         """M, the number of rows of X."""
         return self.X.shape[0]
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """d, the number of columns of X."""
         return self.X.shape[1]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.n_samples
 
     def __repr__(self):
         return f"Dataset({self.name!r}, n_samples={self.n_samples}, n_features={self.n_features})"
 
 
-def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
+def synthetic_logistic(n_samples: int = 2000, n_features: int = 10, seed: int = 0) -> Dataset:
     """The paper's synthetic logistic data (docs/model.md sec. 6).
 
     x* ~ N(0, I_d); h_l ~ N(0, I_d); y_l = +1 with probability 1 / (1 + exp(-h_l^T x*)), else -1.
@@ -98,11 +99,11 @@ def synthetic_logistic(n_samples=2000, n_features=10, seed=0):
     p = 1.0 / (1.0 + np.exp(-(H @ x_star)))
     y = np.where(rng.random(M) < p, 1.0, -1.0)
     data = Dataset(H, y, name=f"synthetic_logistic(M={M}, d={d}, seed={seed})")
-    data.x_star = x_star
+    data.x_star = x_star  # type: ignore[attr-defined]  # synthetic data only
     return data
 
 
-def as_dataset(data):
+def as_dataset(data: Dataset | tuple[npt.ArrayLike, npt.ArrayLike]) -> Dataset:
     """A Dataset, or an ``(X, y)`` / ``(X,)`` tuple of arrays, as a Dataset.
 
     Parameters

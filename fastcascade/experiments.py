@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastcascade import noise as N
-from fastcascade import ops, problems, theory, timing
+from fastcascade import ops, plotting, problems, theory, timing
 from fastcascade.cascade import Cascade
 from fastcascade.ops import DiagLinear, InnerSquare
 from fastcascade.optim import SGD
@@ -239,10 +239,10 @@ class Panel:
     perturbations: object = logistic_perturbations
     fixed: dict = field(default_factory=dict)
     plot: str = "stable_norm"
-    curve: str = None
+    curve: str | None = None
     n_iter: object = None          # callable(Scale) -> int, default scale.n_iter
     record_weights: bool = False
-    init: tuple = None             # initial weights (default zeros)
+    init: tuple | None = None      # initial weights (default zeros)
 
     def settings(self, scale):
         """The panel's sweep at a scale, built: problem, optimizer, perturbation factory, grid and
@@ -1085,8 +1085,6 @@ EXPERIMENTS = {
 
 
 def _draw_panel(panel, sw, scale, ax):
-    from fastcascade import plotting
-
     factor = scale.ewma
     if panel.plot == "stable_norm":
         plotting.stable_norm(sw, x="step_size", curve=panel.curve, factor=factor, ax=ax)

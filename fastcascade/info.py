@@ -4,6 +4,13 @@ from __future__ import annotations
 import os
 import platform
 
+import numpy as np
+import scipy
+
+from fastcascade._blas import blas_libraries
+from fastcascade._kernels import _engine, _ops
+from fastcascade._version import __version__
+
 
 def build_info():
     """Versions of fastcascade, Python, NumPy and Cython-built kernels, and the build flags.
@@ -19,11 +26,6 @@ def build_info():
         ``blas``: the BLAS the Linear kernels call and ``blas_threshold``, the batch size times
         widths from which they do; ``cpu_count``.
     """
-    import numpy as np
-
-    from fastcascade import __version__
-    from fastcascade._kernels import _engine, _ops
-
     return {
         "fastcascade": __version__,
         "python": platform.python_version(),
@@ -40,9 +42,7 @@ def build_info():
 
 def _blas_name():
     """scipy.linalg.cython_blas, and the library behind it when threadpoolctl can tell."""
-    from fastcascade._blas import blas_libraries
     libs = blas_libraries() or []
-    import scipy
     for lib in libs:
         if "scipy" in (lib.get("filepath") or "") and "openblas64_" not in lib["filepath"]:
             return f"scipy {scipy.__version__} cython_blas ({lib['internal_api']} " \

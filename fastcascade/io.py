@@ -37,8 +37,18 @@ import json
 import os
 import zipfile
 import zlib
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+from fastcascade._jsonable import jsonable, seed_from_json, seed_to_json
+from fastcascade._typing import PathLike
+from fastcascade._version import __version__
+from fastcascade.result import Result
+
+if TYPE_CHECKING:  # a higher floor, for the annotations only
+    from fastcascade.sweeper import SweepResult
 
 __all__ = ["FileFormatError", "load", "save_result", "load_result", "jsonable", "RESULT_FORMAT",
            "SWEEP_FORMAT", "FORMAT_VERSION"]
@@ -65,99 +75,13 @@ _RUN_COUNTS = ("nonfinite_injections",)  # optional, int64 (n_runs,)
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-# -- JSON ------------------------------------------------------------------------------------
-def jsonable(obj):
-    """``obj`` as plain JSON data: dicts (str keys), lists, str, int, float, bool, None.
-
-    Tuples become lists, NumPy scalars Python numbers, a ``SeedSequence`` a dict, small arrays
-    lists, large arrays a short description, any other object its ``repr``.
-
-    Parameters
-    ----------
-    obj : object
-        Anything; containers are converted recursively.
-
-    Returns
-    -------
-    dict, list, str, int, float, bool or None
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from fastcascade.io import jsonable
-    >>> jsonable({"a": (1, np.float64(0.5)), "b": np.arange(3)})
-    {'a': [1, 0.5], 'b': [0, 1, 2]}
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.random.SeedSequence):
-        return seed_to_json(obj)
-    if isinstance(obj, np.ndarray):
-        if obj.size <= 64 and obj.dtype.kind in "biuf":
-            return jsonable(obj.tolist())
-        return f"array(shape={obj.shape}, dtype={obj.dtype})"
-    return repr(obj)
-
-
-def seed_to_json(seed):
-    """An int seed as itself; a SeedSequence as a dict that rebuilds it.
-
-    Parameters
-    ----------
-    seed : int or numpy.random.SeedSequence
-        A run's seed.
-
-    Returns
-    -------
-    int or dict
-        ``{"SeedSequence": {"entropy", "spawn_key", "pool_size"}}`` for a SeedSequence.
-    """
-    if isinstance(seed, np.random.SeedSequence):
-        entropy = seed.entropy
-        entropy = [int(e) for e in entropy] if isinstance(entropy, (list, tuple, np.ndarray)) \
-            else int(entropy)
-        return {"SeedSequence": {"entropy": entropy, "spawn_key": [int(k) for k in seed.spawn_key],
-                                 "pool_size": int(seed.pool_size)}}
-    return int(seed)
-
-
-def seed_from_json(value):
-    """The seed that :func:`seed_to_json` wrote: an int, or the SeedSequence it describes.
-
-    Parameters
-    ----------
-    value : int or dict
-        Anything else (a bool included) raises ValueError.
-
-    Returns
-    -------
-    int or numpy.random.SeedSequence
-    """
-    if isinstance(value, dict):
-        s = value["SeedSequence"]
-        return np.random.SeedSequence(s["entropy"], spawn_key=tuple(s["spawn_key"]),
-                                      pool_size=s["pool_size"])
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an int seed, given {value!r}")
-    return value
-
-
+# -- JSON ---------------------------------------------------------------------------------------
 def _json_dumps(obj):
     return json.dumps(obj, sort_keys=False, allow_nan=True)
 
 
 # -- writing ---------------------------------------------------------------------------------
-def write_atomic(path, write):
+def write_atomic(path: PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     The file is flushed and fsynced before the rename, so ``path`` never holds a partial file;
@@ -186,7 +110,7 @@ def write_atomic(path, write):
         raise
 
 
-def result_arrays(result):
+def result_arrays(result: Result) -> dict[str, np.ndarray]:
     """The entries of ``result``'s file: name -> ndarray.
 
     Parameters
@@ -200,8 +124,6 @@ def result_arrays(result):
         ``format``, ``version``, every history and per-run array present, and ``meta`` (seeds,
         stop reasons, configuration and package version as a JSON string).
     """
-    from fastcascade import __version__
-
     arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(FORMAT_VERSION)}
     for name in _ARRAYS:
         arrays[name] = np.asarray(getattr(result, name))
@@ -216,7 +138,7 @@ def result_arrays(result):
     return arrays
 
 
-def save_result(result, path):
+def save_result(result: Result, path: PathLike) -> None:
     """Write ``result`` to ``path`` (one ``.npz`` file, written atomically; the name is used as
     given, no extension is added).
 
@@ -231,7 +153,7 @@ def save_result(result, path):
     --------
     See the module docstring.
     """
-    arrays = result_arrays(result)
+    arrays: dict[str, Any] = result_arrays(result)
     write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
@@ -302,7 +224,7 @@ def _scalar_str(arrays, name, path):
     return str(a[()])
 
 
-def load_result(path):
+def load_result(path: PathLike) -> Result:
     """Read a result file written by ``Result.save``.
 
     Parameters
@@ -320,8 +242,6 @@ def load_result(path):
         When the file is not a fastcascade result file, is truncated, or is inconsistent; the
         message names the path and the problem.
     """
-    from fastcascade.result import Result
-
     path = os.fspath(path)
     arrays = _read_npz(path, "result")
     fmt = _scalar_str(arrays, "format", path)
@@ -387,7 +307,7 @@ def load_result(path):
     return Result(it, histories, fw, arrays["stopped_at"], stop_reason, seeds, config)
 
 
-def upgrade_backward_profile(old):
+def upgrade_backward_profile(old: np.ndarray) -> np.ndarray:
     """A version-1 backward profile in version 2's indexing.
 
     Version 1 stored at column i - 1 the error of the message f_i *receives*, v_i (so column
@@ -409,7 +329,7 @@ def upgrade_backward_profile(old):
     return new
 
 
-def read_manifest(folder):
+def read_manifest(folder: PathLike) -> dict[str, Any]:
     """The manifest of a sweep folder, checked (format, version, fields, file names).
 
     Parameters
@@ -488,7 +408,7 @@ def _check_inside(names, folder, bad):
             bad(f"{name!r} lies outside the folder")
 
 
-def write_manifest(folder, manifest):
+def write_manifest(folder: PathLike, manifest: dict[str, Any]) -> None:
     """Write a sweep folder's manifest atomically (JSON, NaN allowed).
 
     Parameters
@@ -502,7 +422,7 @@ def write_manifest(folder, manifest):
     write_atomic(os.path.join(os.fspath(folder), MANIFEST), lambda fh: fh.write(text))
 
 
-def load(path):
+def load(path: PathLike) -> Result | SweepResult:
     """Load what ``Result.save`` or ``SweepResult.save`` (or a sweep's output folder) wrote.
 
     Parameters
@@ -530,7 +450,7 @@ def load(path):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        from fastcascade.sweeper import SweepResult
+        from fastcascade.sweeper import SweepResult  # a higher floor: sweeps load themselves
 
         return SweepResult.load(path)
     return load_result(path)

@@ -44,7 +44,10 @@ Examples
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from fastcascade._validation import check_positive_int, check_real
 
@@ -82,7 +85,7 @@ def _iterations(iterations, n_records):
     return t
 
 
-def record_decay(factor, iterations):
+def record_decay(factor: float, iterations: npt.ArrayLike) -> np.ndarray:
     """Per-record decay of the per-iteration EWMA: ``factor ** (t_k - t_{k-1})``.
 
     This is the one place where the per-iteration factor meets the recording cadence. Between
@@ -108,7 +111,8 @@ def record_decay(factor, iterations):
     return decay
 
 
-def ewma(x, factor=0.99, iterations=None):
+def ewma(x: npt.ArrayLike, factor: float = 0.99,
+         iterations: npt.ArrayLike | None = None) -> np.ndarray:
     """Exponentially weighted moving average along the last axis, per iteration.
 
     e_0 = x_0 and e_k = a_k e_{k-1} + (1 - a_k) x_k with a_k = factor ** (t_k - t_{k-1})
@@ -157,7 +161,9 @@ def _last_half_weights(t):
     return np.where(t >= t[0] + (t[-1] - t[0]) / 2.0, gaps, 0.0)
 
 
-def stable_grad_norm(grad_norm, factor=0.99, diverged=None, iterations=None):
+def stable_grad_norm(grad_norm: npt.ArrayLike, factor: float = 0.99,
+                     diverged: npt.ArrayLike | None = None,
+                     iterations: npt.ArrayLike | None = None) -> np.ndarray:
     """The paper's stable gradient norm per run: the mean of the per-iteration EWMA over the
     last half of the iterations (NaN for a diverged run).
 
@@ -202,8 +208,9 @@ def stable_grad_norm(grad_norm, factor=0.99, diverged=None, iterations=None):
     return stable
 
 
-def stable_iteration_complexity(grad_norm, iterations, factor=0.99, threshold=1.5,
-                                diverged=None):
+def stable_iteration_complexity(grad_norm: npt.ArrayLike, iterations: npt.ArrayLike,
+                                factor: float = 0.99, threshold: float = 1.5,
+                                diverged: npt.ArrayLike | None = None) -> np.ndarray:
     """Per run, the first iteration where the per-iteration EWMA of the gradient norm is below
     ``threshold`` times the stable gradient norm; -1 when it never is (or the run diverged).
 
@@ -251,7 +258,8 @@ def stable_iteration_complexity(grad_norm, iterations, factor=0.99, threshold=1.
     return out
 
 
-def trailing_median(x, window, min_count=None, chunk=8192):
+def trailing_median(x: npt.ArrayLike, window: int, min_count: int | None = None, chunk: int = 8192
+                    ) -> np.ndarray:
     """Median of the previous ``window`` finite values of a 1-d series at each position
     (NaN where fewer than ``min_count`` are available).
 
@@ -318,9 +326,11 @@ def _label_event(grad_norm, norm_base, a, b, nxt, recover_factor, recovery_windo
     return "diverged" if stopped_before_next else "persistent"
 
 
-def spike_events(grad_norm, grad_error, iterations, stopped_at, threshold=10.0, window=50,
-                 min_value=0.0, recover_factor=2.0, recovery_window=None,
-                 signals=("grad_error", "grad_norm")):
+def spike_events(grad_norm: npt.ArrayLike, grad_error: npt.ArrayLike, iterations: npt.ArrayLike,
+                 stopped_at: npt.ArrayLike,
+                 threshold: float = 10.0, window: int = 50, min_value: float = 0.0,
+                 recover_factor: float = 2.0, recovery_window: int | None = None,
+                 signals: Sequence[str] = ("grad_error", "grad_norm")) -> np.ndarray:
     """Spike events of each run, labelled recovered, persistent or diverged.
 
     See the module docstring for the definition.

@@ -45,7 +45,7 @@ class Noise:
     ``is_transform``; the kernel reads ``code``, ``params()`` and ``aux()``.
     """
 
-    kind = None
+    kind: str | None = None
     mode = "additive"
     is_transform = False
 

@@ -51,7 +51,7 @@ class Operator:
     """
 
     kind = "identity"
-    labels = None
+    labels: str | None = None
     elementwise = False
 
     def __init__(self, d_in=None, d_out=None):

@@ -17,9 +17,12 @@ SGD(step_size=0.05, batch='full', grad_noise_std=0.001, momentum=0.0, nesterov=F
 from __future__ import annotations
 
 import inspect
+from typing import Any, TypeVar
 
 from fastcascade._validation import check_choice, check_positive_int, check_real
 from fastcascade.schedules import Constant, Schedule
+
+_O = TypeVar("_O", bound="Optimizer")
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
@@ -45,15 +48,16 @@ class Optimizer:
         epoch (an epoch ends when fewer than B unseen samples remain).
     """
 
-    name = None
+    name: str | None = None
 
-    def __init__(self, step_size, batch="full", grad_noise_std=0.0, schedule=None,
-                 clip_norm=None, sampling="replacement"):
+    def __init__(self, step_size: float, batch: str | int = "full", grad_noise_std: float = 0.0,
+                 schedule: Schedule | None = None, clip_norm: float | None = None,
+                 sampling: str = "replacement"):
         self.step_size = check_real(step_size, "step_size", type(self).__name__, low=0.0,
                                     low_open=True)
         if batch != "full":
             batch = check_positive_int(batch, "batch", type(self).__name__)
-        self.batch = batch
+        self.batch: int | str = batch
         self.grad_noise_std = check_real(grad_noise_std, "grad_noise_std", type(self).__name__,
                                          low=0.0)
         schedule = Constant() if schedule is None else schedule
@@ -68,7 +72,7 @@ class Optimizer:
         self.sampling = check_choice(sampling, "sampling", SAMPLINGS, type(self).__name__)
 
     @classmethod
-    def fields(cls):
+    def fields(cls) -> tuple[str, ...]:
         """The constructor's parameter names, in order: the keys ``replace`` and ``fc.sweep``
         grids accept for this optimizer.
 
@@ -85,7 +89,7 @@ class Optimizer:
         params = inspect.signature(cls.__init__).parameters
         return tuple(name for name in params if name != "self")
 
-    def replace(self, **changes):
+    def replace(self: _O, **changes: Any) -> _O:
         """A validated copy with some constructor fields changed.
 
         Parameters
@@ -122,7 +126,7 @@ class Optimizer:
         kwargs.update(changes)
         return type(self)(**kwargs)
 
-    def step_size_at(self, t):
+    def step_size_at(self, t: int) -> float:
         """gamma_t = step_size * schedule.factor(t).
 
         Parameters
@@ -136,7 +140,7 @@ class Optimizer:
         """
         return self.step_size * self.schedule.factor(t)
 
-    def batch_size(self, n_samples):
+    def batch_size(self, n_samples: int) -> int:
         """The number of samples per step for a data set of ``n_samples``.
 
         Parameters
@@ -150,14 +154,14 @@ class Optimizer:
             ``n_samples`` for ``batch="full"``, else ``batch`` (ValueError when shuffled epochs
             would need ``batch > n_samples``).
         """
-        if self.batch == "full":
+        if isinstance(self.batch, str):  # "full"
             return n_samples
         if self.batch > n_samples and self.sampling == "shuffle":
             raise ValueError(f"{type(self).__name__}: batch: shuffled epochs need batch <= "
                              f"n_samples ({n_samples}), given {self.batch}")
         return self.batch
 
-    def engine_config(self):
+    def engine_config(self) -> dict[str, Any]:
         """The settings the compiled engine reads.
 
         Returns
@@ -179,7 +183,7 @@ class Optimizer:
     def _common_repr(self):
         return (f"batch={self.batch!r}, grad_noise_std={self.grad_noise_std!r}")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def __hash__(self):
@@ -212,8 +216,9 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, step_size, batch="full", grad_noise_std=0.0, momentum=0.0,
-                 nesterov=False, schedule=None, clip_norm=None, sampling="replacement"):
+    def __init__(self, step_size: float, batch: str | int = "full", grad_noise_std: float = 0.0,
+                 momentum: float = 0.0, nesterov: bool = False, schedule: Schedule | None = None,
+                 clip_norm: float | None = None, sampling: str = "replacement"):
         super().__init__(step_size, batch, grad_noise_std, schedule, clip_norm, sampling)
         self.momentum = check_real(momentum, "momentum", "SGD", low=0.0, high=0.999999)
         if not isinstance(nesterov, bool):
@@ -222,7 +227,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov: needs momentum > 0, given momentum=0")
         self.nesterov = nesterov
 
-    def engine_config(self):
+    def engine_config(self) -> dict[str, Any]:
         """The settings the compiled engine reads: those of :meth:`Optimizer.engine_config` with
         ``momentum`` and ``nesterov`` (0 or 1) set.
 
@@ -267,8 +272,10 @@ class Adam(Optimizer):
 
     name = "adam"
 
-    def __init__(self, step_size=1e-3, batch="full", grad_noise_std=0.0, betas=(0.9, 0.999),
-                 eps=1e-8, schedule=None, clip_norm=None, sampling="replacement"):
+    def __init__(self, step_size: float = 1e-3, batch: str | int = "full",
+                 grad_noise_std: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, schedule: Schedule | None = None,
+                 clip_norm: float | None = None, sampling: str = "replacement"):
         super().__init__(step_size, batch, grad_noise_std, schedule, clip_norm, sampling)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"Adam: betas: expected a pair of floats in [0, 1), given {betas!r}")
@@ -276,7 +283,7 @@ class Adam(Optimizer):
                       check_real(betas[1], "betas[1]", "Adam", low=0.0, high=0.999999))
         self.eps = check_real(eps, "eps", "Adam", low=0.0, low_open=True)
 
-    def engine_config(self):
+    def engine_config(self) -> dict[str, Any]:
         """The settings the compiled engine reads: those of :meth:`Optimizer.engine_config` with
         ``beta1``, ``beta2`` and ``adam_eps`` set.
 

@@ -51,8 +51,9 @@ class Perturbation:
         Multiplies a distribution's draws by m_t (decaying perturbations, Corollary 1).
     """
 
-    def __init__(self, op, pass_="forward", noise=None, timing=None, granularity="element",
-                 magnitude=None):
+    def __init__(self, op: int, pass_: str = "forward", noise: Noise | None = None,
+                 timing: Timing | None = None, granularity: str = "element",
+                 magnitude: Magnitude | None = None):
         self.op = check_positive_int(op, "op", "Perturbation")
         self.pass_ = check_choice(pass_, "pass_", PASSES, "Perturbation")
         if self.pass_ == "backward" and self.op < 2:
@@ -66,23 +67,23 @@ class Perturbation:
                                      "Perturbation")
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES,
                                         "Perturbation")
-        if noise.is_transform and granularity != "element":
+        if self.noise.is_transform and granularity != "element":
             raise ParameterError("granularity", granularity, f"'element' ({noise!r} is a "
                                  "transform)", "Perturbation")
         magnitude = Fixed() if magnitude is None else magnitude
         check_instance(magnitude, "magnitude", Magnitude, "a fastcascade.magnitude kind",
                        "Perturbation")
-        if noise.is_transform and magnitude != Fixed():
+        if self.noise.is_transform and magnitude != Fixed():
             raise ParameterError("magnitude", magnitude, f"none ({noise!r} is a transform and "
                                  "has no magnitude)", "Perturbation")
         self.magnitude = magnitude
 
     @property
-    def backward(self):
+    def backward(self) -> bool:
         """True for ``pass_="backward"`` (eps_i on a message), False for forward."""
         return self.pass_ == "backward"
 
-    def site(self, n_ops):
+    def site(self, n_ops: int) -> int:
         """The engine's site index: i for forward, N + i for backward.
 
         Parameters
@@ -97,7 +98,8 @@ class Perturbation:
         """
         return self.op + (n_ops if self.backward else 0)
 
-    def apply(self, z, gen, t=0, n_iter=None):
+    def apply(self, z: np.ndarray, gen: np.random.Generator, t: int = 0,
+              n_iter: int | None = None) -> np.ndarray:
         """NumPy twin of the kernel: z perturbed at iteration t, drawing from ``gen``.
 
         The timing is not checked here (see ``timing.active``). A transform returns Q(z); a
@@ -141,7 +143,7 @@ class Perturbation:
         return (f"Perturbation(op={self.op}, pass_={self.pass_!r}, noise={self.noise!r}, "
                 f"timing={self.timing!r}, granularity={self.granularity!r}{extra})")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Perturbation) and self.__dict__ == other.__dict__
 
     def __hash__(self):

@@ -30,6 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcascade.metrics import ewma
+from fastcascade.result import Result
+from fastcascade.sweeper import SweepResult, _same
+
 __all__ = ["convergence", "stable_norm", "spike_trajectories", "amplification_profile",
            "phase_diagram", "save"]
 
@@ -85,9 +89,6 @@ def _point_label(values):
 
 def _named_results(results, labels=None):
     """[(label, Result)] from a Result, a SweepResult, a dict label -> Result, or a list."""
-    from fastcascade.result import Result
-    from fastcascade.sweeper import SweepResult
-
     if isinstance(results, Result):
         pairs = [(_point_label(results.grid) if results.grid else None, results)]
     elif isinstance(results, SweepResult):
@@ -148,8 +149,6 @@ def convergence(results, field="grad_norm", ax=None, labels=None, smooth=None, b
     --------
     ``fc.plotting.convergence({"forward": res_f, "backward": res_b}, smooth=0.99)``
     """
-    from fastcascade.metrics import ewma
-
     if field not in ("grad_norm", "objective", "grad_error", "step_size"):
         raise ValueError(f"field: expected one of 'grad_norm', 'objective', 'grad_error', "
                          f"'step_size', given {field!r}")
@@ -216,8 +215,6 @@ def _metric(res, value, factor):
 
 
 def _matches(point, fixed):
-    from fastcascade.sweeper import _same
-
     return all(_same(point[k], v) for k, v in fixed.items())
 
 
@@ -248,8 +245,6 @@ def stable_norm(sweep, x="step_size", curve=None, where=None, factor=0.99, ax=No
     --------
     ``fc.plotting.stable_norm(sw, x="step_size", curve="sigma_f")``
     """
-    from fastcascade.sweeper import SweepResult
-
     if not isinstance(sweep, SweepResult):
         raise ValueError(f"sweep: expected a fastcascade.SweepResult, given {sweep!r}")
     curve, where = _sweep_axes_keys(sweep, x, curve, where)
@@ -434,8 +429,6 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
 
     from matplotlib.colors import LogNorm
 
-    from fastcascade.sweeper import SweepResult
-
     if not isinstance(sweep, SweepResult):
         raise ValueError(f"sweep: expected a fastcascade.SweepResult, given {sweep!r}")
     where = dict(where or {})
@@ -452,8 +445,6 @@ def phase_diagram(sweep, x, y, value="stable_grad_norm", where=None, factor=0.99
     for p, r in sweep.items():
         if not _matches(p, where):
             continue
-        from fastcascade.sweeper import _same
-
         i = next(k for k, v in enumerate(yv) if _same(v, p[y]))
         j = next(k for k, v in enumerate(xv) if _same(v, p[x]))
         with warnings.catch_warnings():

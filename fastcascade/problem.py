@@ -13,11 +13,14 @@ Examples
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
+from fastcascade._kernels import _engine
+from fastcascade._typing import Seed
 from fastcascade.cascade import Cascade
-from fastcascade.datasets import as_dataset
+from fastcascade.datasets import Dataset, as_dataset
 from fastcascade.ops import check_label_values
-from fastcascade.reg import as_regularizer
+from fastcascade.reg import Regularizer, as_regularizer
 
 __all__ = ["Problem"]
 
@@ -39,7 +42,8 @@ class Problem:
     plan : fastcascade.cascade.Plan
     """
 
-    def __init__(self, cascade, data, regularizer=None):
+    def __init__(self, cascade: Cascade, data: Dataset | tuple[npt.ArrayLike, npt.ArrayLike],
+                 regularizer: Regularizer | None = None):
         if not isinstance(cascade, Cascade):
             raise ValueError(f"cascade: expected a fastcascade.Cascade, given {cascade!r}")
         self.data = as_dataset(data)
@@ -59,16 +63,16 @@ class Problem:
         self.plan = self.cascade.lower()
 
     @property
-    def n_weights(self):
+    def n_weights(self) -> int:
         """Length of the flat weight vector w, ``plan.n_weights``."""
         return self.plan.n_weights
 
     @property
-    def n_samples(self):
+    def n_samples(self) -> int:
         """M, the number of samples of the data."""
         return self.data.n_samples
 
-    def init_weights(self, seed=None):
+    def init_weights(self, seed: Seed | None = None) -> np.ndarray:
         """Zeros, or the operators' seeded initialisers (see ``Cascade.init_weights``).
 
         Parameters
@@ -83,7 +87,7 @@ class Problem:
         """
         return self.cascade.init_weights(seed)
 
-    def objective(self, w):
+    def objective(self, w: npt.ArrayLike) -> float:
         """Clean full-data objective l(w) = (1/M) sum_l F(x_l; w) + R(w) (Eq. 1, compiled).
 
         Parameters
@@ -97,7 +101,7 @@ class Problem:
         """
         return self.objective_and_gradient(w)[0]
 
-    def gradient(self, w):
+    def gradient(self, w: npt.ArrayLike) -> np.ndarray:
         """Clean full-data gradient of l at w (Eq. 1, compiled), regularizer included.
 
         Parameters
@@ -112,7 +116,7 @@ class Problem:
         """
         return self.objective_and_gradient(w)[1]
 
-    def objective_and_gradient(self, w):
+    def objective_and_gradient(self, w: npt.ArrayLike) -> tuple[float, np.ndarray]:
         """(l(w), grad l(w)) in one clean forward/backward pass over all samples (compiled).
 
         No perturbation and no random stream is involved.
@@ -129,8 +133,6 @@ class Problem:
         grad : numpy.ndarray
             float64 (n_weights,).
         """
-        from fastcascade._kernels import _engine
-
         w = self.cascade.check_weights(w)
         grad = np.zeros_like(w)
         value = _engine.clean_objective_gradient(

@@ -29,6 +29,7 @@ from fastcascade._validation import check_choice, check_positive_int
 from fastcascade.cascade import Cascade
 from fastcascade.datasets import Dataset, synthetic_logistic
 from fastcascade.problem import Problem
+from fastcascade.reference import cascade_forward
 from fastcascade.reg import NonConvex, SquaredNorm
 
 __all__ = ["paper_logistic", "deep_linear", "mlp", "lq_control"]
@@ -148,7 +149,6 @@ def mlp(depth=3, width=16, activation="tanh", n_samples=500, seed=0, noise_std=0
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, width))
     # the teacher: the same architecture with seeded weights, its output as the target
-    from fastcascade.reference import cascade_forward
     teacher = Cascade(layers[:-1] + [ops.Identity()], input_dim=width)
     w_teacher = teacher.init_weights(seed=seed + 1)
     y = cascade_forward(teacher, w_teacher, X, np.zeros((n_samples, 0)))[-1]

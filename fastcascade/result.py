@@ -27,11 +27,19 @@ step gradient was at fault, and the weights after the update when the weights we
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 
 from fastcascade import metrics
-from fastcascade.io import jsonable, save_result, seed_to_json
+from fastcascade._jsonable import jsonable, seed_to_json
+from fastcascade._typing import PathLike, Seed
 from fastcascade.metrics import ewma
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["Result", "ewma"]
 
@@ -93,8 +101,24 @@ class Result:
     (2,)
     """
 
-    def __init__(self, iterations, histories, final_weights, stopped_at, stop_reason, seeds,
-                 config):
+    iterations: np.ndarray
+    objective: np.ndarray
+    grad_norm: np.ndarray
+    grad_error: np.ndarray
+    step_size: np.ndarray
+    forward_error: np.ndarray | None
+    backward_error: np.ndarray | None
+    weights: np.ndarray | None
+    nonfinite_injections: np.ndarray | None
+    final_weights: np.ndarray
+    stopped_at: np.ndarray
+    stop_reason: list[str]
+    seeds: list[Seed]
+    config: dict[str, Any]
+
+    def __init__(self, iterations: npt.ArrayLike, histories: Mapping[str, np.ndarray | None],
+                 final_weights: np.ndarray, stopped_at: npt.ArrayLike,
+                 stop_reason: Sequence[str], seeds: Iterable[Seed], config: Mapping[str, Any]):
         self.iterations = np.asarray(iterations, dtype=np.int64)
         for name in HISTORY_FIELDS:
             setattr(self, name, histories[name])
@@ -108,27 +132,27 @@ class Result:
 
     # -- shape and metadata --------------------------------------------------------------------
     @property
-    def n_runs(self):
+    def n_runs(self) -> int:
         """Number of runs (rows of every history), from ``final_weights.shape[0]``."""
         return self.final_weights.shape[0]
 
     @property
-    def n_records(self):
+    def n_records(self) -> int:
         """Number of records per run (columns of every history), ``len(iterations)``."""
         return self.iterations.shape[0]
 
     @property
-    def diverged(self):
+    def diverged(self) -> np.ndarray:
         """Boolean (n_runs,): which runs stopped early."""
         return self.stopped_at >= 0
 
     @property
-    def grid(self):
+    def grid(self) -> dict[str, Any]:
         """The grid values of these runs when they come from a sweep, else {}."""
         return self.config.get("grid", {})
 
     @property
-    def history(self):
+    def history(self) -> np.ndarray:
         """The histories as one structured array (n_runs, n_records) with the named fields
         ``iteration``, ``objective``, ``grad_norm``, ``grad_error``, ``step_size`` (a copy)."""
         dtype = [("iteration", np.int64)] + [(name, np.float64) for name in HISTORY_FIELDS]
@@ -192,8 +216,9 @@ class Result:
         return metrics.stable_iteration_complexity(self.grad_norm, self.iterations, factor,
                                                    threshold, self.diverged)
 
-    def spike_events(self, threshold=10.0, window=50, min_value=0.0, recover_factor=2.0,
-                     recovery_window=None, signals=("grad_error", "grad_norm")):
+    def spike_events(self, threshold: float = 10.0, window: int = 50, min_value: float = 0.0,
+                     recover_factor: float = 2.0, recovery_window: int | None = None,
+                     signals: Sequence[str] = ("grad_error", "grad_norm")) -> np.ndarray:
         """Spike events of every run, each labelled "recovered", "persistent" or "diverged".
 
         See :func:`fastcascade.metrics.spike_events` for the definition (docs/model.md, Spike
@@ -224,7 +249,7 @@ class Result:
                                     self.stopped_at, threshold, window, min_value,
                                     recover_factor, recovery_window, signals)
 
-    def final_grad_norm(self):
+    def final_grad_norm(self) -> np.ndarray:
         """Per run, the last finite recorded gradient norm (NaN when there is none).
 
         Returns
@@ -239,7 +264,7 @@ class Result:
                 out[k] = finite[-1]
         return out
 
-    def summary_table(self, factor=0.99, **spike_options):
+    def summary_table(self, factor: float = 0.99, **spike_options: Any) -> np.ndarray:
         """One row per run, as a structured array.
 
         Parameters
@@ -284,7 +309,7 @@ class Result:
             table["n_persistent"][k] = np.sum(mine["label"] == "persistent")
         return table
 
-    def summary(self, factor=0.99):
+    def summary(self, factor: float = 0.99) -> str:
         """The summary table as text, one line per run.
 
         Columns: seed, final and stable gradient norm, stable iteration, spikes (with the number
@@ -316,7 +341,7 @@ class Result:
                          f"{row['stable_grad_norm']:14.4e} {stable_at:>10} {spikes:>7}  {status}")
         return "\n".join(lines)
 
-    def to_frame(self, factor=0.99):
+    def to_frame(self, factor: float = 0.99) -> Any:
         """The summary table as a pandas DataFrame (needs pandas: ``pip install
         "fastcascade[pandas]"``).
 
@@ -333,7 +358,7 @@ class Result:
         return _frame(self.summary_table(factor))
 
     # -- files, plots, comparison -------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write every array and the configuration to one ``.npz`` file (no pickle; read it back
         with ``fc.load(path)``).
 
@@ -342,9 +367,11 @@ class Result:
         path : str or os.PathLike
             The file written (``fastcascade.io.save_result``).
         """
-        save_result(self, path)
+        from fastcascade import io  # a higher floor: io reads and writes Results
 
-    def plot(self, ax=None, **kwargs):
+        io.save_result(self, path)
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """The convergence plot (``fastcascade.plotting.convergence``).
 
         Parameters
@@ -359,11 +386,11 @@ class Result:
         -------
         matplotlib.axes.Axes
         """
-        from fastcascade import plotting
+        from fastcascade import plotting  # a higher floor
 
         return plotting.convergence(self, ax=ax, **kwargs)
 
-    def identical(self, other):
+    def identical(self, other: object) -> bool:
         """True when ``other`` holds the same arrays bit for bit (dtype, shape and bytes, NaNs
         included) and the same seeds, stop reasons and configuration.
 
@@ -392,7 +419,8 @@ class Result:
                 and self.stop_reason == other.stop_reason and self.config == other.config)
 
     @classmethod
-    def concat(cls, results, config=None):
+    def concat(cls, results: Iterable[Result], config: Mapping[str, Any] | None = None
+               ) -> Result:
         """The runs of several results (same records) as one Result, in the order given.
 
         Parameters
@@ -417,8 +445,8 @@ class Result:
                 raise ValueError(f"results[{k}]: expected a fastcascade.Result, given {r!r}")
             if not np.array_equal(r.iterations, first.iterations):
                 raise ValueError(f"results[{k}]: records at other iterations than results[0]")
-        hist = {name: np.concatenate([getattr(r, name) for r in results]) for name in
-                HISTORY_FIELDS}
+        hist: dict[str, np.ndarray | None] = {
+            name: np.concatenate([getattr(r, name) for r in results]) for name in HISTORY_FIELDS}
         for name in OPTIONAL_FIELDS:
             parts = [getattr(r, name) for r in results]
             hist[name] = None if any(p is None for p in parts) else np.concatenate(parts)

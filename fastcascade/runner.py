@@ -19,23 +19,27 @@ import math
 import os
 import warnings
 from collections import namedtuple
+from collections.abc import Iterable
 from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from fastcascade import reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._interrupt import engine_interrupts
 from fastcascade._kernels import _engine, _ops
 from fastcascade._progress import progress_bar
+from fastcascade._typing import Init, Seed, Seeds
 from fastcascade._validation import (check_bool, check_choice, check_instance, check_memory,
                                      check_positive_int, check_real, is_int)
 from fastcascade.diagnostics import check_setup, warn_nonfinite_injections
 from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.optim import Optimizer
-from fastcascade.perturbation import (check_perturbations, check_widths, perturbation_tables,
-                                      sort_by_site)
+from fastcascade.perturbation import (Perturbation, check_perturbations, check_widths,
+                                      perturbation_tables, sort_by_site)
 from fastcascade.problem import Problem
 from fastcascade.result import Result
 
@@ -50,7 +54,7 @@ PerturbedGradient.__doc__ = """The Eq. 5 gradient of one step and the clean grad
 samples, both including the regularizer's gradient."""
 
 
-def run_streams(seed):
+def run_streams(seed: Seed) -> list[np.random.Generator]:
     """The run's four generators (data, forward noise, backward noise, gradient noise), spawned
     from ``numpy.random.SeedSequence(seed)`` in that order (PCG64; docs/model.md sec. 3).
 
@@ -78,7 +82,7 @@ def _check_problem(problem, optimizer=None, need_optimizer=False):
 SEEDS_ALLOWED = "a non-negative integer, a SeedSequence or an iterable of them"
 
 
-def _seed_list(seeds):
+def _seed_list(seeds: Any) -> list[Seed]:
     if isinstance(seeds, np.random.SeedSequence) or is_int(seeds):
         seeds = [seeds]
     elif isinstance(seeds, (bool, np.bool_, str, bytes, dict, float)):
@@ -172,9 +176,11 @@ def _n_workers(n_jobs, n_runs):
     return max(1, min(_threads(n_jobs), n_runs))
 
 
-def check_settings(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1,
-                   record_every=1, record_profile=False, init=None, engine="cython",
-                   max_norm=1e10, record_weights=False):
+def check_settings(problem: Problem, optimizer: Optimizer, n_iter: int,
+                   perturbations: Iterable[Perturbation] = (), seeds: Seeds = 0,
+                   n_jobs: int = 1, record_every: int = 1, record_profile: bool = False,
+                   init: Init = None, engine: str = "cython", max_norm: float = 1e10,
+                   record_weights: bool = False) -> SimpleNamespace:
     """Check ``fc.run``'s arguments and lower them for the engine, without running anything.
 
     Parameters
@@ -230,9 +236,11 @@ init, engine, max_norm, record_weights
         n_workers=n_workers, weights=_initial_weights(problem, init, seeds))
 
 
-def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_every=1,
-        record_profile=False, init=None, engine="cython", max_norm=1e10, record_weights=False,
-        progress=None, partial=False):
+def run(problem: Problem, optimizer: Optimizer, n_iter: int,
+        perturbations: Iterable[Perturbation] = (), seeds: Seeds = 0, n_jobs: int = 1,
+        record_every: int = 1, record_profile: bool = False, init: Init = None,
+        engine: str = "cython", max_norm: float = 1e10, record_weights: bool = False,
+        progress: bool | None = None, partial: bool = False) -> Result:
     """Run perturbed SGD (Eq. 5, docs/model.md sec. 2) once per seed.
 
     Parameters
@@ -292,12 +300,13 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
                         record_profile, init, engine, max_norm, record_weights)
     n_iter, record_every, record_profile, record_weights = \
         st.n_iter, st.record_every, st.record_profile, st.record_weights
-    engine, max_norm, seeds, perts, N = st.engine, st.max_norm, st.seeds, st.perts, st.N
+    engine, max_norm, perts, N = st.engine, st.max_norm, st.perts, st.N
+    seeds = cast("list[Seed]", st.seeds)
     pint, preal, ptimes, config, n_workers = st.pint, st.preal, st.ptimes, st.config, st.n_workers
     weights = st.weights
     n_runs, n_rec = len(seeds), math.ceil(n_iter / record_every)
-    hist = {name: np.full((n_runs, n_rec), np.nan)
-            for name in ("objective", "grad_norm", "grad_error", "step_size")}
+    hist: dict[str, Any] = {name: np.full((n_runs, n_rec), np.nan)
+                            for name in ("objective", "grad_norm", "grad_error", "step_size")}
     prof_shape = (n_runs, n_rec, N) if record_profile else (n_runs, 0, N)
     hist["forward_error"] = np.full(prof_shape, np.nan)
     hist["backward_error"] = np.full(prof_shape, np.nan)
@@ -370,8 +379,10 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
                   reasons, seeds, settings)
 
 
-def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iteration=0,
-                       engine="cython", n_iter=None):
+def perturbed_gradient(problem: Problem, w: npt.ArrayLike,
+                       perturbations: Iterable[Perturbation] = (), seed: Seed = 0,
+                       batch: int | None = None, iteration: int = 0,
+                       engine: str = "cython", n_iter: int | None = None) -> PerturbedGradient:
     """The gradient of one Eq. 5 step at ``w`` and the clean gradient on the same samples.
 
     Parameters

@@ -40,13 +40,16 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
 import json
 import os
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,11 +59,16 @@ from fastcascade._kernels import _engine
 from fastcascade._validation import check_bool, check_instance, check_positive_int
 from fastcascade.errors import ParameterError, ParameterTypeError, show_value
 from fastcascade.optim import Optimizer
-from fastcascade.perturbation import check_perturbations
+from fastcascade.perturbation import Perturbation, check_perturbations
 from fastcascade.problem import Problem
 from fastcascade.result import OPTIONAL_FIELDS, Result, _frame
 from fastcascade._progress import progress_bar
+from fastcascade._typing import PathLike, Seed, Seeds
+from fastcascade._version import __version__
 from fastcascade.runner import _seed_list, check_settings, run
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["sweep", "SweepResult", "SweepFolderError", "run_unit", "RUN_KEYS"]
 
@@ -71,7 +79,9 @@ RESERVED = ("seeds", "n_jobs", "perturbations", "executor", "problem", "optimize
 
 
 # -- the unit of work ---------------------------------------------------------------------------
-def run_unit(problem, optimizer, perturbations, seed, run_kwargs, extra_config):
+def run_unit(problem: Problem, optimizer: Optimizer, perturbations: Iterable[Perturbation],
+             seed: Seed, run_kwargs: Mapping[str, Any], extra_config: Mapping[str, Any]
+             ) -> Result:
     """One sweep run: ``fc.run(problem, optimizer, perturbations=..., seeds=[seed], n_jobs=1,
     **run_kwargs)`` with ``extra_config`` merged into the result's configuration.
 
@@ -171,7 +181,7 @@ def classify_grid(grid, optimizer, perturbations):
     return kinds
 
 
-def grid_points(grid):
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The grid's points, as dicts, in Cartesian-product order (last key fastest).
 
     Parameters
@@ -209,8 +219,6 @@ def describe_callable(fn):
     str
         ``module.qualname``, ``partial(module.qualname, args...)``, or the object's repr.
     """
-    import functools
-
     if isinstance(fn, functools.partial):
         args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
         return f"partial({describe_callable(fn.func)}, {', '.join(args)})"
@@ -244,8 +252,6 @@ def build_key():
     dict
         ``{"fastcascade": version, "debug": bool, "native": bool}``.
     """
-    from fastcascade import __version__
-
     return {"fastcascade": __version__, "debug": bool(_engine.BUILD_FLAGS["debug"]),
             "native": bool(_engine.BUILD_FLAGS["native"])}
 
@@ -489,9 +495,12 @@ def _execute(units, problem, n_jobs, executor, finish):
 
 
 # -- sweep --------------------------------------------------------------------------------------
-def sweep(problem, optimizer, n_iter=None, grid=None, seeds=0, perturbations=(), n_jobs=1,
-          executor=None, out=None, progress=None, metadata=None, overwrite=False,
-          **run_kwargs):
+def sweep(problem: Problem, optimizer: Optimizer, n_iter: int | None = None,
+          grid: Mapping[str, Sequence[Any]] | None = None, seeds: Seeds = 0,
+          perturbations: Iterable[Perturbation] | Callable[..., Iterable[Perturbation]] = (),
+          n_jobs: int = 1, executor: Executor | None = None, out: PathLike | None = None,
+          progress: bool | None = None, metadata: Mapping[str, Any] | None = None,
+          overwrite: bool = False, **run_kwargs: Any) -> SweepResult:
     """Run a grid of settings, once per seed.
 
     Parameters
@@ -689,7 +698,8 @@ class SweepResult:
     See :func:`fastcascade.sweep` (defined in ``fastcascade.sweeper``).
     """
 
-    def __init__(self, grid, points, results, seeds, config):
+    def __init__(self, grid: Mapping[str, Sequence[Any]], points: Iterable[Mapping[str, Any]],
+                 results: Iterable[Result], seeds: Iterable[Seed], config: Mapping[str, Any]):
         self.grid = {k: list(v) for k, v in grid.items()}
         self.points = [dict(p) for p in points]
         self.results = list(results)
@@ -697,19 +707,19 @@ class SweepResult:
         self.config = io.jsonable(config)
         self.n_computed = self.n_loaded = 0
         self.interrupted = False
-        self.unsaved = []
-        self.partial_runs = {}
+        self.unsaved: list[tuple[str, str]] = []
+        self.partial_runs: dict[int, list[Result]] = {}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.points)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Result:
         return self.results[i]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Result]:
         return iter(self.results)
 
-    def items(self):
+    def items(self) -> list[tuple[dict[str, Any], Result]]:
         """(grid values, Result) pairs.
 
         Returns
@@ -720,11 +730,11 @@ class SweepResult:
         return list(zip(self.points, self.results))
 
     @property
-    def keys(self):
+    def keys(self) -> list[str]:
         """The grid keys, in the grid's order (a list)."""
         return list(self.grid)
 
-    def select(self, **values):
+    def select(self, **values: Any) -> Result:
         """The Result of the point with these grid values (all keys must be given).
 
         Parameters
@@ -753,7 +763,7 @@ class SweepResult:
         raise ValueError(f"select: no grid point {values}; the grid is {self.grid}")
 
     # -- metrics ----------------------------------------------------------------------------
-    def stable_grad_norm(self, factor=0.99):
+    def stable_grad_norm(self, factor: float = 0.99) -> np.ndarray:
         """The stable gradient norm of every run (``Result.stable_grad_norm``).
 
         Parameters
@@ -768,7 +778,8 @@ class SweepResult:
         """
         return np.stack([r.stable_grad_norm(factor) for r in self.results])
 
-    def stable_iteration_complexity(self, factor=0.99, threshold=1.5):
+    def stable_iteration_complexity(self, factor: float = 0.99,
+                                    threshold: float = 1.5) -> np.ndarray:
         """The stable iteration complexity of every run.
 
         Parameters
@@ -786,7 +797,7 @@ class SweepResult:
         return np.stack([r.stable_iteration_complexity(factor, threshold)
                          for r in self.results])
 
-    def summary_table(self, factor=0.99, **spike_options):
+    def summary_table(self, factor: float = 0.99, **spike_options: Any) -> np.ndarray:
         """One row per run (point, seed): the grid values, then the fields of
         ``Result.summary_table``, as a structured array.
 
@@ -816,11 +827,11 @@ class SweepResult:
         table["point"] = point_idx
         for k, col in grid_cols:
             table[k] = col[point_idx]
-        for name in run_table.dtype.names:
+        for name in run_table.dtype.names or ():
             table[name] = run_table[name]
         return table
 
-    def summary(self, factor=0.99):
+    def summary(self, factor: float = 0.99) -> str:
         """One line per grid point: its values, the median [quartiles] of the stable gradient
         norm over the seeds, the median stable iteration, diverged runs and spikes.
 
@@ -857,7 +868,7 @@ class SweepResult:
                          f"{int(rows['n_spikes'].sum()):>7}")
         return "\n".join(lines)
 
-    def to_frame(self, factor=0.99):
+    def to_frame(self, factor: float = 0.99) -> Any:
         """The per-run summary table as a pandas DataFrame (pandas is an optional extra).
 
         Parameters
@@ -873,7 +884,7 @@ class SweepResult:
         return _frame(self.summary_table(factor))
 
     # -- files and plots ---------------------------------------------------------------------
-    def save(self, folder, overwrite=False):
+    def save(self, folder: PathLike, overwrite: bool = False) -> None:
         """Write the sweep to ``folder``: a manifest and one result file per run (see
         ``fastcascade.io``); ``fc.load(folder)`` reads it back.
 
@@ -905,7 +916,7 @@ class SweepResult:
                                             self.config))
 
     @classmethod
-    def load(cls, folder):
+    def load(cls, folder: PathLike) -> SweepResult:
         """Read a folder written by ``save`` or by ``fc.sweep(..., out=folder)``.
 
         Parameters
@@ -932,7 +943,7 @@ class SweepResult:
         seeds = [io.seed_from_json(s) for s in manifest["seeds"]]
         return cls(manifest["grid"], manifest["points"], results, seeds, manifest["config"])
 
-    def identical(self, other):
+    def identical(self, other: object) -> bool:
         """Same grid, points, seeds and configuration, and identical results (bit for bit).
 
         Parameters
@@ -951,7 +962,7 @@ class SweepResult:
                 and len(self.results) == len(other.results)
                 and all(a.identical(b) for a, b in zip(self.results, other.results)))
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """The stable gradient norm against the step size (``plotting.stable_norm``) when the
         grid has ``step_size``; else the convergence of every point.
 
@@ -966,7 +977,7 @@ class SweepResult:
         -------
         matplotlib Axes
         """
-        from fastcascade import plotting
+        from fastcascade import plotting  # a higher floor
 
         if "step_size" in self.grid:
             return plotting.stable_norm(self, ax=ax, **kwargs)

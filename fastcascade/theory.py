@@ -26,11 +26,22 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from fastcascade import noise as noise_kinds
+from fastcascade._kernels import _engine
 from fastcascade._validation import check_positive_int, check_real
+from fastcascade.noise import Distribution, Noise
+from fastcascade.perturbation import (Perturbation, check_perturbations, perturbation_tables,
+                                      sort_by_site)
+from fastcascade.problem import Problem
+from fastcascade.reference import cascade_forward
+from fastcascade.runner import run_streams
 
 __all__ = ["OperatorConstants", "c_v", "variance_constants", "variance_bound",
            "bias_constants", "bias_bound", "nonconvex_bound", "pl_bound", "COROLLARY1",
@@ -67,7 +78,7 @@ class OperatorConstants:
             check_real(getattr(self, name), name, "OperatorConstants", low=0.0)
 
 
-def c_v(C1, n_ops):
+def c_v(C1: float, n_ops: int) -> float:
     """Lemma 1: ||v_i|| <= C_v = max(1, C1^N).
 
     Parameters
@@ -89,7 +100,7 @@ def _geometric(ratio, first, last):
     return float(sum(ratio ** k for k in range(first, last + 1)))
 
 
-def variance_constants(k, n_ops):
+def variance_constants(k: OperatorConstants, n_ops: int) -> tuple[np.ndarray, np.ndarray]:
     """Theorem 1's constants.
 
     Parameters
@@ -118,7 +129,8 @@ def variance_constants(k, n_ops):
     return ce_delta, ce_eps
 
 
-def variance_bound(k, n_ops, delta_sq, eps_sq):
+def variance_bound(k: OperatorConstants, n_ops: int, delta_sq: npt.ArrayLike,
+                   eps_sq: npt.ArrayLike) -> float:
     """Theorem 1: E||~u - u||^2 <= sum_i Ce_delta_i E||delta_i||^2 + Ce_eps_{i+1} E||eps_{i+1}||^2.
 
     Parameters
@@ -148,7 +160,7 @@ def _site_array(a, n_ops, name):
     return a
 
 
-def bias_constants(k, n_ops):
+def bias_constants(k: OperatorConstants, n_ops: int) -> dict[str, np.ndarray]:
     """Theorem 2's constants, each an array over i = 1..N-1.
 
     Parameters
@@ -183,7 +195,8 @@ def bias_constants(k, n_ops):
     return {"cb_delta": cb_delta, "cb_tilde_delta": cb_tilde, "cb_eps": cb_eps, "cy_sq": cy_sq}
 
 
-def bias_bound(k, n_ops, delta_mean_sq, delta_fourth, eps_mean_sq):
+def bias_bound(k: OperatorConstants, n_ops: int, delta_mean_sq: npt.ArrayLike,
+               delta_fourth: npt.ArrayLike, eps_mean_sq: npt.ArrayLike) -> float:
     """Theorem 2: ||E[~u - u]||^2 <= sum_i Cb_delta_i ||E delta_i||^2
     + Cb~_delta_i E||delta_i||^4 + Cb_eps_{i+1} ||E eps_{i+1}||^2 (arrays over i = 1..N-1).
 
@@ -211,7 +224,8 @@ def bias_bound(k, n_ops, delta_mean_sq, delta_fourth, eps_mean_sq):
                  + c["cb_eps"] @ _site_array(eps_mean_sq, n_ops, "eps_mean_sq"))
 
 
-def nonconvex_bound(D0, step_size, n_iter, L, sigma_sq, variances, biases):
+def nonconvex_bound(D0: float, step_size: float, n_iter: int, L: float, sigma_sq: float,
+                    variances: npt.ArrayLike, biases: npt.ArrayLike) -> float:
     """Theorems 3/4 (gamma <= 1/(3 L)): a bound on (1/T) sum_t E||grad l(w_t)||^2,
 
         6 D0 / (gamma T) + 6 L gamma sigma^2 + (6 L gamma / T) sum_t Var_t + (3 / T) sum_t Bias_t
@@ -249,7 +263,8 @@ def nonconvex_bound(D0, step_size, n_iter, L, sigma_sq, variances, biases):
             + 3.0 / T * bias_sum)
 
 
-def pl_bound(D0, step_size, n_iter, L, mu, sigma_sq, variances, biases):
+def pl_bound(D0: float, step_size: float, n_iter: int, L: float, mu: float, sigma_sq: float,
+             variances: npt.ArrayLike, biases: npt.ArrayLike) -> float:
     """Theorem 5 (PL with constant mu): a bound on E[l(w_T) - l*],
 
         (1 - mu gamma/3)^T D0 + 3 L gamma sigma^2 / mu
@@ -313,7 +328,7 @@ _TABLE1 = {
 }
 
 
-def table1_exponent(setting, zero_mean, pass_):
+def table1_exponent(setting: str, zero_mean: bool, pass_: str) -> float:
     """Table 1's exponent b in the budget Q <~ T^b (see :func:`table1_budget`).
 
     Parameters
@@ -338,7 +353,7 @@ def table1_exponent(setting, zero_mean, pass_):
     return _TABLE1[key][pass_]
 
 
-def table1_budget(setting, zero_mean, pass_, n_iter):
+def table1_budget(setting: str, zero_mean: bool, pass_: str, n_iter: int) -> float:
     """Table 1: how many iterations Q with an O(1) perturbation keep the clean rate, T^b.
 
     Parameters
@@ -365,7 +380,8 @@ def table1_budget(setting, zero_mean, pass_, n_iter):
 # Measurements
 
 
-def perturbation_moments(noise, width, granularity="element"):
+def perturbation_moments(noise: Noise, width: int, granularity: str = "element"
+                         ) -> dict[str, float]:
     """Moments of the perturbation a distribution adds on a site of width d, per sample.
 
     Parameters
@@ -382,8 +398,6 @@ def perturbation_moments(noise, width, granularity="element"):
     -------
     dict with ``sq`` = E||delta||^2, ``mean_sq`` = ||E delta||^2, ``fourth`` = E||delta||^4.
     """
-    from fastcascade.noise import Distribution
-
     if not isinstance(noise, Distribution):
         raise ValueError(f"noise: expected an additive distribution, given {noise!r}")
     d = check_positive_int(width, "width")
@@ -398,8 +412,7 @@ def perturbation_moments(noise, width, granularity="element"):
 
 
 def _raw_fourth_moment(noise):
-    from fastcascade import noise as N
-
+    N = noise_kinds
     if isinstance(noise, N.Uniform):
         a, b = noise.low, noise.high
         return (b ** 5 - a ** 5) / (5.0 * (b - a)) if b > a else a ** 4
@@ -419,7 +432,9 @@ def _raw_fourth_moment(noise):
     raise ValueError(f"noise: no fourth moment known for {noise!r}")
 
 
-def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=None):
+def gradient_error_stats(problem: Problem, w: npt.ArrayLike, perturbations: Iterable[Perturbation],
+                         n_draws: int = 2000, seed: int = 0, batch: int | None = None
+                         ) -> dict[str, Any]:
     """Monte Carlo moments of the gradient error ~u - u of one Eq. 5 pass at w.
 
     Each draw perturbs a fresh pass over the same samples (all of them, or ``batch`` drawn once
@@ -449,10 +464,6 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
         bias-corrected (the noise of the mean, trace(Cov)/n, is subtracted) and
         ``bias_se``: the per-coordinate standard errors of ``bias``.
     """
-    from fastcascade._kernels import _engine
-    from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
-    from fastcascade.runner import run_streams
-
     w = problem.cascade.check_weights(w)
     n_draws = check_positive_int(n_draws, "n_draws")
     N = problem.cascade.n_ops
@@ -494,7 +505,8 @@ def _op_norm(a):
     return float(np.linalg.norm(a, ord=2)) if a.size else 0.0
 
 
-def estimate_constants(problem, weights, n_samples=32, radius=1e-3, seed=0):
+def estimate_constants(problem: Problem, weights: npt.ArrayLike, n_samples: int = 32,
+                       radius: float = 1e-3, seed: int = 0) -> OperatorConstants:
     """Estimates of Assumption A3's constants along given iterates (local, not global, values).
 
     For each weight vector in ``weights`` and up to ``n_samples`` data points, a clean forward
@@ -524,8 +536,6 @@ def estimate_constants(problem, weights, n_samples=32, radius=1e-3, seed=0):
     -------
     OperatorConstants
     """
-    from fastcascade.reference import cascade_forward
-
     rng = np.random.default_rng(seed)
     W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     cascade = problem.cascade

@@ -27,7 +27,7 @@ class Timing:
     ``table``; ``unreachable`` feeds the set-up warning for firings beyond ``n_iter``.
     """
 
-    kind = None
+    kind: str | None = None
 
     @property
     def code(self):

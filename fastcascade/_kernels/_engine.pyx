@@ -796,6 +796,7 @@ cdef Config config_from(dict c) except *:
 
 
 @cython.final
+@cython.auto_pickle(False)   # it holds the run's buffers: nothing to pickle
 cdef class RunState:
     """One perturbed SGD run of the compiled engine, advanced step by step.
 
