@@ -5,7 +5,7 @@ See README.md for a tour; docs/model.md is the model (Eq. 5: the engine's step).
 from fastcascade import datasets, magnitude, metrics, noise, ops, reference, reg, schedules
 from fastcascade import plotting, problems, theory, timing  # plotting imports matplotlib lazily
 from fastcascade.cascade import Cascade
-from fastcascade.diagnostics import PerturbationWarning
+from fastcascade.diagnostics import PerformanceWarning, PerturbationWarning
 from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.info import build_info
 from fastcascade.io import load
@@ -20,7 +20,7 @@ from fastcascade import experiments  # noqa: E402  (uses sweep)
 __version__ = "0.1.0"
 
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
-           "ParameterError", "ParameterTypeError", "PerturbationWarning",
+           "ParameterError", "ParameterTypeError", "PerturbationWarning", "PerformanceWarning",
            "PerturbedGradient", "run", "sweep", "load", "perturbed_gradient", "build_info",
            "metrics", "plotting", "datasets", "magnitude", "noise", "ops", "experiments",
            "problems", "reference", "reg", "schedules", "theory", "timing", "__version__"]

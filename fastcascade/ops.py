@@ -32,7 +32,29 @@ _NO_LABELS = np.zeros((0, 0))
 
 
 class Operator:
-    """Base class of the cascade's operators.
+    """Base class of the cascade's operators, built-in or defined in Python by a user.
+
+    A **Python-defined operator** is a subclass that defines ``forward``; it runs on both
+    engines: natively on ``engine="numpy"``, and on the compiled engine through a callback that
+    takes the GIL for each call (a ``fastcascade.PerformanceWarning`` after the run gives the
+    measured cost per call). Its contract, on NumPy batches of B samples:
+
+    - ``forward(w, x) -> y``: ``x`` (B, d_in), the operator's weights ``w`` (n_weights,);
+      returns y (B, d_out).
+    - ``vjp_input(w, x, y, v) -> dx``: J1(x_s)^T v_s for each sample, (B, d_in); ``y`` is
+      ``forward(w, x)`` (the operator's own output, before any perturbation at its site) and
+      ``v`` (B, d_out) the cotangent.
+    - ``vjp_weights(w, x, y, v) -> dw``: ``sum_s J2(x_s)^T v_s``, the **sum** over the batch
+      (n_weights,), as the built-in kernels (the engine divides by B); needed only with
+      weights.
+    - the widths: ``super().__init__(d_in, d_out)`` (``elementwise = True`` makes d_out the
+      input width), ``n_weights`` (a class attribute, a property, or set in ``__init__``), and
+      optionally ``init_weights(rng)``. With ``labels`` set ("sign", "class" or "target"), each
+      method also receives ``labels=`` (B, k).
+
+    The arrays the compiled engine passes are read-only views of its buffers, valid during the
+    call only (copy what you keep); the methods must be deterministic, so that both engines see
+    the same values. An exception inside a callback stops the run and is raised by ``fc.run``.
 
     Parameters
     ----------
@@ -44,15 +66,40 @@ class Operator:
     Attributes
     ----------
     kind : str
-        Key of the compiled kernel (``fastcascade._kernels._ops.OP_CODES``).
+        Key of the compiled kernel (``fastcascade._kernels._ops.OP_CODES``); "python" for a
+        Python-defined operator.
     labels : {None, "sign", "class", "target"}
         What the operator reads from the sample's label row: a +-1 label, an integer class, or a
         target vector of width ``d_in``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> class Cube(fc.ops.Operator):
+    ...     elementwise = True
+    ...     def forward(self, w, x):
+    ...         return x ** 3
+    ...     def vjp_input(self, w, x, y, v):
+    ...         return v * 3.0 * x ** 2
+    >>> op = Cube(2)
+    >>> op.is_python, op.vjp(np.array([[1.0, 2.0]]), np.ones((1, 2)))[0]
+    (True, array([[ 3., 12.]]))
     """
 
     kind = "identity"
     labels = None
     elementwise = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a subclass that defines forward is Python-defined (the built-ins never do)
+        if "forward" in cls.__dict__ and "kind" not in cls.__dict__:
+            cls.kind = "python"
+
+    @property
+    def is_python(self):
+        """Whether the operator is Python-defined (the compiled engine calls it back)."""
+        return self.kind == "python"
 
     def __init__(self, d_in=None, d_out=None):
         # the raw values first, so that the error messages below can show the operator's repr
@@ -71,7 +118,12 @@ class Operator:
     @property
     def n_weights(self):
         """Number of trainable weights (None until the input width is known)."""
-        return 0
+        return self.__dict__.get("_n_weights", 0)
+
+    @n_weights.setter
+    def n_weights(self, value):
+        self.__dict__["_n_weights"] = check_positive_int(value, "n_weights", self,
+                                                         allow_zero=True)
 
     def bound(self, d_in):
         """A copy of this operator with input width ``d_in`` (checked against a given width).
@@ -93,6 +145,7 @@ class Operator:
                 "(the width of the previous operator's output or of the data)")
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_callback_token", None)   # another object: registered on its own
         new.d_in = d_in
         return new
 
@@ -130,8 +183,31 @@ class Operator:
             int64 (7,): code, flag, d_in, d_out, n_weights, w_off, p_off.
         """
         self._require_bound()
-        return np.array([_ops.OP_CODES[self.kind], self.flag, self.d_in, self.d_out,
+        flag = self.callback_token() if self.is_python else self.flag
+        return np.array([_ops.OP_CODES[self.kind], flag, self.d_in, self.d_out,
                          self.n_weights, w_off, p_off], dtype=np.int64)
+
+    def callback_token(self):
+        """The token by which the compiled engine finds this Python-defined operator.
+
+        Registered on first use (a weak reference: the registry does not keep the operator
+        alive); the flag column of its plan row.
+
+        Returns
+        -------
+        int
+            A positive int below 2**31.
+        """
+        token = self.__dict__.get("_callback_token")
+        if token is None:
+            token = self.__dict__["_callback_token"] = _ops.register_python_operator(self)
+        return token
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        token = state.get("_callback_token")
+        if token is not None:   # unpickled (another process, or a copy): register it here
+            self.__dict__["_callback_token"] = _ops.register_python_operator(self, token)
 
     def init_weights(self, rng):
         """Random initial weights: N(0, 1/d_in) entries (ValueError before ``d_in`` is known).
@@ -168,7 +244,9 @@ class Operator:
             float64 (B, d_out).
         """
         op, z, w, lab = self._arguments(z, w, labels)
-        return _ops.forward(op.plan_row(), w, op.params(), z, lab)
+        out = _ops.forward(op.plan_row(), w, op.params(), z, lab)
+        _raise_callback_errors()
+        return out
 
     def vjp(self, z, g, w=None, labels=None):
         """Vector-Jacobian products at ``z`` with output cotangent ``g`` (compiled kernel).
@@ -196,7 +274,70 @@ class Operator:
         if g.shape != (z.shape[0], op.d_out):
             raise ValueError(f"{op!r}: g: expected shape {(z.shape[0], op.d_out)}, "
                              f"given {g.shape}")
-        return _ops.vjp(op.plan_row(), w, op.params(), z, g, lab)
+        out = _ops.vjp(op.plan_row(), w, op.params(), z, g, lab)
+        _raise_callback_errors()
+        return out
+
+    def vjp_input(self, w, x, y, v, labels=None):
+        """J1(x_s)^T v_s per sample: a Python-defined operator's contract (see the class).
+
+        A built-in operator answers with its compiled kernel; a Python-defined one must define
+        it (NotImplementedError here).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (n_weights,).
+        x : numpy.ndarray
+            float64 (B, d_in), the operator's input.
+        y : numpy.ndarray
+            float64 (B, d_out), ``forward`` at x (unused by the built-ins).
+        v : numpy.ndarray
+            float64 (B, d_out), the output cotangent.
+        labels : numpy.ndarray, optional
+            float64 (B, k), for operators that read labels.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d_in).
+        """
+        if self.is_python:
+            raise NotImplementedError(f"{type(self).__name__}.vjp_input: a Python-defined "
+                                      "operator must define vjp_input(w, x, y, v)")
+        return self.vjp(x, v, w, labels)[0]
+
+    def vjp_weights(self, w, x, y, v, labels=None):
+        """sum_s J2(x_s)^T v_s, summed over the batch: the contract (see the class).
+
+        A built-in operator answers with its compiled kernel; a Python-defined one with weights
+        must define it (without weights, the empty gradient is returned here).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (n_weights,).
+        x : numpy.ndarray
+            float64 (B, d_in), the operator's input.
+        y : numpy.ndarray
+            float64 (B, d_out), ``forward`` at x (unused by the built-ins).
+        v : numpy.ndarray
+            float64 (B, d_out), the output cotangent.
+        labels : numpy.ndarray, optional
+            float64 (B, k), for operators that read labels.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
+        if self.is_python:
+            if not self.n_weights:
+                return np.zeros(0)
+            raise NotImplementedError(f"{type(self).__name__}.vjp_weights: a Python-defined "
+                                      "operator with weights must define "
+                                      "vjp_weights(w, x, y, v)")
+        return self.vjp(x, v, w, labels)[1]
 
     def _arguments(self, z, w, labels):
         """Validate one batch's arguments; returns the operator bound to z's width and arrays."""
@@ -245,8 +386,15 @@ class Operator:
         return hash(type(self).__name__)
 
 
+def _raise_callback_errors():
+    errors = _ops.take_callback_errors()
+    if errors:
+        raise errors[0]
+
+
 def _state(op):
-    return {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in op.__dict__.items()}
+    return {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in op.__dict__.items()
+            if k != "_callback_token"}
 
 
 def check_label_values(op, lab):

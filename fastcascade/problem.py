@@ -129,6 +129,7 @@ class Problem:
         grad : numpy.ndarray
             float64 (n_weights,).
         """
+        from fastcascade import _callbacks
         from fastcascade._kernels import _engine
 
         w = self.cascade.check_weights(w)
@@ -136,6 +137,7 @@ class Problem:
         value = _engine.clean_objective_gradient(
             self.plan.op_table, self.plan.params, self.data.X, self.data.y, w,
             self.regularizer.kernel_code, self.regularizer.kernel_scale, grad)
+        _callbacks.raise_pending()   # from a Python-defined operator's callback
         return value, grad
 
     def __repr__(self):

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastcascade import reference_engine
+from fastcascade import _callbacks, reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._interrupt import engine_interrupts
 from fastcascade._kernels import _engine, _ops
@@ -326,6 +326,10 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     # BLAS on one thread per run while runs execute (see fastcascade._blas)
     pin = engine == "cython" and _ops.uses_blas(plan.op_table, data.X.shape[0])
 
+    # Python-defined operators and noises: called back with the GIL (errors raised, cost warned)
+    callbacks = _callbacks.python_parts(problem, perts) if engine == "cython" else []
+    if callbacks:
+        _callbacks.reset()
     interrupted = False
     try:
         with single_threaded_blas(pin), engine_interrupts():
@@ -343,6 +347,9 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
     finally:
         if bar is not None:
             bar.close()
+    if callbacks:
+        _callbacks.raise_pending()
+        _callbacks.warn_cost(callbacks)
     kept = [k for k in range(n_runs) if k in outcomes and outcomes[k][1] != STOP_INTERRUPTED]
     if interrupted or len(kept) < n_runs:
         if not partial or not kept:
@@ -428,6 +435,7 @@ def perturbed_gradient(problem, w, perturbations=(), seed=0, batch=None, iterati
         _engine.batch_gradients(problem.plan.op_table, problem.plan.params, X, Y, w, pint,
                                 preal, ptimes, iteration, forward_gen, backward_gen, g_pert,
                                 g_clean)
+        _callbacks.raise_pending()
     else:
         B = X.shape[0]
         _, _, gsum = reference_engine.perturbed_pass(problem.cascade, w, X, Y, perts, iteration,

@@ -449,6 +449,7 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
         bias-corrected (the noise of the mean, trace(Cov)/n, is subtracted) and
         ``bias_se``: the per-coordinate standard errors of ``bias``.
     """
+    from fastcascade import _callbacks
     from fastcascade._kernels import _engine
     from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
     from fastcascade.runner import run_streams
@@ -469,6 +470,7 @@ def gradient_error_stats(problem, w, perturbations, n_draws=2000, seed=0, batch=
     for t in range(n_draws):
         _engine.batch_gradients(plan.op_table, plan.params, X, Y, w, pint, preal, ptimes, t,
                                 forward_gen, backward_gen, g_pert, g_clean)
+        _callbacks.raise_pending()   # from a Python-defined operator's or noise's callback
         errors[t] = g_pert - g_clean
     sq = np.sum(errors ** 2, axis=1)
     mean = errors.mean(axis=0)
