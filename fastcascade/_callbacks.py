@@ -76,12 +76,18 @@ def warn_cost(parts, stacklevel=3):
         Passed to ``warnings.warn`` (3: the caller of the function that calls this).
     """
     stats = {_ops: _ops.callback_stats(), _noise: _noise.callback_stats()}
-    lines = []
+    lines, total_calls, total_seconds = [], 0, 0.0
     for label, token, module in parts:
         calls, seconds = stats[module].get(token, (0, 0.0))
         if calls:
             lines.append(f"{label}: {calls} calls, {1e6 * seconds / calls:.1f} us per call")
-    if lines:
-        warnings.warn("the compiled engine called Python-defined code back, taking the GIL "
-                      "for each call (runs on other threads wait meanwhile): "
-                      + "; ".join(lines), PerformanceWarning, stacklevel=stacklevel)
+            total_calls += calls
+            total_seconds += seconds
+    if not lines:
+        return
+    if len(lines) > 3:
+        lines = lines[:3] + [f"{len(lines) - 3} more; in all {total_calls} calls, "
+                             f"{1e6 * total_seconds / total_calls:.1f} us per call"]
+    warnings.warn("the compiled engine called Python-defined code back, taking the GIL "
+                  "for each call (runs on other threads wait meanwhile): "
+                  + "; ".join(lines), PerformanceWarning, stacklevel=stacklevel)

@@ -44,8 +44,8 @@ class Noise:
     Built-in subclasses set ``kind`` (the kernel branch), ``mode`` ("additive" or "relative")
     and ``is_transform``; the kernel reads ``code``, ``params()`` and ``aux()``.
 
-    A **Python-defined noise** is a subclass (outside this module, not of ``Distribution`` or
-    ``Transform``) that defines ``draw(rng, x) -> delta``: given the run's
+    A **Python-defined noise** is a subclass (not of ``Distribution`` or ``Transform``) that
+    defines ``draw(rng, x) -> delta``: given the run's
     ``numpy.random.Generator`` for the pass (forward or backward noise, docs/model.md sec. 3)
     and the site's values ``x`` (B, d; read-only), it returns the perturbation delta (B, d),
     and the site's values become ``x + m_t delta`` (m_t the perturbation's magnitude, 1 by
@@ -72,8 +72,9 @@ class Noise:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if ("draw" in cls.__dict__ and "kind" not in cls.__dict__ and cls.__module__ != __name__
-                and not issubclass(cls, (Distribution, Transform, Relative))):
+        # (the built-in classes that define draw set kind in their own body)
+        if ("draw" in cls.__dict__ and "kind" not in cls.__dict__
+                and not issubclass(cls, (Distribution, Transform))):
             cls.kind = "python"
 
     @property
@@ -148,6 +149,8 @@ class Noise:
 
 class Distribution(Noise):
     """Values drawn and added to the perturbed block (see ``fc.Perturbation`` for how many)."""
+
+    kind = None
 
     def draw(self, gen, shape):
         """NumPy twin of the kernel's draws: ``shape`` values of this distribution, from ``gen``, in
@@ -608,6 +611,7 @@ class Relative(Noise):
     """
 
     mode = "relative"
+    kind = None      # the wrapped distribution's, set per instance
 
     def __init__(self, dist):
         check_instance(dist, "dist", Distribution, "a distribution (Uniform, Gaussian, "

@@ -20,12 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade._kernels import _ops
-from fastcascade._validation import as_float_array, check_positive_int
+from fastcascade._validation import as_float_array, check_positive_int, check_real
+from fastcascade.errors import ParameterError
 
 __all__ = [
     "Operator", "Identity", "Margin", "Softplus", "Linear", "Sigmoid", "Tanh", "ReLU",
     "LogisticLoss", "SquaredError", "SoftmaxCrossEntropy", "FixedLinear", "DiagLinear",
-    "InnerSquare", "LQStep", "LQTerminal",
+    "InnerSquare", "LQStep", "LQTerminal", "GradientStep", "Quadratic",
 ]
 
 _NO_LABELS = np.zeros((0, 0))
@@ -828,3 +829,217 @@ class LQTerminal(Operator):
 
     def __repr__(self):
         return f"LQTerminal(n={self.Qf.shape[0]})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-defined operators shipped with the package: the unrolled optimisation of the paper's
+# Example 2 (docs/model.md sec. 1), f_t(y, gamma_t) = y - gamma_t grad g(y).
+
+def _symmetric_matrix(A, owner):
+    A = np.array(as_float_array(A, "A", ndim=2))
+    if A.shape[0] != A.shape[1] or not np.all(np.isfinite(A)):
+        raise ParameterError("A", A, "a finite square matrix", owner, given=f"shape {A.shape}")
+    if not np.allclose(A, A.T, rtol=1e-12, atol=0.0):
+        raise ParameterError("A", A, "a symmetric matrix (the Hessian of g)", owner,
+                             given="not symmetric")
+    return A
+
+
+class GradientStep(Operator):
+    """One step of gradient descent on an inner objective g: y = x - gamma grad g(x).
+
+    The step size gamma is the operator's one weight; a cascade of these, followed by
+    :class:`Quadratic`, is the unrolled optimisation whose weights are the step-size schedule
+    (the paper's Example 2; ``fc.problems.step_size_schedule``). Here g(x) = x^T A x / 2 with a
+    fixed symmetric A, so grad g(x) = A x; a subclass may override ``grad`` and ``hvp`` for
+    another g. A Python-defined operator: the compiled engine calls it back (with the GIL).
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d, d), symmetric: the Hessian of g.
+    init : float, default 0.5
+        The step size ``init_weights`` returns (deterministic).
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> op = fc.ops.GradientStep(np.diag([1.0, 2.0]))
+    >>> op.forward(np.array([0.25]), np.array([[1.0, 1.0]]))
+    array([[0.75, 0.5 ]])
+    """
+
+    n_weights = 1
+
+    def __init__(self, A, init=0.5):
+        self.A = _symmetric_matrix(A, "GradientStep")
+        self.init = check_real(init, "init", "GradientStep")
+        super().__init__(d_in=self.A.shape[0], d_out=self.A.shape[0])
+
+    def grad(self, x):
+        """grad g at each row of x: ``x A`` (A symmetric).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return x @ self.A
+
+    def hvp(self, x, v):
+        """The Hessian of g at each row of x times the row of v: ``v A``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float64 (B, d), the points.
+        v : numpy.ndarray
+            float64 (B, d), the vectors.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return v @ self.A
+
+    def init_weights(self, rng):
+        """The initial step size, ``[init]`` (no draw).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Unused.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (1,).
+        """
+        return np.array([self.init])
+
+    def forward(self, w, x):
+        """y = x - gamma grad g(x), gamma = w[0].
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return x - w[0] * self.grad(x)
+
+    def vjp_input(self, w, x, y, v):
+        """J1^T v = v - gamma H(x) v (the Hessian H of g is symmetric).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, d), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, d), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        # y = x - gamma grad g(x): d/dx = I - gamma H(x), symmetric
+        return v - w[0] * self.hvp(x, v)
+
+    def vjp_weights(self, w, x, y, v):
+        """sum_s J2(x_s)^T v_s = -sum_s <grad g(x_s), v_s>.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, d), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, d), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (1,).
+        """
+        # y = x - gamma grad g(x): d/dgamma = -grad g(x)
+        return np.array([-np.sum(self.grad(x) * v)])
+
+    def __repr__(self):
+        return f"GradientStep(d={self.A.shape[0]})"
+
+
+class Quadratic(Operator):
+    """y = x^T A x / 2 per sample, for a fixed symmetric A (no weights): the inner objective
+    g of :class:`GradientStep` as the cascade's loss. A Python-defined operator.
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d, d), symmetric.
+    """
+
+    def __init__(self, A):
+        self.A = _symmetric_matrix(A, "Quadratic")
+        super().__init__(d_in=self.A.shape[0], d_out=1)
+
+    def forward(self, w, x):
+        """y_s = x_s^T A x_s / 2.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (0,).
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, 1).
+        """
+        return 0.5 * np.sum((x @ self.A) * x, axis=1, keepdims=True)
+
+    def vjp_input(self, w, x, y, v):
+        """J1^T v = v_s A x_s per sample.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (0,).
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, 1), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, 1), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        # y = x^T A x / 2: d/dx = A x (A symmetric)
+        return v * (x @ self.A)
+
+    def __repr__(self):
+        return f"Quadratic(d={self.A.shape[0]})"

@@ -379,3 +379,49 @@ def test_python_noise_in_perturbed_gradient_and_theory():
                                   engine=engine)
         np.testing.assert_array_equal(a.perturbed, b.perturbed)
         assert not np.array_equal(a.perturbed, a.clean)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's Example 2: a step-size schedule, unrolled (fc.problems.step_size_schedule)
+
+def _schedule_closed_form(problem, w):
+    A = problem.cascade.operators[0].A
+    P = np.eye(A.shape[0])
+    for g in w:
+        P = (np.eye(A.shape[0]) - g * A) @ P
+    XT = problem.data.X @ P.T
+    return float(np.mean(0.5 * np.sum((XT @ A) * XT, axis=1)))
+
+
+@pytest.mark.parametrize("engine", ["cython", "numpy"])
+def test_step_size_schedule_gradient_matches_finite_differences(engine):
+    problem = fc.problems.step_size_schedule(n_steps=6, dim=4, n_samples=40, condition=20.0)
+    w = np.array([0.9, 0.1, 1.4, 0.3, 0.7, 1.1])     # not symmetric: each step differs
+    if engine == "cython":
+        f, g = problem.objective, problem.gradient(w)
+    else:
+        f, g = (lambda x: reference.objective(problem, x)), reference.gradient(problem, w)
+    np.testing.assert_allclose(f(w), _schedule_closed_form(problem, w), rtol=1e-13)
+    h = 1e-6
+    fd = np.array([(f(w + h * e) - f(w - h * e)) / (2 * h) for e in np.eye(w.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-7, atol=1e-10)
+    assert len(set(np.round(g, 12))) == w.size          # the steps do not commute in g
+
+
+def test_step_size_schedule_learns_and_engines_agree():
+    problem = fc.problems.step_size_schedule(n_steps=5, dim=4, n_samples=64)
+    perts = [fc.Perturbation(op=2, noise=fc.noise.Gaussian(0.0, 0.05)),
+             fc.Perturbation(op=4, pass_="backward", noise=PyUniform(-0.05, 0.05))]
+    opt = fc.SGD(step_size=0.1, batch=8)
+    a, b = (_run(problem, e, perts, n_iter=60, optimizer=opt) for e in ("cython", "numpy"))
+    _close(a, b)
+    assert np.all(a.objective[:, -1] < 0.8 * a.objective[:, 0])      # the schedule learns
+    np.testing.assert_allclose(a.objective[0, 0], problem.objective(np.full(5, 0.5)),
+                               rtol=1e-13)
+
+
+def test_step_size_schedule_checks_its_arguments():
+    with pytest.raises(fc.ParameterError):
+        fc.problems.step_size_schedule(condition=0.5)
+    with pytest.raises(fc.ParameterError):
+        fc.ops.GradientStep(np.array([[1.0, 2.0], [0.0, 1.0]]))
