@@ -80,7 +80,7 @@ def kernel(name, extra_args=()):
     return Extension(
         f"fastcascade._kernels.{name}",
         [f"fastcascade/_kernels/{name}.pyx"],
-        include_dirs=[np.get_include(), "fastcascade/_kernels"],
+        include_dirs=[np.get_include(), "fastcascade/_kernels", "fastcascade/include"],
         library_dirs=library_dirs,
         libraries=libraries,
         define_macros=build_macros,

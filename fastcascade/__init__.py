@@ -19,8 +19,31 @@ from fastcascade import experiments  # noqa: E402  (uses sweep)
 
 __version__ = "0.1.0"
 
+
+def get_include():
+    """The directory of fastcascade's C headers, for building a compiled operator.
+
+    A user's extension module that cimports ``fastcascade.extension`` (the ``fc_operator``
+    struct of ``fastcascade_operator.h``) adds it to its include directories; see
+    ``examples/compiled_operator/setup.py``.
+
+    Returns
+    -------
+    str
+        The absolute path of ``fastcascade/include``.
+
+    Examples
+    --------
+    >>> import os, fastcascade as fc
+    >>> os.path.exists(os.path.join(fc.get_include(), "fastcascade_operator.h"))
+    True
+    """
+    import os
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
 __all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
            "ParameterError", "ParameterTypeError", "PerturbationWarning", "PerformanceWarning",
            "PerturbedGradient", "run", "sweep", "load", "perturbed_gradient", "build_info",
            "metrics", "plotting", "datasets", "magnitude", "noise", "ops", "experiments",
-           "problems", "reference", "reg", "schedules", "theory", "timing", "__version__"]
+           "problems", "reference", "reg", "schedules", "theory", "timing", "get_include",
+           "__version__"]

@@ -26,7 +26,7 @@ from fastcascade.errors import ParameterError
 __all__ = [
     "Operator", "Identity", "Margin", "Softplus", "Linear", "Sigmoid", "Tanh", "ReLU",
     "LogisticLoss", "SquaredError", "SoftmaxCrossEntropy", "FixedLinear", "DiagLinear",
-    "InnerSquare", "LQStep", "LQTerminal", "GradientStep", "Quadratic",
+    "InnerSquare", "LQStep", "LQTerminal", "GradientStep", "Quadratic", "CompiledOperator",
 ]
 
 _NO_LABELS = np.zeros((0, 0))
@@ -94,7 +94,8 @@ class Operator:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # a subclass that defines forward is Python-defined (the built-ins never do)
-        if "forward" in cls.__dict__ and "kind" not in cls.__dict__:
+        # (a CompiledOperator stays compiled: its forward, if any, is a twin for tests)
+        if "forward" in cls.__dict__ and "kind" not in cls.__dict__ and cls.kind != "compiled":
             cls.kind = "python"
 
     @property
@@ -184,7 +185,7 @@ class Operator:
             int64 (7,): code, flag, d_in, d_out, n_weights, w_off, p_off.
         """
         self._require_bound()
-        flag = self.callback_token() if self.is_python else self.flag
+        flag = self.callback_token() if self.kind in ("python", "compiled") else self.flag
         return np.array([_ops.OP_CODES[self.kind], flag, self.d_in, self.d_out,
                          self.n_weights, w_off, p_off], dtype=np.int64)
 
@@ -201,14 +202,17 @@ class Operator:
         """
         token = self.__dict__.get("_callback_token")
         if token is None:
-            token = self.__dict__["_callback_token"] = _ops.register_python_operator(self)
+            token = self.__dict__["_callback_token"] = self._register(None)
         return token
+
+    def _register(self, token):
+        return _ops.register_python_operator(self, token)
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         token = state.get("_callback_token")
         if token is not None:   # unpickled (another process, or a copy): register it here
-            self.__dict__["_callback_token"] = _ops.register_python_operator(self, token)
+            self.__dict__["_callback_token"] = self._register(token)
 
     def init_weights(self, rng):
         """Random initial weights: N(0, 1/d_in) entries (ValueError before ``d_in`` is known).
@@ -829,6 +833,61 @@ class LQTerminal(Operator):
 
     def __repr__(self):
         return f"LQTerminal(n={self.Qf.shape[0]})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled extension point
+
+class CompiledOperator(Operator):
+    """Base class of an operator whose kernels a user compiled (``fastcascade/extension.pxd``).
+
+    The user's Cython (or C) module fills a ``fc_operator`` struct with three ``nogil``
+    functions (forward, vjp_input, and vjp_weights adding the batch sum) and returns it in a
+    PyCapsule; a subclass of this class sets the widths and ``n_weights`` as any operator does
+    and returns that capsule from :meth:`capsule`. The compiled engine then calls the functions
+    without the GIL, as fast as a built-in; ``engine="numpy"`` calls them too (through
+    ``Operator.forward`` and ``Operator.vjp``). Build the module with
+    ``include_dirs=[fastcascade.get_include()]``; ``examples/compiled_operator`` is a complete
+    package (with a Python twin to test against). Labels are not passed to compiled operators.
+
+    Parameters
+    ----------
+    d_in : int, optional
+        Input width per sample; None until the cascade binds it.
+    d_out : int, optional
+        Output width per sample (``elementwise = True`` uses ``d_in``).
+    """
+
+    kind = "compiled"
+
+    def capsule(self):
+        """The PyCapsule (named "fastcascade.operator") of the operator's ``fc_operator``.
+
+        Returns
+        -------
+        PyCapsule
+            To be given by each subclass (NotImplementedError here).
+        """
+        raise NotImplementedError(f"{type(self).__name__}.capsule: return the capsule of the "
+                                  "operator's fc_operator (fastcascade/extension.pxd)")
+
+    def _register(self, token):
+        return _ops.register_compiled_operator(self, self.capsule(), token)
+
+    def init_weights(self, rng):
+        """Random initial weights: N(0, 1/d_in) entries (override for another law).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
+        return super().init_weights(rng)
 
 
 # ---------------------------------------------------------------------------------------------

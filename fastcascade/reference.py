@@ -22,7 +22,7 @@ __all__ = ["forward", "vjp_input", "vjp_weights", "cascade_forward", "cascade_ba
 # The operator kinds the twins below handle (the keys of the compiled _ops.OP_CODES).
 KINDS = ("identity", "softplus", "sigmoid", "tanh", "relu", "margin", "linear", "fixed_linear",
          "diag_linear", "inner_square", "lq_step", "lq_terminal", "logistic_loss",
-         "squared_error", "softmax_xent", "python")
+         "squared_error", "softmax_xent", "python", "compiled")
 
 
 def _label_kw(op, labels):
@@ -39,6 +39,16 @@ def _python_call(op, method, shape, *args, **kwargs):
 def _python_forward(op, z, w, labels):
     return _python_call(op, "forward", (z.shape[0], op.d_out), _weights(op, w), z,
                         **_label_kw(op, labels))
+
+
+def _compiled_forward(op, z, w):
+    from fastcascade.ops import Operator
+    return Operator.forward(op, z, w)
+
+
+def _compiled_vjp(op, z, g, w):
+    from fastcascade.ops import Operator
+    return Operator.vjp(op, z, g, w)
 
 
 def _weights(op, w):
@@ -115,6 +125,8 @@ def forward(op, z, w=None, labels=None):
     kind = op.kind
     if kind == "python":
         return _python_forward(op, z, w, labels)
+    if kind == "compiled":     # a user's compiled kernel is its own twin (tested against its
+        return _compiled_forward(op, z, w)     # Python twin by its package)
     if kind == "identity":
         return z.copy()
     if kind == "softplus":
@@ -185,6 +197,8 @@ def vjp_input(op, z, g, w=None, labels=None):
         y = _python_forward(op, z, w, labels)
         return _python_call(op, "vjp_input", z.shape, _weights(op, w), z, y, g,
                             **_label_kw(op, labels))
+    if kind == "compiled":
+        return _compiled_vjp(op, z, g, w)[0]
     if kind == "identity":
         return g.copy()
     if kind == "softplus":
@@ -260,6 +274,8 @@ def vjp_weights(op, z, g, w=None, labels=None):
         y = _python_forward(op, z, w, labels)
         return _python_call(op, "vjp_weights", (op.n_weights,), _weights(op, w), z, y, g,
                             **_label_kw(op, labels))
+    if kind == "compiled":
+        return _compiled_vjp(op, z, g, w)[1]
     if kind == "margin":
         return np.sum((-_sign(labels) * g) * z, axis=0)
     if kind == "linear":

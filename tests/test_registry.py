@@ -42,6 +42,12 @@ def _act(op):
                                           O.SquaredError()]), _data())
 
 
+def _compiled_case():
+    # the example package of examples/compiled_operator (built in CI; skipped where it is not)
+    ex = pytest.importorskip("fc_example_ops")
+    return _act(ex.ScaledSoftsign())()
+
+
 A23 = np.array([[1.0, -0.5, 0.25], [0.3, 0.8, -1.2]])
 
 OP_CASES = {
@@ -53,6 +59,7 @@ OP_CASES = {
     "linear": _act(O.Tanh()),
     "squared_error": _act(O.Sigmoid()),
     "python": _act(PyTanh()),
+    "compiled": _compiled_case,
     "margin": lambda: fc.Problem(fc.Cascade([O.Margin(), O.Softplus()]), _data(labels="sign")),
     "logistic_loss": lambda: fc.Problem(fc.Cascade([O.Linear(3, 1), O.LogisticLoss()]),
                                         _data(labels="sign")),

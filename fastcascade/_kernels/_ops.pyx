@@ -36,8 +36,10 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
     OP_LOGISTIC_LOSS, OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR,
-    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL, OP_PYTHON,
+    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL, OP_PYTHON, OP_COMPILED,
 )
+from fastcascade.extension cimport fc_operator, FC_OPERATOR_ABI, FC_OPERATOR_CAPSULE
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 
 OPDESC_FIELDS = 7
 
@@ -48,6 +50,7 @@ OP_CODES = {
     "squared_error": OP_SQUARED_ERROR, "softmax_xent": OP_SOFTMAX_XENT,
     "fixed_linear": OP_FIXED_LINEAR, "diag_linear": OP_DIAG_LINEAR, "inner_square": OP_INNER_SQUARE,
     "lq_step": OP_LQ_STEP, "lq_terminal": OP_LQ_TERMINAL, "python": OP_PYTHON,
+    "compiled": OP_COMPILED,
 }
 
 
@@ -496,6 +499,8 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
     elif op.code == OP_PYTHON:
         # out = op.forward(w, z): the Python object, with the GIL (py_op_forward)
         py_op_forward(op, w, z, out, lab, ldl, B)
+    elif op.code == OP_COMPILED:
+        compiled_forward(op, w, z, out, B)
     elif op.code == OP_LOGISTIC_LOSS:
         # out_s = ln(1 + exp(-y_s z_s)) = softplus(-y_s z_s)
         for s in range(B):
@@ -603,6 +608,8 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
     elif op.code == OP_PYTHON:
         # the Python object's vjp_input and vjp_weights, with the GIL (py_op_vjp)
         py_op_vjp(op, w, z, out, g, lab, ldl, B, g_in, g_w)
+    elif op.code == OP_COMPILED:
+        compiled_vjp(op, w, z, out, g, B, g_in, g_w)
     elif op.code == OP_INNER_SQUARE:
         for s in range(B):
             zs = z + s * din
@@ -701,9 +708,15 @@ def python_operator(long long token):
 
 
 def take_callback_errors():
-    """The exceptions raised inside operator callbacks since the last call (then cleared)."""
+    """The exceptions raised inside operator callbacks since the last call (then cleared),
+    and a LookupError when a compiled operator's slot was found empty."""
+    global _compiled_missing
     errors = list(_py_errors)
     del _py_errors[:]
+    if _compiled_missing:
+        _compiled_missing = 0
+        errors.append(LookupError("a compiled operator's slot was empty (was the operator "
+                                  "garbage collected while its plan was in use?)"))
     return errors
 
 
@@ -805,6 +818,91 @@ cdef void py_op_vjp(const OpDesc* op, const double* w, const double* z, const do
         _py_errors.append(e)
         _fill_nan(g_in, B * op.d_in)
         _fill_nan(g_w, op.n_w)
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's compiled operators (OP_COMPILED, fastcascade/extension.pxd): a table of fc_operator
+# pointers, indexed by the row's flag, read without the GIL. Python (register_compiled_operator)
+# fills a slot from the operator's capsule and keeps the capsule with a weak reference to the
+# operator; the slot is emptied when the operator goes. An empty slot writes NaN and counts a
+# miss (reported by take_callback_errors).
+
+cdef enum:
+    N_COMPILED_SLOTS = 4096
+cdef const fc_operator* _compiled[N_COMPILED_SLOTS]     # (static: all NULL at first)
+cdef dict _compiled_owners = {}      # slot -> (weakref to the operator, its capsule)
+cdef int _compiled_missing = 0       # calls that found an empty slot (racy count: a flag)
+
+
+def _forget_compiled(slot, ref):
+    owner = _compiled_owners.get(slot)
+    if owner is not None and owner[0] is ref:
+        del _compiled_owners[slot]
+        _compiled[slot] = NULL
+
+
+def register_compiled_operator(op, capsule, slot=None):
+    """Put the fc_operator of ``capsule`` (named "fastcascade.operator") in a slot of the
+    engine's table for ``op``; returns the slot (``slot`` when it is free or already op's).
+    """
+    if not PyCapsule_IsValid(capsule, FC_OPERATOR_CAPSULE):
+        raise TypeError(f"{op!r}.capsule(): expected a PyCapsule named "
+                        f"'fastcascade.operator', given {capsule!r}")
+    cdef const fc_operator* f = <const fc_operator*>PyCapsule_GetPointer(capsule,
+                                                                         FC_OPERATOR_CAPSULE)
+    if f.abi != FC_OPERATOR_ABI:
+        raise ValueError(f"{op!r}: the capsule's fc_operator has ABI version {f.abi}, this "
+                         f"fastcascade expects {FC_OPERATOR_ABI} (rebuild the extension)")
+    if f.forward == NULL or f.vjp_input == NULL:
+        raise ValueError(f"{op!r}: the capsule's fc_operator has no forward or vjp_input")
+    if slot is not None:
+        owner = _compiled_owners.get(slot)
+        if not 0 <= slot < N_COMPILED_SLOTS or (owner is not None and owner[0]() is not None
+                                                and owner[0]() is not op):
+            slot = None
+    if slot is None:
+        free = [k for k in range(N_COMPILED_SLOTS) if k not in _compiled_owners]
+        if not free:
+            raise RuntimeError(f"more than {N_COMPILED_SLOTS} compiled operators alive")
+        slot = free[0]
+    _compiled_owners[slot] = (weakref.ref(op, lambda r, k=slot: _forget_compiled(k, r)),
+                              capsule)
+    _compiled[slot] = f
+    return slot
+
+
+cdef inline const fc_operator* _compiled_at(const OpDesc* op) noexcept nogil:
+    global _compiled_missing
+    cdef const fc_operator* f = NULL
+    if 0 <= op.flag < N_COMPILED_SLOTS:
+        f = _compiled[op.flag]
+    if f == NULL:
+        _compiled_missing = 1
+    return f
+
+
+cdef void compiled_forward(const OpDesc* op, const double* w, const double* z, double* out,
+                           Py_ssize_t B) noexcept nogil:
+    cdef const fc_operator* f = _compiled_at(op)
+    if f == NULL:
+        _fill_nan(out, B * op.d_out)
+        return
+    # out = f(z, w): the user's kernel
+    f.forward(f.ctx, w, z, out, B, op.d_in, op.d_out)
+
+
+cdef void compiled_vjp(const OpDesc* op, const double* w, const double* z, const double* out,
+                       const double* g, Py_ssize_t B, double* g_in, double* g_w) noexcept nogil:
+    cdef const fc_operator* f = _compiled_at(op)
+    if f == NULL:
+        _fill_nan(g_in, B * op.d_in)
+        _fill_nan(g_w, op.n_w)
+        return
+    # g_in = J1(z)^T g; g_w += sum_s J2(z_s)^T g_s: the user's kernels
+    if g_in != NULL:
+        f.vjp_input(f.ctx, w, z, out, g, g_in, B, op.d_in, op.d_out)
+    if g_w != NULL and op.n_w > 0 and f.vjp_weights != NULL:
+        f.vjp_weights(f.ctx, w, z, out, g, g_w, B, op.d_in, op.d_out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ cpdef enum OpCode:
     OP_LQ_TERMINAL = 14       # [x; c] -> c + x'Qf x
     OP_PYTHON = 15            # a Python-defined operator (fc.ops.Operator subclass), called
                               # back with the GIL; flag = its token in _ops' registry
+    OP_COMPILED = 16          # a user's compiled operator (fastcascade/extension.pxd), called
+                              # without the GIL; flag = its slot in _ops' table
 
 # One row of the plan's operator table (an int64 array of shape (N, OPDESC_FIELDS)).
 ctypedef struct OpDesc:
