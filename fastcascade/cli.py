@@ -537,12 +537,13 @@ def build_parser():
                        "the NumPy reference, scikit-learn and JAX in one process: cases (a) the "
                        "paper's configuration, (b) per-sample SGD, (c) an epoch against "
                        "SGDClassifier, (d) 16 runs on 1 and 2 threads, (e) network widths "
-                       "16-512, (f) one run on 2 threads beside a busy process. Prints a table "
-                       "of ratios.")
+                       "16-512, (f) one run on 2 threads beside a busy process, (g) a "
+                       "Python-defined operator's callbacks against its built-in twin. Prints "
+                       "a table of ratios.")
     p.add_argument("--quick", action="store_true", help="short runs (a rough check)")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--cases", default="abcdef", type=_bench_cases,
-                   help="which cases to run, letters from 'abcdef' (default: all)")
+    p.add_argument("--cases", default="abcdefg", type=_bench_cases,
+                   help="which cases to run, letters from 'abcdefg' (default: all)")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -576,8 +577,8 @@ def _unit_interval(text):
 
 def _bench_cases(text):
     cases = text.replace(",", "")
-    if not cases or set(cases) - set("abcdef"):
-        raise argparse.ArgumentTypeError(f"expected letters from 'abcdef', given {text!r}")
+    if not cases or set(cases) - set("abcdefg"):
+        raise argparse.ArgumentTypeError(f"expected letters from 'abcdefg', given {text!r}")
     return cases
 
 

@@ -425,3 +425,14 @@ def test_step_size_schedule_checks_its_arguments():
         fc.problems.step_size_schedule(condition=0.5)
     with pytest.raises(fc.ParameterError):
         fc.ops.GradientStep(np.array([[1.0, 2.0], [0.0, 1.0]]))
+
+
+def test_the_bench_python_tanh_is_tanh():
+    # case (g) of fastcascade.bench times this operator against the built-in Tanh
+    from fastcascade import bench
+    op = bench.python_tanh()
+    assert op.is_python
+    x = np.linspace(-3, 3, 12).reshape(3, 4)
+    np.testing.assert_allclose(op.vjp(x, np.ones_like(x))[0], 1.0 - np.tanh(x) ** 2,
+                               rtol=1e-15)
+    np.testing.assert_array_equal(reference.forward(op.bound(4), x), np.tanh(x))
