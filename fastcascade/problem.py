@@ -58,6 +58,12 @@ class Problem:
                 raise ValueError(f"operator {i} ({op!r}): {detail}") from None
         self.plan = self.cascade.lower()
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # unpickled or copied: the plan names Python-defined and compiled operators by their
+        # registry tokens, which the copies of the operators have just been given anew
+        self.plan = self.cascade.lower()
+
     @property
     def n_weights(self):
         """Length of the flat weight vector w, ``plan.n_weights``."""

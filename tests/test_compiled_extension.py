@@ -116,3 +116,33 @@ def test_a_bad_capsule_is_refused():
 
     with pytest.raises(TypeError, match="PyCapsule"):
         Bad(2).plan_row()
+
+
+def test_an_operator_with_weights_needs_vjp_weights():
+    # an fc_operator made with ctypes (forward and vjp_input set, vjp_weights NULL)
+    import ctypes
+    fwd = ctypes.CFUNCTYPE(None)(lambda: None)
+    Struct = type("fc_operator", (ctypes.Structure,), {"_fields_": [
+        ("abi", ctypes.c_int), ("ctx", ctypes.c_void_p), ("forward", ctypes.c_void_p),
+        ("vjp_input", ctypes.c_void_p), ("vjp_weights", ctypes.c_void_p)]})
+    raw = Struct(1, None, ctypes.cast(fwd, ctypes.c_void_p), ctypes.cast(fwd, ctypes.c_void_p),
+                 None)
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
+                                                   ctypes.c_void_p]
+    capsule = new(ctypes.addressof(raw), b"fastcascade.operator", None)
+
+    class NoWeightGradient(fc.ops.CompiledOperator):
+        elementwise = True
+
+        def capsule(self):
+            return capsule
+
+    op = NoWeightGradient(2)
+    assert op.plan_row()[0] == _ops.OP_CODES["compiled"]     # no weights: accepted
+    op.n_weights = 1
+    with pytest.raises(ValueError, match="no vjp_weights"):
+        op.bound(2).plan_row()
+    raw.abi = 99
+    with pytest.raises(ValueError, match="ABI"):
+        NoWeightGradient(2).plan_row()

@@ -295,6 +295,15 @@ def test_copied_and_pickled_operators_keep_running():
     g = problem.gradient(w)
     for other in (copy.deepcopy(problem), pickle.loads(pickle.dumps(problem))):
         np.testing.assert_array_equal(other.gradient(w), g)
+    # the copies outlive the original: their plans name their own operators
+    copies = [copy.deepcopy(problem), pickle.loads(pickle.dumps(problem))]
+    del problem
+    gc.collect()
+    for other in copies:
+        np.testing.assert_array_equal(other.gradient(w), g)
+    # a sweep binds its folder to the same fingerprint for an equal problem
+    from fastcascade.sweeper import _fingerprint
+    assert _fingerprint(copies[0]) == _fingerprint(copies[1]) == _fingerprint(_mlp(act=PyTanh))
     # a bound copy is another object, with its own token
     op = PyTanh()
     a, b = op.bound(3), op.bound(3)
@@ -436,3 +445,17 @@ def test_the_bench_python_tanh_is_tanh():
     np.testing.assert_allclose(op.vjp(x, np.ones_like(x))[0], 1.0 - np.tanh(x) ** 2,
                                rtol=1e-15)
     np.testing.assert_array_equal(reference.forward(op.bound(4), x), np.tanh(x))
+
+
+def test_callbacks_from_the_recording_thread_give_the_same_bits():
+    # one seed, n_jobs=2: the run records on a helper thread (a thread Python did not start),
+    # whose clean passes call the Python operator back too
+    problem = _mlp(act=PyTanh)
+    perts = [fc.Perturbation(op=2, noise=PyUniform(-0.1, 0.1))]
+    opt = fc.SGD(step_size=0.05, batch=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fc.PerformanceWarning)
+        a, b = (fc.run(problem, opt, n_iter=60, perturbations=perts, seeds=[0], n_jobs=k)
+                for k in (1, 2))
+    np.testing.assert_array_equal(a.final_weights, b.final_weights)
+    np.testing.assert_array_equal(a.grad_norm, b.grad_norm)

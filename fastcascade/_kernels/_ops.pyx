@@ -855,6 +855,9 @@ def register_compiled_operator(op, capsule, slot=None):
                          f"fastcascade expects {FC_OPERATOR_ABI} (rebuild the extension)")
     if f.forward == NULL or f.vjp_input == NULL:
         raise ValueError(f"{op!r}: the capsule's fc_operator has no forward or vjp_input")
+    if f.vjp_weights == NULL and (getattr(op, "n_weights", 0) or 0) > 0:
+        raise ValueError(f"{op!r}: has {op.n_weights} weights, but its fc_operator has no "
+                         "vjp_weights")
     if slot is not None:
         owner = _compiled_owners.get(slot)
         if not 0 <= slot < N_COMPILED_SLOTS or (owner is not None and owner[0]() is not None
