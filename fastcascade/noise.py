@@ -50,7 +50,8 @@ class Noise:
     and the site's values ``x`` (B, d; read-only), it returns the perturbation delta (B, d),
     and the site's values become ``x + m_t delta`` (m_t the perturbation's magnitude, 1 by
     default). A quantiser Q is ``delta = Q(x) - x``. It may also define ``mean()`` and
-    ``variance()`` of one entry of delta where it knows them. On the compiled engine it is
+    ``variance()`` of one entry of delta where it knows them (and ``fourth_moment()``,
+    E[delta_j^4]): ``fc.theory.perturbation_moments`` uses them. On the compiled engine it is
     called back with the GIL on the same generator (its state exchanged before and after the
     call), so both engines draw the same numbers; it takes ``granularity="element"`` only.
 

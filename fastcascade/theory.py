@@ -370,8 +370,10 @@ def perturbation_moments(noise, width, granularity="element"):
 
     Parameters
     ----------
-    noise : fastcascade.noise.Distribution
-        An additive distribution with a known fourth moment (ValueError otherwise).
+    noise : fastcascade.noise.Distribution or fastcascade.noise.Noise
+        An additive distribution with a known fourth moment (ValueError otherwise), or a
+        Python-defined noise that defines ``mean()`` and ``variance()`` of one entry of its
+        delta (and ``fourth_moment()``, E[delta_j^4], for ``fourth``: NaN without it).
     width : int
         d, the width of the site.
     granularity : {"element", "sample", "step"}, default "element"
@@ -384,12 +386,18 @@ def perturbation_moments(noise, width, granularity="element"):
     """
     from fastcascade.noise import Distribution
 
-    if not isinstance(noise, Distribution):
+    python = getattr(noise, "is_python", False)
+    if not isinstance(noise, Distribution) and not python:
         raise ValueError(f"noise: expected an additive distribution, given {noise!r}")
+    if python and not (hasattr(noise, "mean") and hasattr(noise, "variance")):
+        raise ValueError(f"noise: {noise!r} is Python-defined without mean() and variance()")
     d = check_positive_int(width, "width")
-    m1 = noise.mean()
-    m2 = noise.variance() + m1 ** 2
-    m4 = _raw_fourth_moment(noise)
+    m1 = float(noise.mean())
+    m2 = float(noise.variance()) + m1 ** 2
+    if python:
+        m4 = float(noise.fourth_moment()) if hasattr(noise, "fourth_moment") else math.nan
+    else:
+        m4 = _raw_fourth_moment(noise)
     if granularity == "element":
         fourth = d * m4 + d * (d - 1) * m2 ** 2
     else:

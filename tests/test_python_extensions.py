@@ -459,3 +459,18 @@ def test_callbacks_from_the_recording_thread_give_the_same_bits():
                 for k in (1, 2))
     np.testing.assert_array_equal(a.final_weights, b.final_weights)
     np.testing.assert_array_equal(a.grad_norm, b.grad_norm)
+
+
+def test_python_noise_moments_feed_the_theory():
+    mine = fc.theory.perturbation_moments(PyUniform(-0.2, 0.6), 5)
+    built = fc.theory.perturbation_moments(fc.noise.Uniform(-0.2, 0.6), 5)
+    for k in ("sq", "mean_sq"):
+        assert mine[k] == pytest.approx(built[k], rel=1e-14)
+    assert np.isnan(mine["fourth"])         # PyUniform gives no fourth_moment
+
+    class Silent(fc.noise.Noise):
+        def draw(self, rng, x):
+            return np.zeros_like(x)
+
+    with pytest.raises(ValueError, match="mean"):
+        fc.theory.perturbation_moments(Silent(), 3)
