@@ -14,7 +14,7 @@ import warnings
 from fastcascade._kernels import _noise, _ops
 from fastcascade.diagnostics import PerformanceWarning
 
-__all__ = ["python_parts", "reset", "raise_pending", "warn_cost"]
+__all__ = ["python_parts", "reset", "take_pending", "raise_pending", "warn_cost"]
 
 
 def python_parts(problem, perturbations=()):
@@ -52,6 +52,17 @@ def reset():
     _noise.callback_stats(reset=True)
 
 
+def take_pending():
+    """The exceptions the callbacks recorded since the last call (then cleared).
+
+    Returns
+    -------
+    list of BaseException
+        Oldest first, the operators' then the noises'.
+    """
+    return _ops.take_callback_errors() + _noise.take_callback_errors()
+
+
 def raise_pending():
     """Raise the first exception a callback recorded since the last call, if any.
 
@@ -60,7 +71,7 @@ def raise_pending():
     Exception
         The callback's own exception (with its traceback), re-raised after the engine returned.
     """
-    errors = _ops.take_callback_errors() + _noise.take_callback_errors()
+    errors = take_pending()
     if errors:
         raise errors[0]
 

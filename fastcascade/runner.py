@@ -348,8 +348,15 @@ def run(problem, optimizer, n_iter, perturbations=(), seeds=0, n_jobs=1, record_
         if bar is not None:
             bar.close()
     if callbacks:
-        _callbacks.raise_pending()
-        _callbacks.warn_cost(callbacks)
+        # Ctrl-C inside a callback is the run's interrupt (the engine stops on its own flag);
+        # any other exception is the callback's error, raised here
+        errors = _callbacks.take_pending()
+        interrupted = interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors)
+        errors = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
+        if errors and not interrupted:
+            raise errors[0]
+        if not interrupted:
+            _callbacks.warn_cost(callbacks)
     kept = [k for k in range(n_runs) if k in outcomes and outcomes[k][1] != STOP_INTERRUPTED]
     if interrupted or len(kept) < n_runs:
         if not partial or not kept:

@@ -474,3 +474,14 @@ def test_python_noise_moments_feed_the_theory():
 
     with pytest.raises(ValueError, match="mean"):
         fc.theory.perturbation_moments(Silent(), 3)
+
+
+def test_ctrl_c_inside_a_callback_is_an_interrupt():
+    class Interrupted(PyTanh):
+        def forward(self, w, x):
+            raise KeyboardInterrupt
+
+    problem = _mlp(act=Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fc.run(problem, fc.SGD(step_size=0.05, batch=4), n_iter=5, seeds=[0, 1])
+    assert _ops.take_callback_errors() == []
