@@ -81,7 +81,7 @@ def kernel(name, extra_args=()):
     return Extension(
         f"fastcascade._kernels.{name}",
         [f"fastcascade/_kernels/{name}.pyx"],
-        include_dirs=[np.get_include(), "fastcascade/_kernels"],
+        include_dirs=[np.get_include(), "fastcascade/_kernels", "fastcascade/include"],
         library_dirs=library_dirs,
         libraries=libraries,
         define_macros=build_macros,
@@ -94,7 +94,8 @@ def kernel(name, extra_args=()):
 # The noise kernels add numpy's draws with numpy's roundings (a multiply, then an add): no FMA
 # contraction, also in the native build and in the AVX2 draws of _pcg64.h.
 NO_CONTRACTION = [] if sysconfig.get_platform().startswith("win") else ["-ffp-contract=off"]
-extensions = [kernel("_ops"), kernel("_noise", NO_CONTRACTION), kernel("_engine")]
+extensions = [kernel("_types"), kernel("_ops"), kernel("_noise", NO_CONTRACTION),
+              kernel("_engine")]
 
 setup(
     ext_modules=cythonize(

@@ -32,6 +32,11 @@ Every row names the SIMD level it ran at (the ``simd`` column); ``--simd LEVEL``
 cases at that level (the best one at or below it, see ``_ops.set_simd_level``).
   (g) busy       one paper run with n_jobs=2 against n_jobs=1 while another process keeps a
                  core busy (time with 1 / time with 2; the helper thread must cost nothing).
+  (h) callback   the cost of the Python-callback path: ``mlp_problem(16)`` with its two Tanh
+                 operators rewritten as a Python-defined operator (fc.ops.Operator with
+                 forward / vjp_input, called back with the GIL) against the built-in Tanh, per
+                 sample (callback_b1) and with minibatches of 32 (callback_b32); the ratio is
+                 Python / built-in, and ``per_call_us`` the extra time per callback call.
 
 BLAS runs on one thread in both engines (fc.run pins it for the compiled one; the bench does the
 same for the NumPy engine), so that each engine uses one core per run.
@@ -578,9 +583,76 @@ def case_simd_levels(quick):
     return rows
 
 
+def python_tanh():
+    """A Python-defined tanh (fc.ops.Operator with forward and vjp_input), for case (g).
+
+    Returns
+    -------
+    fastcascade.ops.Operator
+        An unbound elementwise operator, the built-in ``Tanh`` in NumPy.
+    """
+    import fastcascade as fc
+
+    class PyTanh(fc.ops.Operator):
+        elementwise = True
+
+        def forward(self, w, x):
+            return np.tanh(x)
+
+        def vjp_input(self, w, x, y, v):
+            return v * (1.0 - y * y)
+
+        def __repr__(self):
+            return "PyTanh()"
+
+    return PyTanh()
+
+
+def case_callback(quick):
+    """Case (h): the Python-callback path's cost, a Python-defined Tanh against the built-in.
+
+    Parameters
+    ----------
+    quick : bool
+        Short runs and fewer repeats (``--quick``: a rough check).
+
+    Returns
+    -------
+    list of dict
+        One row per batch size: ``fast_us`` (built-in) and ``base_us`` (Python-defined)
+        microseconds per iteration, ``ratio`` = base / fast, ``calls_per_it`` (callbacks per
+        iteration) and ``per_call_us`` = (base - fast) / calls_per_it.
+    """
+    import fastcascade as fc
+    from fastcascade._kernels import _ops
+    rows = []
+    width = 16
+    built, perts = mlp_problem(width, n_samples=256)
+    ops = [python_tanh() if op.kind == "tanh" else op for op in built.cascade.operators]
+    mine = fc.Problem(fc.Cascade(ops), (built.data.X, built.data.y))
+    for batch in (1, 32):
+        opt = fc.SGD(0.001, batch=batch)
+        n = (2000 if quick else 20000) // (1 if batch == 1 else 4)
+        reps = 3 if quick else 5
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fc.PerformanceWarning)
+            _ops.callback_stats(reset=True)
+            _run(mine, opt, n, perts, n, init="random")
+            calls = sum(c for c, _ in _ops.callback_stats(reset=True).values()) / n
+            fast, slow = _best_pair(lambda: _run(built, opt, n, perts, n, init="random"),
+                                    lambda: _run(mine, opt, n, perts, n, init="random"), reps)
+        fast_us, slow_us = fast / n * 1e6, slow / n * 1e6
+        rows.append(dict(case=f"callback_b{batch}",
+                         label=f"(h) Python-defined / built-in Tanh, width {width}, "
+                               f"batch {batch}",
+                         fast_us=fast_us, base_us=slow_us, ratio=slow_us / fast_us,
+                         calls_per_it=calls, per_call_us=(slow_us - fast_us) / calls))
+    return rows
+
+
 CASES = {"a": case_paper, "b": case_per_sample, "c": case_sklearn, "d": case_threads,
-         "e": case_widths, "f": case_simd_levels, "g": case_busy}
-DEFAULT_CASES = "abcdeg"  # f (each SIMD level) on demand
+         "e": case_widths, "f": case_simd_levels, "g": case_busy, "h": case_callback}
+DEFAULT_CASES = "abcdegh"  # f (each SIMD level) on demand
 
 
 def run_cases(cases=DEFAULT_CASES, quick=False, echo=print):
@@ -588,7 +660,7 @@ def run_cases(cases=DEFAULT_CASES, quick=False, echo=print):
 
     Parameters
     ----------
-    cases : str, default "abcdeg"
+    cases : str, default "abcdegh"
         Letters of ``CASES``, in the order run.
     quick : bool, default False
         Short runs (``--quick``).
@@ -621,6 +693,9 @@ def _format_row(r):
     extra = ""
     if "loops_us" in r:
         extra = f"  (no BLAS {r['loops_us']:.1f} us/it: BLAS x{r['blas_speedup']:.2f})"
+    if "per_call_us" in r:
+        extra = (f"  ({r['calls_per_it']:.0f} callbacks/it, {r['per_call_us']:.2f} us more "
+                 "per call)")
     return (f"{r['case']:<19}{r['fast_us']:>12.2f}{r['base_us']:>12.2f}{r['ratio']:>9.2f}"
             f"  {r.get('simd', ''):<9}{r['target']:<28}{met:<4} {r['label']}{extra}")
 
@@ -667,18 +742,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastcascade bench",
         description="Time the compiled engine side by side with the NumPy reference, "
-                    "scikit-learn and JAX (cases a-g, see fastcascade.bench).")
+                    "scikit-learn and JAX (cases a-h, see fastcascade.bench).")
     parser.add_argument("--quick", action="store_true", help="short runs (a rough check)")
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument("--cases", default=DEFAULT_CASES,
-                        help="which cases to run, letters from 'abcdefg' (default: abcdeg)")
+                        help="which cases to run, letters from 'abcdefgh' (default: abcdegh)")
     parser.add_argument("--simd", choices=("avx512", "avx2+fma", "baseline"),
                         help="run at this SIMD level (the best available at or below it)")
     args = parser.parse_args(argv)
     cases = args.cases.replace(",", "")
     bad = sorted(set(cases) - set(CASES))
     if bad or not cases:
-        parser.error(f"--cases: expected letters from 'abcdefg', given {args.cases!r}")
+        parser.error(f"--cases: expected letters from 'abcdefgh', given {args.cases!r}")
     if args.simd:
         from fastcascade._kernels import _ops
         _ops.set_simd_level(args.simd)

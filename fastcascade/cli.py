@@ -518,11 +518,12 @@ def build_parser():
                        "paper's configuration, (b) per-sample SGD, (c) an epoch against "
                        "SGDClassifier, (d) 16 runs on 1 and 2 threads, (e) network widths "
                        "16-512, (f) each SIMD level (not run by default), (g) one run on 2 "
-                       "threads beside a busy process. Prints a table of ratios.")
+                       "threads beside a busy process, (h) a Python-defined operator's "
+                       "callbacks against its built-in twin. Prints a table of ratios.")
     p.add_argument("--quick", action="store_true", help="short runs (a rough check)")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--cases", default="abcdeg", type=_bench_cases,
-                   help="which cases to run, letters from 'abcdefg' (default: abcdeg)")
+    p.add_argument("--cases", default="abcdegh", type=_bench_cases,
+                   help="which cases to run, letters from 'abcdefgh' (default: abcdegh)")
     p.add_argument("--simd", choices=("avx512", "avx2+fma", "baseline"),
                    help="run at this SIMD level (the best available at or below it)")
     p.set_defaults(func=cmd_bench)
@@ -556,8 +557,8 @@ def _unit_interval(text):
 
 def _bench_cases(text):
     cases = text.replace(",", "")
-    if not cases or set(cases) - set("abcdefg"):
-        raise argparse.ArgumentTypeError(f"expected letters from 'abcdefg', given {text!r}")
+    if not cases or set(cases) - set("abcdefgh"):
+        raise argparse.ArgumentTypeError(f"expected letters from 'abcdefgh', given {text!r}")
     return cases
 
 

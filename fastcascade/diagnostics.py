@@ -16,7 +16,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["PerturbationWarning", "check_setup", "warn_nonfinite_injections"]
+__all__ = ["PerturbationWarning", "PerformanceWarning", "check_setup",
+           "warn_nonfinite_injections"]
 
 # ordinary values a layer carries: signs, zero, a unit and a moderately large entry
 _PROBE = np.array([[-1.0, 0.0, 0.5, 1.0], [2.0, -3.0, 10.0, -0.25]])
@@ -24,6 +25,11 @@ _PROBE = np.array([[-1.0, 0.0, 0.5, 1.0], [2.0, -3.0, 10.0, -0.25]])
 
 class PerturbationWarning(UserWarning):
     """A perturbation that never fires within the run, or that produces non-finite values."""
+
+
+class PerformanceWarning(UserWarning):
+    """The compiled engine called Python-defined code back (an operator or a noise), taking the
+    GIL for each call; the message gives the measured cost per call."""
 
 
 def _probe_nonfinite(pert, t, n_iter) -> bool:

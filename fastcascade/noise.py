@@ -39,20 +39,78 @@ ROUNDINGS = ("nearest", "stochastic")
 
 
 class Noise:
-    """Base class of every perturbation kind.
+    """Base class of every perturbation kind, built-in or defined in Python by a user.
 
-    Subclasses set ``kind`` (the kernel branch), ``mode`` ("additive" or "relative") and
-    ``is_transform``; the kernel reads ``code``, ``params()`` and ``aux()``.
+    Built-in subclasses set ``kind`` (the kernel branch), ``mode`` ("additive" or "relative")
+    and ``is_transform``; the kernel reads ``code``, ``params()`` and ``aux()``.
+
+    A **Python-defined noise** is a subclass (not of ``Distribution`` or ``Transform``) that
+    defines ``draw(rng, x) -> delta``: given the run's
+    ``numpy.random.Generator`` for the pass (forward or backward noise, docs/model.md sec. 3)
+    and the site's values ``x`` (B, d; read-only), it returns the perturbation delta (B, d),
+    and the site's values become ``x + m_t delta`` (m_t the perturbation's magnitude, 1 by
+    default). A quantiser Q is ``delta = Q(x) - x``. It may also define ``mean()`` and
+    ``variance()`` of one entry of delta where it knows them (and ``fourth_moment()``,
+    E[delta_j^4]): ``fc.theory.perturbation_moments`` uses them. On the compiled engine it is
+    called back with the GIL on the same generator (its state exchanged before and after the
+    call), so both engines draw the same numbers; it takes ``granularity="element"`` only.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> class Dither(fc.noise.Noise):
+    ...     def __init__(self, a):
+    ...         self.a = a
+    ...     def draw(self, rng, x):
+    ...         return rng.uniform(-self.a, self.a, size=x.shape)
+    >>> Dither(0.1).is_python, Dither(0.1).kind
+    (True, 'python')
     """
 
     kind: str | None = None
     mode = "additive"
     is_transform = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # (the built-in classes that define draw set kind in their own body)
+        if ("draw" in cls.__dict__ and "kind" not in cls.__dict__
+                and not issubclass(cls, (Distribution, Transform))):
+            cls.kind = "python"
+
+    @property
+    def is_python(self):
+        """Whether the noise is Python-defined (the compiled kernels call it back)."""
+        return self.kind == "python"
+
     @property
     def code(self):
         """The integer code of ``kind`` in the compiled noise kernel."""
         return _noise.NOISE_CODES[self.kind]
+
+    def callback_token(self):
+        """The token by which the compiled kernels find this Python-defined noise.
+
+        Registered on first use (a weak reference: the registry does not keep it alive).
+
+        Returns
+        -------
+        int
+            A positive int below 2**62.
+        """
+        token = self.__dict__.get("_callback_token")
+        if token is None:
+            token = self.__dict__["_callback_token"] = _noise.register_python_noise(self)
+        return token
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        token = state.get("_callback_token")
+        if token is not None:   # unpickled or copied: registered in this process
+            self.__dict__["_callback_token"] = _noise.register_python_noise(self, token)
+
+    def _public_state(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_callback_token"}
 
     def params(self):
         """The kernel's four real parameters: none for this kind (all 0.0).
@@ -65,19 +123,24 @@ class Noise:
         return [0.0, 0.0, 0.0, 0.0]
 
     def aux(self):
-        """The kernel's two integer parameters: none for this kind, ``(0, 0)``.
+        """The kernel's two integer parameters: none for this kind, ``(0, 0)``; a
+        Python-defined noise's token and 0.
 
         Returns
         -------
         tuple of int
             Two values, unused slots 0.
         """
+        if self.is_python:
+            return (self.callback_token(), 0)
         return (0, 0)
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.__dict__ == other.__dict__
+        return type(self) is type(other) and self._public_state() == other._public_state()
 
     def __hash__(self):
+        if self.is_python:
+            return hash(type(self).__name__)
         return hash((type(self).__name__, tuple(self.params()), self.aux()))
 
 
@@ -87,6 +150,8 @@ class Noise:
 
 class Distribution(Noise):
     """Values drawn and added to the perturbed block (see ``fc.Perturbation`` for how many)."""
+
+    kind: str | None = None
 
     def draw(self, gen, shape):
         """NumPy twin of the kernel's draws: ``shape`` values of this distribution, from ``gen``, in
@@ -547,6 +612,7 @@ class Relative(Noise):
     """
 
     mode = "relative"
+    kind = None      # the wrapped distribution's, set per instance
 
     def __init__(self, dist):
         check_instance(dist, "dist", Distribution, "a distribution (Uniform, Gaussian, "

@@ -20,19 +20,42 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade._kernels import _ops
-from fastcascade._validation import as_float_array, check_positive_int
+from fastcascade._validation import as_float_array, check_positive_int, check_real
+from fastcascade.errors import ParameterError
 
 __all__ = [
     "Operator", "Identity", "Margin", "Softplus", "Linear", "Sigmoid", "Tanh", "ReLU",
     "LogisticLoss", "SquaredError", "SoftmaxCrossEntropy", "FixedLinear", "DiagLinear",
-    "InnerSquare", "LQStep", "LQTerminal",
+    "InnerSquare", "LQStep", "LQTerminal", "GradientStep", "Quadratic", "CompiledOperator",
 ]
 
 _NO_LABELS = np.zeros((0, 0))
 
 
 class Operator:
-    """Base class of the cascade's operators.
+    """Base class of the cascade's operators, built-in or defined in Python by a user.
+
+    A **Python-defined operator** is a subclass that defines ``forward``; it runs on both
+    engines: natively on ``engine="numpy"``, and on the compiled engine through a callback that
+    takes the GIL for each call (a ``fastcascade.PerformanceWarning`` after the run gives the
+    measured cost per call). Its contract, on NumPy batches of B samples:
+
+    - ``forward(w, x) -> y``: ``x`` (B, d_in), the operator's weights ``w`` (n_weights,);
+      returns y (B, d_out).
+    - ``vjp_input(w, x, y, v) -> dx``: J1(x_s)^T v_s for each sample, (B, d_in); ``y`` is
+      ``forward(w, x)`` (the operator's own output, before any perturbation at its site) and
+      ``v`` (B, d_out) the cotangent.
+    - ``vjp_weights(w, x, y, v) -> dw``: ``sum_s J2(x_s)^T v_s``, the **sum** over the batch
+      (n_weights,), as the built-in kernels (the engine divides by B); needed only with
+      weights.
+    - the widths: ``super().__init__(d_in, d_out)`` (``elementwise = True`` makes d_out the
+      input width), ``n_weights`` (a class attribute, a property, or set in ``__init__``), and
+      optionally ``init_weights(rng)``. With ``labels`` set ("sign", "class" or "target"), each
+      method also receives ``labels=`` (B, k).
+
+    The arrays the compiled engine passes are read-only views of its buffers, valid during the
+    call only (copy what you keep); the methods must be deterministic, so that both engines see
+    the same values. An exception inside a callback stops the run and is raised by ``fc.run``.
 
     Parameters
     ----------
@@ -44,15 +67,41 @@ class Operator:
     Attributes
     ----------
     kind : str
-        Key of the compiled kernel (``fastcascade._kernels._ops.OP_CODES``).
+        Key of the compiled kernel (``fastcascade._kernels._ops.OP_CODES``); "python" for a
+        Python-defined operator.
     labels : {None, "sign", "class", "target"}
         What the operator reads from the sample's label row: a +-1 label, an integer class, or a
         target vector of width ``d_in``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> class Cube(fc.ops.Operator):
+    ...     elementwise = True
+    ...     def forward(self, w, x):
+    ...         return x ** 3
+    ...     def vjp_input(self, w, x, y, v):
+    ...         return v * 3.0 * x ** 2
+    >>> op = Cube(2)
+    >>> op.is_python, op.vjp(np.array([[1.0, 2.0]]), np.ones((1, 2)))[0]
+    (True, array([[ 3., 12.]]))
     """
 
     kind = "identity"
     labels: str | None = None
     elementwise = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # a subclass that defines forward is Python-defined (the built-ins never do)
+        # (a CompiledOperator stays compiled: its forward, if any, is a twin for tests)
+        if "forward" in cls.__dict__ and "kind" not in cls.__dict__ and cls.kind != "compiled":
+            cls.kind = "python"
+
+    @property
+    def is_python(self):
+        """Whether the operator is Python-defined (the compiled engine calls it back)."""
+        return self.kind == "python"
 
     def __init__(self, d_in=None, d_out=None):
         # the raw values first, so that the error messages below can show the operator's repr
@@ -71,7 +120,12 @@ class Operator:
     @property
     def n_weights(self):
         """Number of trainable weights (None until the input width is known)."""
-        return 0
+        return self.__dict__.get("_n_weights", 0)
+
+    @n_weights.setter
+    def n_weights(self, value):
+        self.__dict__["_n_weights"] = check_positive_int(value, "n_weights", self,
+                                                         allow_zero=True)
 
     def bound(self, d_in):
         """A copy of this operator with input width ``d_in`` (checked against a given width).
@@ -93,6 +147,7 @@ class Operator:
                 "(the width of the previous operator's output or of the data)")
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_callback_token", None)   # another object: registered on its own
         new.d_in = d_in
         return new
 
@@ -130,8 +185,34 @@ class Operator:
             int64 (7,): code, flag, d_in, d_out, n_weights, w_off, p_off.
         """
         self._require_bound()
-        return np.array([_ops.OP_CODES[self.kind], self.flag, self.d_in, self.d_out,
+        flag = self.callback_token() if self.kind in ("python", "compiled") else self.flag
+        return np.array([_ops.OP_CODES[self.kind], flag, self.d_in, self.d_out,
                          self.n_weights, w_off, p_off], dtype=np.int64)
+
+    def callback_token(self):
+        """The token by which the compiled engine finds this Python-defined operator.
+
+        Registered on first use (a weak reference: the registry does not keep the operator
+        alive); the flag column of its plan row.
+
+        Returns
+        -------
+        int
+            A positive int below 2**31.
+        """
+        token = self.__dict__.get("_callback_token")
+        if token is None:
+            token = self.__dict__["_callback_token"] = self._register(None)
+        return token
+
+    def _register(self, token):
+        return _ops.register_python_operator(self, token)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        token = state.get("_callback_token")
+        if token is not None:   # unpickled (another process, or a copy): register it here
+            self.__dict__["_callback_token"] = self._register(token)
 
     def init_weights(self, rng):
         """Random initial weights: N(0, 1/d_in) entries (ValueError before ``d_in`` is known).
@@ -168,7 +249,9 @@ class Operator:
             float64 (B, d_out).
         """
         op, z, w, lab = self._arguments(z, w, labels)
-        return _ops.forward(op.plan_row(), w, op.params(), z, lab)
+        out = _ops.forward(op.plan_row(), w, op.params(), z, lab)
+        _raise_callback_errors()
+        return out
 
     def vjp(self, z, g, w=None, labels=None):
         """Vector-Jacobian products at ``z`` with output cotangent ``g`` (compiled kernel).
@@ -196,7 +279,70 @@ class Operator:
         if g.shape != (z.shape[0], op.d_out):
             raise ValueError(f"{op!r}: g: expected shape {(z.shape[0], op.d_out)}, "
                              f"given {g.shape}")
-        return _ops.vjp(op.plan_row(), w, op.params(), z, g, lab)
+        out = _ops.vjp(op.plan_row(), w, op.params(), z, g, lab)
+        _raise_callback_errors()
+        return out
+
+    def vjp_input(self, w, x, y, v, labels=None):
+        """J1(x_s)^T v_s per sample: a Python-defined operator's contract (see the class).
+
+        A built-in operator answers with its compiled kernel; a Python-defined one must define
+        it (NotImplementedError here).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (n_weights,).
+        x : numpy.ndarray
+            float64 (B, d_in), the operator's input.
+        y : numpy.ndarray
+            float64 (B, d_out), ``forward`` at x (unused by the built-ins).
+        v : numpy.ndarray
+            float64 (B, d_out), the output cotangent.
+        labels : numpy.ndarray, optional
+            float64 (B, k), for operators that read labels.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d_in).
+        """
+        if self.is_python:
+            raise NotImplementedError(f"{type(self).__name__}.vjp_input: a Python-defined "
+                                      "operator must define vjp_input(w, x, y, v)")
+        return self.vjp(x, v, w, labels)[0]
+
+    def vjp_weights(self, w, x, y, v, labels=None):
+        """sum_s J2(x_s)^T v_s, summed over the batch: the contract (see the class).
+
+        A built-in operator answers with its compiled kernel; a Python-defined one with weights
+        must define it (without weights, the empty gradient is returned here).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (n_weights,).
+        x : numpy.ndarray
+            float64 (B, d_in), the operator's input.
+        y : numpy.ndarray
+            float64 (B, d_out), ``forward`` at x (unused by the built-ins).
+        v : numpy.ndarray
+            float64 (B, d_out), the output cotangent.
+        labels : numpy.ndarray, optional
+            float64 (B, k), for operators that read labels.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
+        if self.is_python:
+            if not self.n_weights:
+                return np.zeros(0)
+            raise NotImplementedError(f"{type(self).__name__}.vjp_weights: a Python-defined "
+                                      "operator with weights must define "
+                                      "vjp_weights(w, x, y, v)")
+        return self.vjp(x, v, w, labels)[1]
 
     def _arguments(self, z, w, labels):
         """Validate one batch's arguments; returns the operator bound to z's width and arrays."""
@@ -245,8 +391,15 @@ class Operator:
         return hash(type(self).__name__)
 
 
+def _raise_callback_errors():
+    errors = _ops.take_callback_errors()
+    if errors:
+        raise errors[0]
+
+
 def _state(op):
-    return {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in op.__dict__.items()}
+    return {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in op.__dict__.items()
+            if k != "_callback_token"}
 
 
 def check_label_values(op, lab):
@@ -365,7 +518,7 @@ class Margin(Operator):
     def __init__(self, n_features=None):
         super().__init__(d_in=n_features, d_out=1)
 
-    @property
+    @property  # type: ignore[misc]  # read-only here; the base lets Python ops set it
     def n_weights(self):
         """d: one weight per input coordinate."""
         return self.d_in
@@ -401,7 +554,7 @@ class InnerSquare(Operator):
     def __init__(self, d=None):
         super().__init__(d_in=d, d_out=1)
 
-    @property
+    @property  # type: ignore[misc]  # read-only here; the base lets Python ops set it
     def n_weights(self):
         """d: one weight per input coordinate."""
         return self.d_in
@@ -438,7 +591,7 @@ class Linear(Operator):
         """1 when the operator has a bias, else 0 (the engine's flag column)."""
         return int(self.bias)
 
-    @property
+    @property  # type: ignore[misc]  # read-only here; the base lets Python ops set it
     def n_weights(self):
         """``d_out * d_in`` (+ ``d_out`` with a bias); None until ``d_in`` is known."""
         if self.d_in is None:
@@ -515,7 +668,7 @@ class DiagLinear(_FixedMatrix):
 
     kind = "diag_linear"
 
-    @property
+    @property  # type: ignore[misc]  # read-only here; the base lets Python ops set it
     def n_weights(self):
         """d_in: one scale per input coordinate."""
         return self.d_in
@@ -615,7 +768,7 @@ class LQStep(Operator):
         """m, the control width (the engine's flag column)."""
         return self.B.shape[1]
 
-    @property
+    @property  # type: ignore[misc]  # read-only here; the base lets Python ops set it
     def n_weights(self):
         """m n: the entries of the policy K."""
         return self.B.shape[1] * self.A.shape[0]
@@ -680,3 +833,272 @@ class LQTerminal(Operator):
 
     def __repr__(self):
         return f"LQTerminal(n={self.Qf.shape[0]})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled extension point
+
+class CompiledOperator(Operator):
+    """Base class of an operator whose kernels a user compiled (``fastcascade/extension.pxd``).
+
+    The user's Cython (or C) module fills a ``fc_operator`` struct with three ``nogil``
+    functions (forward, vjp_input, and vjp_weights adding the batch sum) and returns it in a
+    PyCapsule; a subclass of this class sets the widths and ``n_weights`` as any operator does
+    and returns that capsule from :meth:`capsule`. The compiled engine then calls the functions
+    without the GIL, as fast as a built-in; ``engine="numpy"`` calls them too (through
+    ``Operator.forward`` and ``Operator.vjp``). Build the module with
+    ``include_dirs=[fastcascade.get_include()]``; ``examples/compiled_operator`` is a complete
+    package (with a Python twin to test against). Labels are not passed to compiled operators.
+
+    Parameters
+    ----------
+    d_in : int, optional
+        Input width per sample; None until the cascade binds it.
+    d_out : int, optional
+        Output width per sample (``elementwise = True`` uses ``d_in``).
+    """
+
+    kind = "compiled"
+
+    def capsule(self):
+        """The PyCapsule (named "fastcascade.operator") of the operator's ``fc_operator``.
+
+        Returns
+        -------
+        PyCapsule
+            To be given by each subclass (NotImplementedError here).
+        """
+        raise NotImplementedError(f"{type(self).__name__}.capsule: return the capsule of the "
+                                  "operator's fc_operator (fastcascade/extension.pxd)")
+
+    def _register(self, token):
+        return _ops.register_compiled_operator(self, self.capsule(), token)
+
+    def init_weights(self, rng):
+        """Random initial weights: N(0, 1/d_in) entries (override for another law).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The initialisers' generator.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (n_weights,).
+        """
+        return super().init_weights(rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-defined operators shipped with the package: the unrolled optimisation of the paper's
+# Example 2 (docs/model.md sec. 1), f_t(y, gamma_t) = y - gamma_t grad g(y).
+
+def _symmetric_matrix(A, owner):
+    A = np.array(as_float_array(A, "A", ndim=2))
+    if A.shape[0] != A.shape[1] or not np.all(np.isfinite(A)):
+        raise ParameterError("A", A, "a finite square matrix", owner, given=f"shape {A.shape}")
+    if not np.allclose(A, A.T, rtol=1e-12, atol=0.0):
+        raise ParameterError("A", A, "a symmetric matrix (the Hessian of g)", owner,
+                             given="not symmetric")
+    return A
+
+
+class GradientStep(Operator):
+    """One step of gradient descent on an inner objective g: y = x - gamma grad g(x).
+
+    The step size gamma is the operator's one weight; a cascade of these, followed by
+    :class:`Quadratic`, is the unrolled optimisation whose weights are the step-size schedule
+    (the paper's Example 2; ``fc.problems.step_size_schedule``). Here g(x) = x^T A x / 2 with a
+    fixed symmetric A, so grad g(x) = A x; a subclass may override ``grad`` and ``hvp`` for
+    another g. A Python-defined operator: the compiled engine calls it back (with the GIL).
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d, d), symmetric: the Hessian of g.
+    init : float, default 0.5
+        The step size ``init_weights`` returns (deterministic).
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> op = fc.ops.GradientStep(np.diag([1.0, 2.0]))
+    >>> op.forward(np.array([0.25]), np.array([[1.0, 1.0]]))
+    array([[0.75, 0.5 ]])
+    """
+
+    n_weights = 1
+
+    def __init__(self, A, init=0.5):
+        self.A = _symmetric_matrix(A, "GradientStep")
+        self.init = check_real(init, "init", "GradientStep")
+        super().__init__(d_in=self.A.shape[0], d_out=self.A.shape[0])
+
+    def grad(self, x):
+        """grad g at each row of x: ``x A`` (A symmetric).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return x @ self.A
+
+    def hvp(self, x, v):
+        """The Hessian of g at each row of x times the row of v: ``v A``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float64 (B, d), the points.
+        v : numpy.ndarray
+            float64 (B, d), the vectors.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return v @ self.A
+
+    def init_weights(self, rng):
+        """The initial step size, ``[init]`` (no draw).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Unused.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (1,).
+        """
+        return np.array([self.init])
+
+    def forward(self, w, x):
+        """y = x - gamma grad g(x), gamma = w[0].
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        return x - w[0] * self.grad(x)
+
+    def vjp_input(self, w, x, y, v):
+        """J1^T v = v - gamma H(x) v (the Hessian H of g is symmetric).
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, d), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, d), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        # y = x - gamma grad g(x): d/dx = I - gamma H(x), symmetric
+        return v - w[0] * self.hvp(x, v)
+
+    def vjp_weights(self, w, x, y, v):
+        """sum_s J2(x_s)^T v_s = -sum_s <grad g(x_s), v_s>.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (1,): the step size.
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, d), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, d), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (1,).
+        """
+        # y = x - gamma grad g(x): d/dgamma = -grad g(x)
+        return np.array([-np.sum(self.grad(x) * v)])
+
+    def __repr__(self):
+        return f"GradientStep(d={self.A.shape[0]})"
+
+
+class Quadratic(Operator):
+    """y = x^T A x / 2 per sample, for a fixed symmetric A (no weights): the inner objective
+    g of :class:`GradientStep` as the cascade's loss. A Python-defined operator.
+
+    Parameters
+    ----------
+    A : array_like
+        float64 (d, d), symmetric.
+    """
+
+    def __init__(self, A):
+        self.A = _symmetric_matrix(A, "Quadratic")
+        super().__init__(d_in=self.A.shape[0], d_out=1)
+
+    def forward(self, w, x):
+        """y_s = x_s^T A x_s / 2.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (0,).
+        x : numpy.ndarray
+            float64 (B, d).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, 1).
+        """
+        return 0.5 * np.sum((x @ self.A) * x, axis=1, keepdims=True)
+
+    def vjp_input(self, w, x, y, v):
+        """J1^T v = v_s A x_s per sample.
+
+        Parameters
+        ----------
+        w : numpy.ndarray
+            float64 (0,).
+        x : numpy.ndarray
+            float64 (B, d), the input.
+        y : numpy.ndarray
+            float64 (B, 1), ``forward(w, x)`` (unused).
+        v : numpy.ndarray
+            float64 (B, 1), the output cotangent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (B, d).
+        """
+        # y = x^T A x / 2: d/dx = A x (A symmetric)
+        return v * (x @ self.A)
+
+    def __repr__(self):
+        return f"Quadratic(d={self.A.shape[0]})"

@@ -67,6 +67,10 @@ class Perturbation:
                                      "Perturbation")
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES,
                                         "Perturbation")
+        if self.noise.is_python and granularity != "element":
+            raise ParameterError("granularity", granularity, f"'element' ({self.noise!r} is a "
+                                 "Python-defined noise: it draws for the whole block)",
+                                 "Perturbation")
         if self.noise.is_transform and granularity != "element":
             raise ParameterError("granularity", granularity, f"'element' ({noise!r} is a "
                                  "transform)", "Perturbation")
@@ -128,6 +132,15 @@ class Perturbation:
             return self.noise.transform(z, gen)
         B, d = z.shape
         m = self.magnitude.factor(t, n_iter)
+        if self.noise.is_python:
+            # z + m_t delta, delta = draw(gen, z) on a read-only view (as the kernel's callback)
+            x = z.view()
+            x.flags.writeable = False
+            delta = np.asarray(self.noise.draw(gen, x), dtype=np.float64)
+            if delta.shape != (B, d):
+                raise ValueError(f"{self.noise!r}.draw: returned shape {delta.shape}, "
+                                 f"expected {(B, d)}")
+            return z + m * delta
         if self.granularity == "element":
             draws = m * self.noise.draw(gen, (B, d))
         elif self.granularity == "sample":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from fastcascade import _callbacks
 from fastcascade._kernels import _engine
 from fastcascade._typing import Seed
 from fastcascade.cascade import Cascade
@@ -60,6 +61,12 @@ class Problem:
             except ValueError as exc:
                 detail = str(exc).split(": ", 1)[1]  # drop the operator's repr, said here
                 raise ValueError(f"operator {i} ({op!r}): {detail}") from None
+        self.plan = self.cascade.lower()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # unpickled or copied: the plan names Python-defined and compiled operators by their
+        # registry tokens, which the copies of the operators have just been given anew
         self.plan = self.cascade.lower()
 
     @property
@@ -138,6 +145,7 @@ class Problem:
         value = _engine.clean_objective_gradient(
             self.plan.op_table, self.plan.params, self.data.X, self.data.y, w,
             self.regularizer.kernel_code, self.regularizer.kernel_scale, grad)
+        _callbacks.raise_pending()   # from a Python-defined operator's callback
         return value, grad
 
     def __repr__(self):

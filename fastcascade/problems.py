@@ -9,6 +9,10 @@
   B u_t with a linear policy u_t = K_t x_t per step and a quadratic cost: the cascade of
   H ``LQStep`` operators and an ``LQTerminal`` (the paper's third motivation). A forward
   perturbation at step t is process noise on x_{t+1} (and on the running cost coordinate).
+- :func:`step_size_schedule`: the paper's Example 2, unrolled optimisation: T steps of gradient
+  descent x_t = x_{t-1} - gamma_t grad g(x_{t-1}) on a quadratic g, whose weights are the step
+  sizes gamma_1..gamma_T, and the loss g(x_T) (``GradientStep`` and ``Quadratic``, Python-defined
+  operators: the compiled engine calls them back).
 
 Operator indices: in :func:`deep_linear`, operator i is layer i (the loss is operator L + 1);
 in :func:`mlp`, layer k is operators 2k - 1 (Linear) and 2k (activation).
@@ -25,14 +29,14 @@ from __future__ import annotations
 import numpy as np
 
 from fastcascade import ops
-from fastcascade._validation import check_choice, check_positive_int
+from fastcascade._validation import check_choice, check_positive_int, check_real
 from fastcascade.cascade import Cascade
 from fastcascade.datasets import Dataset, synthetic_logistic
 from fastcascade.problem import Problem
 from fastcascade.reference import cascade_forward
 from fastcascade.reg import NonConvex, SquaredNorm
 
-__all__ = ["paper_logistic", "deep_linear", "mlp", "lq_control"]
+__all__ = ["paper_logistic", "deep_linear", "mlp", "lq_control", "step_size_schedule"]
 
 ACTIVATIONS = {"tanh": ops.Tanh, "sigmoid": ops.Sigmoid, "relu": ops.ReLU,
                "identity": ops.Identity}
@@ -205,3 +209,63 @@ def lq_control(state_dim=4, control_dim=2, horizon=10, n_samples=256, seed=0, gr
     X = np.concatenate([rng.standard_normal((n_samples, n)), np.zeros((n_samples, 1))], axis=1)
     layers = [ops.LQStep(A, B, Q, R) for _ in range(H)] + [ops.LQTerminal(np.eye(n))]
     return Problem(Cascade(layers), Dataset(X, name=f"lq initial states (n={n})"))
+
+
+def step_size_schedule(n_steps=10, dim=5, n_samples=256, condition=10.0, seed=0, init_step=None):
+    """Learning a step-size schedule (the paper's Example 2): T unrolled gradient steps.
+
+    The inner objective is g(x) = x^T A x / 2 with A = Q diag(lambda) Q^T, a random rotation Q
+    and eigenvalues log-spaced in [1 / condition, 1] (so L = 1 and mu = 1 / condition). Each
+    sample is a starting point x_0 ~ N(0, I); operator t (t = 1..T) is
+    ``GradientStep``: x_t = x_{t-1} - gamma_t A x_{t-1}, whose one weight is the step size
+    gamma_t; operator T + 1 is ``Quadratic``: the loss g(x_T). Minimising the mean loss over the
+    samples learns the schedule (gamma_1, ..., gamma_T); the closed form of the loss is
+    x_0^T P A P x_0 / 2 with P = prod_t (I - gamma_t A). A forward perturbation at operator t
+    perturbs the iterate x_t, a backward one the adjoint sent back through step t.
+
+    Both operators are Python-defined (``fc.ops.Operator`` subclasses): the NumPy engine runs
+    them natively, the compiled engine through its GIL callbacks (a ``PerformanceWarning``
+    gives the cost).
+
+    Parameters
+    ----------
+    n_steps : int, default 10
+        T, the number of unrolled steps (weights).
+    dim : int, default 5
+        d, the width of x.
+    n_samples : int, default 256
+        Starting points drawn.
+    condition : float, default 10.0
+        L / mu of g, ``>= 1``.
+    seed : int, default 0
+        Seed of Q and the starting points (one generator).
+    init_step : float, optional
+        The initial step size of every step (``init="random"`` gives it too); 1 / (2 L) = 0.5
+        by default.
+
+    Returns
+    -------
+    Problem
+
+    Examples
+    --------
+    >>> import numpy as np, fastcascade as fc
+    >>> p = fc.problems.step_size_schedule(n_steps=4, dim=3, n_samples=50)
+    >>> p.cascade.n_ops, p.n_weights
+    (5, 4)
+    >>> bool(p.objective(np.full(4, 0.9)) < p.objective(np.full(4, 0.1)))
+    True
+    """
+    T = check_positive_int(n_steps, "n_steps")
+    d = check_positive_int(dim, "dim")
+    M = check_positive_int(n_samples, "n_samples")
+    condition = check_real(condition, "condition", low=1.0)
+    init = 0.5 if init_step is None else check_real(init_step, "init_step")
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    lam = np.geomspace(1.0 / condition, 1.0, d)
+    A = (Q * lam) @ Q.T
+    A = 0.5 * (A + A.T)       # exactly symmetric
+    X = rng.standard_normal((M, d))
+    layers = [ops.GradientStep(A, init=init) for _ in range(T)] + [ops.Quadratic(A)]
+    return Problem(Cascade(layers), Dataset(X, name=f"starting points (d={d})"))

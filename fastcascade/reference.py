@@ -7,6 +7,9 @@ Every operator kernel has a twin here with the same semantics:
 - ``vjp_weights(op, z, g, w, labels)`` -> sum_s J2(z_s)^T g_s, (n_weights,)
 
 and so do the clean full-data objective and gradient of a problem (``objective``, ``gradient``).
+A Python-defined operator (``fc.ops.Operator`` with ``forward``) is its own twin: these call its
+``forward``, ``vjp_input`` and ``vjp_weights``. ``KINDS`` lists the operator kinds handled here
+(``tests/test_registry.py`` requires one for every compiled operator code).
 The perturbed engine's twin is ``fastcascade.reference_engine``.
 """
 from __future__ import annotations
@@ -14,7 +17,42 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["forward", "vjp_input", "vjp_weights", "cascade_forward", "cascade_backward",
-           "objective", "gradient", "softplus", "sigmoid"]
+           "objective", "gradient", "softplus", "sigmoid", "KINDS"]
+
+# The operator kinds the twins below handle (the keys of the compiled _ops.OP_CODES).
+KINDS = ("identity", "softplus", "sigmoid", "tanh", "relu", "margin", "linear", "fixed_linear",
+         "diag_linear", "inner_square", "lq_step", "lq_terminal", "logistic_loss",
+         "squared_error", "softmax_xent", "python", "compiled")
+
+
+def _label_kw(op, labels):
+    return {} if op.labels is None else {"labels": labels}
+
+
+def _python_call(op, method, shape, *args, **kwargs):
+    out = np.asarray(getattr(op, method)(*args, **kwargs), dtype=np.float64)
+    if out.shape != shape:
+        raise ValueError(f"{op!r}.{method}: returned shape {out.shape}, expected {shape}")
+    return out
+
+
+def _python_forward(op, z, w, labels):
+    return _python_call(op, "forward", (z.shape[0], op.d_out), _weights(op, w), z,
+                        **_label_kw(op, labels))
+
+
+def _compiled_forward(op, z, w):
+    from fastcascade.ops import Operator
+    return Operator.forward(op, z, w)
+
+
+def _compiled_vjp(op, z, g, w):
+    from fastcascade.ops import Operator
+    return Operator.vjp(op, z, g, w)
+
+
+def _weights(op, w):
+    return np.zeros(0) if w is None else np.asarray(w, dtype=np.float64)
 
 
 def softplus(z):
@@ -85,6 +123,10 @@ def forward(op, z, w=None, labels=None):
     """
     z = np.asarray(z, dtype=np.float64)
     kind = op.kind
+    if kind == "python":
+        return _python_forward(op, z, w, labels)
+    if kind == "compiled":     # a user's compiled kernel is its own twin (tested against its
+        return _compiled_forward(op, z, w)     # Python twin by its package)
     if kind == "identity":
         return z.copy()
     if kind == "softplus":
@@ -151,6 +193,12 @@ def vjp_input(op, z, g, w=None, labels=None):
     z = np.asarray(z, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     kind = op.kind
+    if kind == "python":
+        y = _python_forward(op, z, w, labels)
+        return _python_call(op, "vjp_input", z.shape, _weights(op, w), z, y, g,
+                            **_label_kw(op, labels))
+    if kind == "compiled":
+        return _compiled_vjp(op, z, g, w)[0]
     if kind == "identity":
         return g.copy()
     if kind == "softplus":
@@ -222,6 +270,12 @@ def vjp_weights(op, z, g, w=None, labels=None):
     kind = op.kind
     if op.n_weights == 0:
         return np.zeros(0)
+    if kind == "python":
+        y = _python_forward(op, z, w, labels)
+        return _python_call(op, "vjp_weights", (op.n_weights,), _weights(op, w), z, y, g,
+                            **_label_kw(op, labels))
+    if kind == "compiled":
+        return _compiled_vjp(op, z, g, w)[1]
     if kind == "margin":
         return np.sum((-_sign(labels) * g) * z, axis=0)
     if kind == "linear":

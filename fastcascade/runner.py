@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from fastcascade import reference_engine
+from fastcascade import _callbacks, reference_engine
 from fastcascade._blas import single_threaded_blas
 from fastcascade._interrupt import engine_interrupts
 from fastcascade._kernels import _engine, _ops
@@ -319,8 +319,9 @@ def run(problem: Problem, optimizer: Optimizer, n_iter: int,
         if engine == "cython":
             return _engine.run_one(
                 plan.op_table, plan.params, data.X, data.y, weights[k], config, pint, preal,
-                ptimes, *streams[k], hist["objective"][k], hist["grad_norm"][k], hist["grad_error"][k],
-                hist["step_size"][k], hist["forward_error"][k], hist["backward_error"][k],
+                ptimes, *streams[k], hist["objective"][k], hist["grad_norm"][k],
+                hist["grad_error"][k], hist["step_size"][k], hist["forward_error"][k],
+                hist["backward_error"][k],
                 hist["weights"][k], hist["nonfinite"][k])
         return reference_engine.run_one(problem, optimizer, config, perts, streams[k],
                                         weights[k], {name: h[k] for name, h in hist.items()})
@@ -336,6 +337,10 @@ def run(problem: Problem, optimizer: Optimizer, n_iter: int,
     # BLAS on one thread per run while runs execute (see fastcascade._blas)
     pin = engine == "cython" and _ops.uses_blas(plan.op_table, data.X.shape[0])
 
+    # Python-defined operators and noises: called back with the GIL (errors raised, cost warned)
+    callbacks = _callbacks.python_parts(problem, perts) if engine == "cython" else []
+    if callbacks:
+        _callbacks.reset()
     interrupted = False
     try:
         with single_threaded_blas(pin), engine_interrupts():
@@ -353,6 +358,16 @@ def run(problem: Problem, optimizer: Optimizer, n_iter: int,
     finally:
         if bar is not None:
             bar.close()
+    if callbacks:
+        # Ctrl-C inside a callback is the run's interrupt (the engine stops on its own flag);
+        # any other exception is the callback's error, raised here
+        errors = _callbacks.take_pending()
+        interrupted = interrupted or any(isinstance(e, KeyboardInterrupt) for e in errors)
+        errors = [e for e in errors if not isinstance(e, KeyboardInterrupt)]
+        if errors and not interrupted:
+            raise errors[0]
+        if not interrupted:
+            _callbacks.warn_cost(callbacks)
     kept = [k for k in range(n_runs) if k in outcomes and outcomes[k][1] != STOP_INTERRUPTED]
     if interrupted or len(kept) < n_runs:
         if not partial or not kept:
@@ -440,6 +455,7 @@ def perturbed_gradient(problem: Problem, w: npt.ArrayLike,
         _engine.batch_gradients(problem.plan.op_table, problem.plan.params, X, Y, w, pint,
                                 preal, ptimes, iteration, forward_gen, backward_gen, g_pert,
                                 g_clean)
+        _callbacks.raise_pending()
     else:
         B = X.shape[0]
         _, _, gsum = reference_engine.perturbed_pass(problem.cascade, w, X, Y, perts, iteration,

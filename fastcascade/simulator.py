@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from fastcascade import _callbacks
 from fastcascade._interrupt import engine_interrupts
 from fastcascade._kernels import _engine
 from fastcascade._validation import check_bool, check_positive_int, check_real
@@ -148,8 +149,13 @@ class Simulator:
         state.set_histories(first, *(chunk[k] for k in _HISTORIES), chunk["forward_error"],
                             chunk["backward_error"], chunk["weights"])
         self._chunks.append((first, chunk))
+        callbacks = _callbacks.python_parts(self.problem, self._perturbations)
+        if callbacks:
+            _callbacks.reset()
         with engine_interrupts():
             going = state.advance(t_end)
+        if callbacks:
+            _callbacks.raise_pending()   # an exception of a Python-defined operator or noise
         if state.stop == _engine_code("interrupted"):
             raise KeyboardInterrupt
         return going

@@ -55,7 +55,7 @@ import numpy as np
 
 from fastcascade import io
 from fastcascade._interrupt import engine_interrupts
-from fastcascade._kernels import _engine
+from fastcascade._kernels import _engine, _ops
 from fastcascade._validation import check_bool, check_instance, check_positive_int
 from fastcascade.errors import ParameterError, ParameterTypeError, show_value
 from fastcascade.optim import Optimizer
@@ -200,7 +200,12 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 def _fingerprint(problem):
     h = hashlib.sha256()
-    for a in (problem.data.X, problem.data.y, problem.plan.params, problem.plan.op_table):
+    # a Python-defined or compiled operator's flag is its registry token, different in each
+    # process and for each copy: not part of what the runs compute (its repr is, in the spec)
+    table = problem.plan.op_table.copy()
+    callbacks = np.isin(table[:, 0], [_ops.OP_CODES["python"], _ops.OP_CODES["compiled"]])
+    table[callbacks, 1] = 0
+    for a in (problem.data.X, problem.data.y, problem.plan.params, table):
         h.update(np.ascontiguousarray(a).tobytes())
         h.update(repr(a.shape).encode())
     return h.hexdigest()

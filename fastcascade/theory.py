@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fastcascade import _callbacks
 from fastcascade import noise as noise_kinds
 from fastcascade._kernels import _engine
 from fastcascade._validation import check_positive_int, check_real
@@ -386,8 +387,10 @@ def perturbation_moments(noise: Noise, width: int, granularity: str = "element"
 
     Parameters
     ----------
-    noise : fastcascade.noise.Distribution
-        An additive distribution with a known fourth moment (ValueError otherwise).
+    noise : fastcascade.noise.Distribution or fastcascade.noise.Noise
+        An additive distribution with a known fourth moment (ValueError otherwise), or a
+        Python-defined noise that defines ``mean()`` and ``variance()`` of one entry of its
+        delta (and ``fourth_moment()``, E[delta_j^4], for ``fourth``: NaN without it).
     width : int
         d, the width of the site.
     granularity : {"element", "sample", "step"}, default "element"
@@ -398,12 +401,19 @@ def perturbation_moments(noise: Noise, width: int, granularity: str = "element"
     -------
     dict with ``sq`` = E||delta||^2, ``mean_sq`` = ||E delta||^2, ``fourth`` = E||delta||^4.
     """
-    if not isinstance(noise, Distribution):
+    python = getattr(noise, "is_python", False)
+    if not isinstance(noise, Distribution) and not python:
         raise ValueError(f"noise: expected an additive distribution, given {noise!r}")
+    if python and not (hasattr(noise, "mean") and hasattr(noise, "variance")):
+        raise ValueError(f"noise: {noise!r} is Python-defined without mean() and variance()")
     d = check_positive_int(width, "width")
-    m1 = noise.mean()
-    m2 = noise.variance() + m1 ** 2
-    m4 = _raw_fourth_moment(noise)
+    moments: Any = noise   # a Distribution, or a Python noise that has mean() and variance()
+    m1 = float(moments.mean())
+    m2 = float(moments.variance()) + m1 ** 2
+    if python:
+        m4 = float(noise.fourth_moment()) if hasattr(noise, "fourth_moment") else math.nan
+    else:
+        m4 = _raw_fourth_moment(noise)
     if granularity == "element":
         fourth = d * m4 + d * (d - 1) * m2 ** 2
     else:
@@ -480,6 +490,7 @@ def gradient_error_stats(problem: Problem, w: npt.ArrayLike, perturbations: Iter
     for t in range(n_draws):
         _engine.batch_gradients(plan.op_table, plan.params, X, Y, w, pint, preal, ptimes, t,
                                 forward_gen, backward_gen, g_pert, g_clean)
+        _callbacks.raise_pending()   # from a Python-defined operator's or noise's callback
         errors[t] = g_pert - g_clean
     sq = np.sum(errors ** 2, axis=1)
     mean = errors.mean(axis=0)

@@ -43,8 +43,8 @@ FACE = PACKAGE
 # the floors, from the bottom: a module imports, at module level, only from its floor or lower
 FLOORS = {
     0: ("errors", "_validation", "_kernels", "_kernels._engine", "_kernels._ops",
-        "_kernels._noise", "_version", "_jsonable", "_typing", "_blas", "_interrupt", "_progress",
-        "diagnostics", "reference", "reference_engine"),
+        "_kernels._types", "_kernels._noise", "_callbacks", "_version", "_jsonable", "_typing",
+        "_blas", "_interrupt", "_progress", "diagnostics", "reference", "reference_engine"),
     1: ("ops", "noise", "timing", "magnitude", "reg", "schedules", "perturbation", "cascade",
         "datasets", "problem", "optim", "problems"),
     2: ("metrics", "result", "io"),

@@ -154,3 +154,22 @@ def test_steps_past_the_horizon_are_refused():
         sim.step(6)
     with pytest.raises(fc.ParameterError):
         sim.step(0)
+
+
+def test_a_python_defined_operator_steps_as_in_fc_run():
+    """The callback path (a Tanh written in Python) through the simulator: the same bits as
+    fc.run with it, in two calls."""
+    import warnings
+
+    from fastcascade.bench import python_tanh
+    built, perts = mlp_problem(8, n_samples=40)
+    ops = [python_tanh() if op.kind == "tanh" else op for op in built.cascade.operators]
+    problem = fc.Problem(fc.Cascade(ops), (built.data.X, built.data.y))
+    opt, kw = fc.SGD(0.01, batch=4), dict(record_every=5, init="random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fc.PerformanceWarning)
+        sim = fc.Simulator(problem, opt, perts, seed=1, **kw)
+        sim.step(13)
+        sim.step(27)
+        res = fc.run(problem, opt, 40, perts, seeds=1, **kw)
+    assert_same_run(sim.result(), res)

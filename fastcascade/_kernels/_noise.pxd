@@ -3,14 +3,16 @@ from numpy.random cimport bitgen_t
 
 # Perturbation kinds. Distributions (< NOISE_FIRST_TRANSFORM) draw values that are added to
 # the block (or multiply it, in relative mode); transforms rewrite the block in place.
-cdef enum NoiseKind:
+# Exported (cpdef) as the IntEnum _noise.NoiseKind, so that tests can enumerate every kind.
+cpdef enum NoiseKind:
     NOISE_UNIFORM = 1          # p[0] = low, p[1] = high
     NOISE_GAUSSIAN = 2         # p[0] = mean, p[1] = std
     NOISE_LAPLACE = 3          # p[0] = loc, p[1] = scale
     NOISE_STUDENT_T = 4        # p[0] = df, p[1] = scale
     NOISE_RADEMACHER = 5       # p[0] = scale
     NOISE_CONSTANT = 6         # p[0] = value
-    NOISE_FIRST_TRANSFORM = 20
+    NOISE_PYTHON = 7           # a Python-defined fc.noise.Noise: z + m_t draw(gen, z), called
+                               # back with the GIL on the run's generator; aux = its token
     NOISE_ROUND_FLOAT = 20     # aux = mantissa bits, aux2 = rounding; p[0] = emin, p[1] = max
                                # finite, p[2] = overflow (0: +-inf, 1: NaN)
     NOISE_ROUND_FIXED = 21     # aux2 = rounding; p[0] = grid step
@@ -18,6 +20,9 @@ cdef enum NoiseKind:
     NOISE_RANDK = 23           # aux = k, aux2 = 1: unbiased (kept entries scaled by d / k)
     NOISE_SCALED_SIGN = 24
     NOISE_BITFLIP = 25         # aux = mask of the float64 bits that may flip; p[0] = probability
+
+cdef enum:
+    NOISE_FIRST_TRANSFORM = 20   # kinds from here on are transforms
 
 cdef enum Rounding:
     ROUND_NEAREST_EVEN = 0

@@ -1,8 +1,26 @@
 """Type stubs of the compiled perturbation kernels (``_noise.pyx``): signatures of its def
 functions and its public constants. Arrays are C-contiguous float64 (``double``) or int64
 (``long long``)."""
+import enum
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+
+class NoiseKind(enum.IntEnum):
+    NOISE_UNIFORM = 1
+    NOISE_GAUSSIAN = 2
+    NOISE_LAPLACE = 3
+    NOISE_STUDENT_T = 4
+    NOISE_RADEMACHER = 5
+    NOISE_CONSTANT = 6
+    NOISE_PYTHON = 7
+    NOISE_ROUND_FLOAT = 20
+    NOISE_ROUND_FIXED = 21
+    NOISE_TOPK = 22
+    NOISE_RANDK = 23
+    NOISE_SCALED_SIGN = 24
+    NOISE_BITFLIP = 25
 
 NOISE_CODES: dict[str, int]
 FIRST_TRANSFORM: int
@@ -20,3 +38,8 @@ def apply(irow: npt.NDArray[np.int64], rrow: npt.NDArray[np.float64],
           generator: np.random.Generator, z: npt.NDArray[np.float64], t: int = 0,
           times: npt.NDArray[np.int64] | None = None,
           source: npt.NDArray[np.float64] | None = None) -> bool: ...
+def _forget(token: int, ref: Any) -> None: ...
+def register_python_noise(noise: Any, token: int | None = None) -> int: ...
+def python_noise(token: int) -> Any: ...
+def take_callback_errors() -> list[BaseException]: ...
+def callback_stats(reset: bool = False) -> dict[int, tuple[int, float]]: ...

@@ -19,6 +19,9 @@ from numpy.random.c_distributions cimport (
     random_laplace, random_standard_t)
 
 import os
+import secrets
+import time
+import weakref
 
 import numpy as np
 
@@ -27,7 +30,8 @@ NOISE_CODES = {"uniform": NOISE_UNIFORM, "gaussian": NOISE_GAUSSIAN, "laplace": 
                "student_t": NOISE_STUDENT_T, "rademacher": NOISE_RADEMACHER,
                "constant": NOISE_CONSTANT, "round_float": NOISE_ROUND_FLOAT,
                "round_fixed": NOISE_ROUND_FIXED, "topk": NOISE_TOPK, "randk": NOISE_RANDK,
-               "scaled_sign": NOISE_SCALED_SIGN, "bitflip": NOISE_BITFLIP}
+               "scaled_sign": NOISE_SCALED_SIGN, "bitflip": NOISE_BITFLIP,
+               "python": NOISE_PYTHON}
 FIRST_TRANSFORM = NOISE_FIRST_TRANSFORM
 ROUNDING_CODES = {"nearest": ROUND_NEAREST_EVEN, "stochastic": ROUND_STOCHASTIC}
 MODE_CODES = {"additive": MODE_ADDITIVE, "relative": MODE_RELATIVE}
@@ -76,33 +80,54 @@ def _simd_level():
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
+# The streams open now: bitgen_t address -> the numpy Generator behind it (a Python-defined
+# noise is called with the run's generator; see apply_python).
+cdef dict _open_streams = {}
+
+
+cdef int _pcg_from_generator(fc_pcg64_t* g, generator) except -1:
+    state = generator.bit_generator.state
+    s, inc = state["state"]["state"], state["state"]["inc"]
+    fc_pcg64_set(g, <uint64_t>((s >> 64) & _MASK64), <uint64_t>(s & _MASK64),
+                 <uint64_t>((inc >> 64) & _MASK64), <uint64_t>(inc & _MASK64),
+                 1 if state["has_uint32"] else 0, <uint32_t>state["uinteger"])
+    return 0
+
+
+cdef int _pcg_to_generator(const fc_pcg64_t* g, generator) except -1:
+    bit_generator = generator.bit_generator
+    state = bit_generator.state
+    state["state"]["state"] = (int(fc_pcg64_state_hi(g)) << 64) | int(fc_pcg64_state_lo(g))
+    state["has_uint32"] = int(g.has_uint32)
+    state["uinteger"] = int(g.uinteger)
+    bit_generator.state = state
+    return 0
+
+
 cdef bitgen_t* stream_open(Stream* st, generator) except NULL:
     bit_generator = generator.bit_generator
     st.fast = False   # until the state is copied: stream_close writes back only then
     if type(bit_generator) is not np.random.PCG64:
         st.bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
+        _open_streams[<size_t>st.bitgen] = generator
         return st.bitgen
-    state = bit_generator.state
-    s, inc = state["state"]["state"], state["state"]["inc"]
-    fc_pcg64_set(&st.pcg, <uint64_t>((s >> 64) & _MASK64), <uint64_t>(s & _MASK64),
-                 <uint64_t>((inc >> 64) & _MASK64), <uint64_t>(inc & _MASK64),
-                 1 if state["has_uint32"] else 0, <uint32_t>state["uinteger"])
+    _pcg_from_generator(&st.pcg, generator)
     fc_pcg64_bitgen(&st.own, &st.pcg)
     st.bitgen = &st.own
     st.fast = True
+    _open_streams[<size_t>st.bitgen] = generator
     return st.bitgen
 
 
 cdef int stream_close(Stream* st, generator) except -1:
+    # (a stream that was never opened has no entry: its bitgen may be unset, and is not read
+    # beyond its address)
+    cdef size_t key = <size_t>st.bitgen
+    if _open_streams.get(key) is generator:
+        del _open_streams[key]
     if not st.fast:
         return 0
-    bit_generator = generator.bit_generator
-    state = bit_generator.state
-    state["state"]["state"] = (int(fc_pcg64_state_hi(&st.pcg)) << 64) \
-        | int(fc_pcg64_state_lo(&st.pcg))
-    state["has_uint32"] = int(st.pcg.has_uint32)
-    state["uinteger"] = int(st.pcg.uinteger)
-    bit_generator.state = state
+    _pcg_to_generator(&st.pcg, generator)
     return 0
 
 
@@ -416,6 +441,107 @@ cdef void apply_transform(const Perturbation* pert, bitgen_t* bg, double* z, Py_
         bit_flip(bg, z, n, <uint64_t>pert.aux, pert.p[0])
 
 
+# ---------------------------------------------------------------------------------------------
+# Python-defined noises (NOISE_PYTHON): z + m_t delta with delta = noise.draw(generator, z), the
+# object found by its token (aux) in a registry of weak references, called with the GIL on the
+# run's own numpy Generator for the pass. The run's inlined PCG64 state is written to the
+# generator before the call and read back after it, so the callback continues the very stream
+# the built-in kernels draw from (and a NumPy engine's run draws the same numbers).
+
+cdef dict _py_noises = {}      # token -> weakref.ref to the noise
+cdef dict _py_stats = {}       # token -> [calls, seconds spent in them]
+cdef list _py_errors = []      # exceptions raised inside callbacks, oldest first
+
+
+def _forget(token, ref):
+    if _py_noises.get(token) is ref:
+        del _py_noises[token]
+
+
+def register_python_noise(noise, token=None):
+    """Register a Python-defined noise for the compiled kernels; returns its token (kept when
+    given and free or already naming ``noise``). The registry holds a weak reference."""
+    if token is not None:
+        token = int(token)
+        ref = _py_noises.get(token)
+        if ref is not None and ref() is not None and ref() is not noise:
+            token = None
+    while token is None or not 0 < token < 2 ** 62:
+        token = secrets.randbelow(2 ** 62 - 1) + 1
+        if token in _py_noises:
+            token = None
+    _py_noises[token] = weakref.ref(noise, lambda r, t=token: _forget(t, r))
+    return token
+
+
+def python_noise(long long token):
+    """The noise registered under ``token`` (LookupError when it is gone)."""
+    ref = _py_noises.get(token)
+    noise = None if ref is None else ref()
+    if noise is None:
+        raise LookupError(f"no Python-defined noise with token {token}")
+    return noise
+
+
+def take_callback_errors():
+    """The exceptions raised inside noise callbacks since the last call (then cleared)."""
+    errors = list(_py_errors)
+    del _py_errors[:]
+    return errors
+
+
+def callback_stats(reset=False):
+    """{token: (calls, seconds)} of the noise callbacks (the generator's state exchange
+    included); ``reset`` clears the counters after reading them."""
+    out = {k: (v[0], v[1]) for k, v in _py_stats.items()}
+    if reset:
+        _py_stats.clear()
+    return out
+
+
+cdef void apply_python(const Perturbation* pert, bitgen_t* bg, double* z, Py_ssize_t B,
+                       Py_ssize_t d, double m) noexcept with gil:
+    # z <- z + m draw(generator, z)
+    cdef double start = time.perf_counter()
+    cdef Py_ssize_t j, n = B * d
+    cdef const double[:, ::1] dv
+    cdef bint ours = fc_pcg64_is_ours(bg)
+    cdef double[:, ::1] zv
+    try:
+        noise = python_noise(pert.aux)
+        gen = _open_streams.get(<size_t>bg)
+        if gen is None:
+            raise RuntimeError("a Python-defined noise needs a stream opened by stream_open")
+        if n == 0:
+            return
+        zv = <double[:B, :d]>z
+        x = np.asarray(zv)
+        x.flags.writeable = False
+        if ours:
+            _pcg_to_generator(<fc_pcg64_t*>bg.state, gen)
+        try:
+            delta = noise.draw(gen, x)
+        finally:
+            if ours:
+                _pcg_from_generator(<fc_pcg64_t*>bg.state, gen)
+        delta = np.ascontiguousarray(delta, dtype=np.float64)
+        if delta.shape != (B, d):
+            raise ValueError(f"{noise!r}.draw: returned shape {delta.shape}, expected {(B, d)}")
+        dv = delta
+        for j in range(n):
+            z[j] = z[j] + m * (&dv[0, 0])[j]
+        st = _py_stats.get(pert.aux)
+        if st is None:
+            _py_stats[pert.aux] = [1, time.perf_counter() - start]
+        else:
+            st[0] += 1
+            st[1] += time.perf_counter() - start
+    except BaseException as e:
+        _py_errors.append(e)
+        for j in range(n):
+            z[j] = NAN
+
+
 cdef inline double magnitude_at(const Perturbation* pert, long long t) noexcept nogil:
     # m_t (MagnitudeKind)
     if pert.magnitude == MAG_POWER:
@@ -426,6 +552,9 @@ cdef inline double magnitude_at(const Perturbation* pert, long long t) noexcept 
 cdef void perturbation_apply(const Perturbation* pert, bitgen_t* bg, double* z,
                              Py_ssize_t B, Py_ssize_t d, double* scratch,
                              long long t) noexcept nogil:
+    if pert.kind == NOISE_PYTHON:
+        apply_python(pert, bg, z, B, d, magnitude_at(pert, t))
+        return
     if pert.kind >= NOISE_FIRST_TRANSFORM:
         apply_transform(pert, bg, z, B, d, scratch)
         return

@@ -14,11 +14,18 @@ its register-blocked W z, W^T g and g z^T kernels, and switch to BLAS ``dgemm``
 can apply Linear's rank-1 weight gradient from its factors (``op_vjp_deferred``,
 ``op_sgd_step_deferred``).
 """
-from libc.math cimport exp, log1p, fabs, tanh
+from libc.math cimport exp, log1p, fabs, tanh, NAN
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm
+cimport numpy as cnp
+
+import secrets
+import time
+import weakref
 
 import numpy as np
+
+cnp.import_array()
 
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
@@ -29,8 +36,10 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
     OP_LOGISTIC_LOSS, OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR,
-    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL,
+    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL, OP_PYTHON, OP_COMPILED,
 )
+from fastcascade.extension cimport fc_operator, FC_OPERATOR_ABI, FC_OPERATOR_CAPSULE
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 
 OPDESC_FIELDS = 7
 
@@ -40,7 +49,8 @@ OP_CODES = {
     "sigmoid": OP_SIGMOID, "tanh": OP_TANH, "relu": OP_RELU, "logistic_loss": OP_LOGISTIC_LOSS,
     "squared_error": OP_SQUARED_ERROR, "softmax_xent": OP_SOFTMAX_XENT,
     "fixed_linear": OP_FIXED_LINEAR, "diag_linear": OP_DIAG_LINEAR, "inner_square": OP_INNER_SQUARE,
-    "lq_step": OP_LQ_STEP, "lq_terminal": OP_LQ_TERMINAL,
+    "lq_step": OP_LQ_STEP, "lq_terminal": OP_LQ_TERMINAL, "python": OP_PYTHON,
+    "compiled": OP_COMPILED,
 }
 
 
@@ -507,6 +517,11 @@ cdef void op_forward(const OpDesc* op, const double* w, const double* p,
         lq_step_forward(op, w, p, z, out, B)
     elif op.code == OP_LQ_TERMINAL:
         lq_terminal(op, p, z, out, NULL, NULL, B)
+    elif op.code == OP_PYTHON:
+        # out = op.forward(w, z): the Python object, with the GIL (py_op_forward)
+        py_op_forward(op, w, z, out, lab, ldl, B)
+    elif op.code == OP_COMPILED:
+        compiled_forward(op, w, z, out, B)
     elif op.code == OP_LOGISTIC_LOSS:
         # out_s = ln(1 + exp(-y_s z_s)) = softplus(-y_s z_s)
         for s in range(B):
@@ -611,6 +626,11 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
         lq_step_vjp(op, w, p, z, g, B, g_in, g_w)
     elif op.code == OP_LQ_TERMINAL:
         lq_terminal(op, p, z, NULL, g, g_in, B)
+    elif op.code == OP_PYTHON:
+        # the Python object's vjp_input and vjp_weights, with the GIL (py_op_vjp)
+        py_op_vjp(op, w, z, out, g, lab, ldl, B, g_in, g_w)
+    elif op.code == OP_COMPILED:
+        compiled_vjp(op, w, z, out, g, B, g_in, g_w)
     elif op.code == OP_INNER_SQUARE:
         for s in range(B):
             zs = z + s * din
@@ -658,6 +678,255 @@ cdef void op_vjp(const OpDesc* op, const double* w, const double* p,
                 for j in range(din):
                     gi[j] = g[s] * (gi[j] / acc)
                 gi[c] = gi[c] - g[s]
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-defined operators (OP_PYTHON): the kernel takes the GIL and calls the object's methods on
+# NumPy views of the engine's buffers (inputs read-only, no copies), then copies the returned
+# arrays into the engine's buffers. The object is found by its token (the row's flag) in a
+# registry of weak references; a callback that raises, or returns the wrong shape, records the
+# exception (take_callback_errors) and writes NaN, so that the run stops as diverged and its
+# caller raises the exception afterwards.
+
+cdef dict _py_ops = {}         # token -> weakref.ref to the operator
+cdef dict _py_stats = {}       # token -> [calls, seconds spent in them]
+cdef list _py_errors = []      # exceptions raised inside callbacks, oldest first
+
+
+def _forget(token, ref):
+    if _py_ops.get(token) is ref:
+        del _py_ops[token]
+
+
+def register_python_operator(op, token=None):
+    """Register a Python-defined operator for the compiled engine; returns its token.
+
+    ``token`` (a positive int below 2**31, as an unpickled operator carries it) is kept when it
+    is free or already names ``op``; None draws a fresh one. The registry holds a weak
+    reference: the entry goes with the operator.
+    """
+    if token is not None:
+        token = int(token)
+        ref = _py_ops.get(token)
+        if ref is not None and ref() is not None and ref() is not op:
+            token = None       # taken (in this process) by another operator: a fresh one
+    while token is None or not 0 < token < 2 ** 31:
+        token = secrets.randbelow(2 ** 31 - 1) + 1
+        if token in _py_ops:
+            token = None
+    _py_ops[token] = weakref.ref(op, lambda r, t=token: _forget(t, r))
+    return token
+
+
+def python_operator(long long token):
+    """The operator registered under ``token`` (LookupError when it is gone)."""
+    ref = _py_ops.get(token)
+    op = None if ref is None else ref()
+    if op is None:
+        raise LookupError(f"no Python-defined operator with token {token} (was it garbage "
+                          "collected while its plan was in use?)")
+    return op
+
+
+def take_callback_errors():
+    """The exceptions raised inside operator callbacks since the last call (then cleared),
+    and a LookupError when a compiled operator's slot was found empty."""
+    global _compiled_missing
+    errors = list(_py_errors)
+    del _py_errors[:]
+    if _compiled_missing:
+        _compiled_missing = 0
+        errors.append(LookupError("a compiled operator's slot was empty (was the operator "
+                                  "garbage collected while its plan was in use?)"))
+    return errors
+
+
+def callback_stats(reset=False):
+    """{token: (calls, seconds)} of the operator callbacks (the time spent in each call, the
+    GIL's acquisition excluded); ``reset`` clears the counters after reading them."""
+    out = {k: (v[0], v[1]) for k, v in _py_stats.items()}
+    if reset:
+        _py_stats.clear()
+    return out
+
+
+cdef object _view(const double* x, Py_ssize_t rows, Py_ssize_t cols, bint writeable):
+    # a NumPy array on x (rows x cols, or rows when cols < 0), no copy; valid during the call
+    cdef cnp.npy_intp dims[2]
+    cdef int nd = 1 if cols < 0 else 2
+    dims[0] = rows
+    dims[1] = cols if cols >= 0 else 0
+    if x == NULL:   # only for empty blocks (an operator without weights)
+        return np.zeros(rows) if nd == 1 else np.zeros((rows, cols))
+    arr = cnp.PyArray_SimpleNewFromData(nd, dims, cnp.NPY_FLOAT64, <void*>x)
+    if not writeable:
+        cnp.PyArray_CLEARFLAGS(<cnp.ndarray>arr, cnp.NPY_ARRAY_WRITEABLE)
+    return arr
+
+
+cdef object _checked(obj, value, shape, str method):
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"{obj!r}.{method}: returned shape {a.shape}, expected {shape}")
+    return a
+
+
+cdef dict _label_kw(obj, const double* lab, Py_ssize_t ldl, Py_ssize_t B):
+    if getattr(obj, "labels", None) is None:
+        return {}
+    if ldl == 0 or lab == NULL:
+        return {"labels": np.zeros((B, 0))}
+    return {"labels": _view(lab, B, ldl, False)}
+
+
+cdef void _account(long long token, double seconds):
+    st = _py_stats.get(token)
+    if st is None:
+        _py_stats[token] = [1, seconds]
+    else:
+        st[0] += 1
+        st[1] += seconds
+
+
+cdef void _fill_nan(double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if x != NULL:
+        for j in range(n):
+            x[j] = NAN
+
+
+cdef void py_op_forward(const OpDesc* op, const double* w, const double* z, double* out,
+                        const double* lab, Py_ssize_t ldl, Py_ssize_t B) noexcept with gil:
+    # out = obj.forward(w, z) (B x d_out)
+    cdef double start = time.perf_counter()
+    try:
+        obj = python_operator(op.flag)
+        y = obj.forward(_view(w, op.n_w, -1, False), _view(z, B, op.d_in, False),
+                        **_label_kw(obj, lab, ldl, B))
+        y = _checked(obj, y, (B, op.d_out), "forward")
+        np.copyto(_view(out, B, op.d_out, True), y)
+        _account(op.flag, time.perf_counter() - start)
+    except BaseException as e:
+        _py_errors.append(e)
+        _fill_nan(out, B * op.d_out)
+
+
+cdef void py_op_vjp(const OpDesc* op, const double* w, const double* z, const double* out,
+                    const double* g, const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                    double* g_in, double* g_w) noexcept with gil:
+    # g_in = obj.vjp_input(w, z, out, g) (when not NULL); g_w += obj.vjp_weights(w, z, out, g)
+    # (the batch sum; when not NULL and the operator has weights)
+    cdef double start = time.perf_counter()
+    try:
+        obj = python_operator(op.flag)
+        kw = _label_kw(obj, lab, ldl, B)
+        W = _view(w, op.n_w, -1, False)
+        X = _view(z, B, op.d_in, False)
+        V = _view(g, B, op.d_out, False)
+        if out != NULL:
+            Y = _view(out, B, op.d_out, False)
+        else:
+            Y = _checked(obj, obj.forward(W, X, **kw), (B, op.d_out), "forward")
+        if g_in != NULL:
+            dx = _checked(obj, obj.vjp_input(W, X, Y, V, **kw), (B, op.d_in), "vjp_input")
+            np.copyto(_view(g_in, B, op.d_in, True), dx)
+        if g_w != NULL and op.n_w > 0:
+            dw = _checked(obj, obj.vjp_weights(W, X, Y, V, **kw), (op.n_w,), "vjp_weights")
+            gw = _view(g_w, op.n_w, -1, True)
+            gw += dw
+        _account(op.flag, time.perf_counter() - start)
+    except BaseException as e:
+        _py_errors.append(e)
+        _fill_nan(g_in, B * op.d_in)
+        _fill_nan(g_w, op.n_w)
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's compiled operators (OP_COMPILED, fastcascade/extension.pxd): a table of fc_operator
+# pointers, indexed by the row's flag, read without the GIL. Python (register_compiled_operator)
+# fills a slot from the operator's capsule and keeps the capsule with a weak reference to the
+# operator; the slot is emptied when the operator goes. An empty slot writes NaN and counts a
+# miss (reported by take_callback_errors).
+
+cdef enum:
+    N_COMPILED_SLOTS = 4096
+cdef const fc_operator* _compiled[N_COMPILED_SLOTS]     # (static: all NULL at first)
+cdef dict _compiled_owners = {}      # slot -> (weakref to the operator, its capsule)
+cdef int _compiled_missing = 0       # calls that found an empty slot (racy count: a flag)
+
+
+def _forget_compiled(slot, ref):
+    owner = _compiled_owners.get(slot)
+    if owner is not None and owner[0] is ref:
+        del _compiled_owners[slot]
+        _compiled[slot] = NULL
+
+
+def register_compiled_operator(op, capsule, slot=None):
+    """Put the fc_operator of ``capsule`` (named "fastcascade.operator") in a slot of the
+    engine's table for ``op``; returns the slot (``slot`` when it is free or already op's).
+    """
+    if not PyCapsule_IsValid(capsule, FC_OPERATOR_CAPSULE):
+        raise TypeError(f"{op!r}.capsule(): expected a PyCapsule named "
+                        f"'fastcascade.operator', given {capsule!r}")
+    cdef const fc_operator* f = <const fc_operator*>PyCapsule_GetPointer(capsule,
+                                                                         FC_OPERATOR_CAPSULE)
+    if f.abi != FC_OPERATOR_ABI:
+        raise ValueError(f"{op!r}: the capsule's fc_operator has ABI version {f.abi}, this "
+                         f"fastcascade expects {FC_OPERATOR_ABI} (rebuild the extension)")
+    if f.forward == NULL or f.vjp_input == NULL:
+        raise ValueError(f"{op!r}: the capsule's fc_operator has no forward or vjp_input")
+    if f.vjp_weights == NULL and (getattr(op, "n_weights", 0) or 0) > 0:
+        raise ValueError(f"{op!r}: has {op.n_weights} weights, but its fc_operator has no "
+                         "vjp_weights")
+    if slot is not None:
+        owner = _compiled_owners.get(slot)
+        if not 0 <= slot < N_COMPILED_SLOTS or (owner is not None and owner[0]() is not None
+                                                and owner[0]() is not op):
+            slot = None
+    if slot is None:
+        free = [k for k in range(N_COMPILED_SLOTS) if k not in _compiled_owners]
+        if not free:
+            raise RuntimeError(f"more than {N_COMPILED_SLOTS} compiled operators alive")
+        slot = free[0]
+    _compiled_owners[slot] = (weakref.ref(op, lambda r, k=slot: _forget_compiled(k, r)),
+                              capsule)
+    _compiled[slot] = f
+    return slot
+
+
+cdef inline const fc_operator* _compiled_at(const OpDesc* op) noexcept nogil:
+    global _compiled_missing
+    cdef const fc_operator* f = NULL
+    if 0 <= op.flag < N_COMPILED_SLOTS:
+        f = _compiled[op.flag]
+    if f == NULL:
+        _compiled_missing = 1
+    return f
+
+
+cdef void compiled_forward(const OpDesc* op, const double* w, const double* z, double* out,
+                           Py_ssize_t B) noexcept nogil:
+    cdef const fc_operator* f = _compiled_at(op)
+    if f == NULL:
+        _fill_nan(out, B * op.d_out)
+        return
+    # out = f(z, w): the user's kernel
+    f.forward(f.ctx, w, z, out, B, op.d_in, op.d_out)
+
+
+cdef void compiled_vjp(const OpDesc* op, const double* w, const double* z, const double* out,
+                       const double* g, Py_ssize_t B, double* g_in, double* g_w) noexcept nogil:
+    cdef const fc_operator* f = _compiled_at(op)
+    if f == NULL:
+        _fill_nan(g_in, B * op.d_in)
+        _fill_nan(g_w, op.n_w)
+        return
+    # g_in = J1(z)^T g; g_w += sum_s J2(z_s)^T g_s: the user's kernels
+    if g_in != NULL:
+        f.vjp_input(f.ctx, w, z, out, g, g_in, B, op.d_in, op.d_out)
+    if g_w != NULL and op.n_w > 0 and f.vjp_weights != NULL:
+        f.vjp_weights(f.ctx, w, z, out, g, g_w, B, op.d_in, op.d_out)
 
 
 # ---------------------------------------------------------------------------------------------

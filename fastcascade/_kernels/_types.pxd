@@ -1,7 +1,9 @@
 # Shared enums and ctypedefs: the contract between the Python plan and every kernel.
-# Python reads the operator codes from fastcascade._kernels._ops.OP_CODES.
+# Python reads the operator codes from fastcascade._kernels._ops.OP_CODES; the enum itself is
+# exported (cpdef) by the module fastcascade._kernels._types as the IntEnum ``OpCode``, so that
+# tests can enumerate every code (tests/test_registry.py: each needs a NumPy twin and a case).
 
-cdef enum OpCode:
+cpdef enum OpCode:
     OP_IDENTITY = 0
     OP_MARGIN = 1
     OP_SOFTPLUS = 2
@@ -17,6 +19,10 @@ cdef enum OpCode:
     OP_INNER_SQUARE = 12
     OP_LQ_STEP = 13           # [x; c] -> [(A + B K) x; c + x'Qx + u'Ru], u = K x; flag = m
     OP_LQ_TERMINAL = 14       # [x; c] -> c + x'Qf x
+    OP_PYTHON = 15            # a Python-defined operator (fc.ops.Operator subclass), called
+                              # back with the GIL; flag = its token in _ops' registry
+    OP_COMPILED = 16          # a user's compiled operator (fastcascade/extension.pxd), called
+                              # without the GIL; flag = its slot in _ops' table
 
 # One row of the plan's operator table (an int64 array of shape (N, OPDESC_FIELDS)).
 ctypedef struct OpDesc:
