@@ -11,6 +11,7 @@ from fastcascade.info import build_info
 from fastcascade.io import load
 from fastcascade.optim import SGD, Adam
 from fastcascade.perturbation import Perturbation
+from fastcascade.plan import Plan
 from fastcascade.problem import Problem
 from fastcascade.result import Result
 from fastcascade.simulator import Simulator
@@ -41,7 +42,7 @@ def get_include():
     import os
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
-__all__ = ["Cascade", "Problem", "Perturbation", "SGD", "Adam", "Result", "SweepResult",
+__all__ = ["Cascade", "Problem", "Perturbation", "Plan", "SGD", "Adam", "Result", "SweepResult",
            "ParameterError", "ParameterTypeError", "PerturbationWarning", "PerformanceWarning",
            "PerturbedGradient", "Simulator", "run", "sweep", "load", "perturbed_gradient",
            "build_info",

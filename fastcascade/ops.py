@@ -186,8 +186,12 @@ class Operator:
         """
         self._require_bound()
         flag = self.callback_token() if self.kind in ("python", "compiled") else self.flag
-        return np.array([_ops.OP_CODES[self.kind], flag, self.d_in, self.d_out,
-                         self.n_weights, w_off, p_off], dtype=np.int64)
+        row = np.zeros(_ops.OPDESC_FIELDS, dtype=np.int64)
+        for name, value in (("code", _ops.OP_CODES[self.kind]), ("flag", flag),
+                            ("d_in", self.d_in), ("d_out", self.d_out),
+                            ("n_weights", self.n_weights), ("w_off", w_off), ("p_off", p_off)):
+            row[_ops.OP_COLUMNS[name]] = value   # the columns the kernels read (_types.pxd)
+        return row
 
     def callback_token(self):
         """The token by which the compiled engine finds this Python-defined operator.

@@ -280,9 +280,16 @@ def perturbation_tables(perturbations, n_ops, n_iter=None):
     for k, p in enumerate(perts):
         t_a, t_b, prob = p.timing.table(times)
         aux, aux2 = p.noise.aux()
-        pint[k] = [p.op, int(p.backward), p.noise.code, _noise.GRANULARITY_CODES[p.granularity],
-                   p.timing.code, t_a, t_b, _noise.MODE_CODES[p.noise.mode], aux, aux2,
-                   p.magnitude.code]
-        preal[k] = p.noise.params() + [prob, p.magnitude.kernel_scale(n_iter),
-                                       p.magnitude.alpha]
+        ints = {"op": p.op, "backward": int(p.backward), "kind": p.noise.code,
+                "granularity": _noise.GRANULARITY_CODES[p.granularity],
+                "timing": p.timing.code, "t_a": t_a, "t_b": t_b,
+                "mode": _noise.MODE_CODES[p.noise.mode], "aux": aux, "aux2": aux2,
+                "magnitude": p.magnitude.code}
+        reals = dict(zip(("p0", "p1", "p2", "p3"), p.noise.params()))
+        reals.update(prob=prob, scale=p.magnitude.kernel_scale(n_iter), alpha=p.magnitude.alpha)
+        # the columns the kernels read (_noise.pxd), by name
+        for name, value in ints.items():
+            pint[k, _noise.PERT_INT_COLUMNS[name]] = value
+        for name, value in reals.items():
+            preal[k, _noise.PERT_REAL_COLUMNS[name]] = value
     return pint, preal, np.asarray(times, dtype=np.int64)

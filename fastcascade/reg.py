@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcascade._kernels import _engine
 from fastcascade._validation import as_float_array, check_real
 
 __all__ = ["Regularizer", "NoRegularizer", "L2", "SquaredNorm", "NonConvex"]
 
-# Codes read by the engine kernel (fastcascade/_kernels/_engine.pyx, reg_value / reg_grad).
-REG_NONE, REG_L2, REG_NONCONVEX = 0, 1, 2
+# Codes read by the engine kernel (its enum, exported as _engine.REG_CODES: one definition).
+REG_NONE, REG_L2, REG_NONCONVEX = (_engine.REG_CODES[k] for k in ("none", "l2", "nonconvex"))
 
 
 class Regularizer:

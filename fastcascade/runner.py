@@ -38,8 +38,8 @@ from fastcascade._validation import (check_bool, check_choice, check_instance, c
 from fastcascade.diagnostics import check_setup, warn_nonfinite_injections
 from fastcascade.errors import ParameterError, ParameterTypeError
 from fastcascade.optim import Optimizer
-from fastcascade.perturbation import (Perturbation, check_perturbations, check_widths,
-                                      perturbation_tables, sort_by_site)
+from fastcascade.perturbation import Perturbation
+from fastcascade.plan import Plan
 from fastcascade.problem import Problem
 from fastcascade.result import Result
 
@@ -212,27 +212,21 @@ init, engine, max_norm, record_weights
     seeds = _seed_list(seeds)
     n_workers = _n_workers(n_jobs, len(seeds))
     N = problem.cascade.n_ops
-    given = check_perturbations(perturbations, N)
-    check_widths(given, problem.cascade.dims)
-    perts = sort_by_site(given, N)
-    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
-    optimizer.batch_size(problem.n_samples)  # validates the batch against the data
-    check_setup(given, n_iter)  # in the user's order, so the messages' indices are theirs
     record_thread = int(_threads(n_jobs) >= 2 * len(seeds))
+    plan = Plan(problem, optimizer, perturbations, n_iter=n_iter, record_every=record_every,
+                record_profile=record_profile, record_weights=record_weights,
+                max_norm=max_norm, record_thread=bool(record_thread))
+    perts, pint, preal, ptimes, config = (plan.perturbations, plan.pert_int, plan.pert_real,
+                                          plan.pert_times, plan.config)
+    optimizer.batch_size(problem.n_samples)  # validates the batch against the data
+    check_setup(plan.given, n_iter)  # in the user's order, so the messages' indices are theirs
     _run_memory(problem, optimizer, n_iter, record_every, len(seeds), n_workers,
                 record_profile, record_weights, record_thread)
-
-    config = optimizer.engine_config()
-    config.update(n_iter=n_iter, record_every=record_every, record_profile=int(record_profile),
-                  record_weights=int(record_weights),
-                  reg_code=problem.regularizer.kernel_code,
-                  reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
-                  record_thread=record_thread)
 
     return SimpleNamespace(
         n_iter=n_iter, record_every=record_every, record_profile=record_profile,
         record_weights=record_weights, engine=engine, max_norm=max_norm, seeds=seeds,
-        perts=perts, N=N, pint=pint, preal=preal, ptimes=ptimes, config=config,
+        perts=perts, N=N, pint=pint, preal=preal, ptimes=ptimes, config=config, plan=plan,
         n_workers=n_workers, weights=_initial_weights(problem, init, seeds))
 
 
@@ -313,7 +307,7 @@ def run(problem: Problem, optimizer: Optimizer, n_iter: int,
     hist["weights"] = np.full((n_runs, n_rec if record_weights else 0, problem.n_weights), np.nan)
     hist["nonfinite"] = np.zeros((n_runs, 1), dtype=np.int64)
     streams = [run_streams(s) for s in seeds]  # on the calling thread
-    plan, data = problem.plan, problem.data
+    plan, data = st.plan, problem.data
 
     def one(k):
         if engine == "cython":
@@ -433,10 +427,8 @@ def perturbed_gradient(problem: Problem, w: npt.ArrayLike,
     """
     _check_problem(problem)
     w = problem.cascade.check_weights(w)
-    N = problem.cascade.n_ops
-    given = check_perturbations(perturbations, N)
-    check_widths(given, problem.cascade.dims)
-    perts = sort_by_site(given, N)
+    plan = Plan(problem, None, perturbations, n_iter=n_iter)  # validates the magnitudes
+    perts = plan.perturbations
     iteration = check_positive_int(iteration, "iteration", allow_zero=True)
     engine = check_choice(engine, "engine", ENGINES)
     data_gen, forward_gen, backward_gen, _ = run_streams(_seed_list(seed)[0])
@@ -449,12 +441,11 @@ def perturbed_gradient(problem: Problem, w: npt.ArrayLike,
                      f"a gradient over {batch} samples", {"batch": batch})
         idx = data_gen.integers(0, problem.n_samples, size=batch)
         X, Y = X[idx], Y[idx]
-    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)  # validates the magnitudes
     if engine == "cython":
         g_pert, g_clean = np.empty_like(w), np.empty_like(w)
-        _engine.batch_gradients(problem.plan.op_table, problem.plan.params, X, Y, w, pint,
-                                preal, ptimes, iteration, forward_gen, backward_gen, g_pert,
-                                g_clean)
+        _engine.batch_gradients(plan.op_table, plan.params, X, Y, w, plan.pert_int,
+                                plan.pert_real, plan.pert_times, iteration, forward_gen,
+                                backward_gen, g_pert, g_clean)
         _callbacks.raise_pending()
     else:
         B = X.shape[0]

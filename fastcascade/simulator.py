@@ -32,8 +32,8 @@ from fastcascade._kernels import _engine
 from fastcascade._validation import check_bool, check_positive_int, check_real
 from fastcascade.errors import ParameterError
 from fastcascade.magnitude import HorizonDecay
-from fastcascade.perturbation import (check_perturbations, check_widths, perturbation_tables,
-                                      sort_by_site)
+from fastcascade.perturbation import check_perturbations
+from fastcascade.plan import Plan
 from fastcascade.result import Result
 from fastcascade.runner import _check_problem, _initial_weights, _seed_list, run_streams
 
@@ -92,30 +92,24 @@ class Simulator:
         if n_jobs not in (1, 2) or isinstance(n_jobs, bool):
             raise ParameterError("n_jobs", n_jobs, "1 or 2")
         optimizer.batch_size(problem.n_samples)  # validates the batch against the data
-        perts = self._lowered(perturbations)
-        config = optimizer.engine_config()
-        config.update(n_iter=self.horizon or _UNBOUNDED, record_every=self.record_every,
-                      record_profile=int(self.record_profile),
-                      record_weights=int(self.record_weights),
-                      reg_code=problem.regularizer.kernel_code,
-                      reg_scale=problem.regularizer.kernel_scale, max_norm=self.max_norm,
-                      record_thread=int(n_jobs == 2))
+        self._check_horizon(perturbations)
+        plan = Plan(problem, optimizer, perturbations, n_iter=self.horizon or _UNBOUNDED,
+                    record_every=self.record_every, record_profile=self.record_profile,
+                    record_weights=self.record_weights, max_norm=self.max_norm,
+                    record_thread=n_jobs == 2)
+        self._perturbations = list(plan.given)
         w0 = _initial_weights(problem, init, [self.seed])[0]
-        plan, data = problem.plan, problem.data
-        self._state = _engine.RunState(plan.op_table, plan.params, data.X, data.y, w0, config,
-                                       *perts, run_streams(self.seed))
+        self._state = _engine.RunState(plan.op_table, plan.params, problem.data.X,
+                                       problem.data.y, w0, plan.config, *plan.tables[2:],
+                                       run_streams(self.seed))
         self._chunks = []  # (first record, {name: array}) per step() call
         self._init = init
 
-    def _lowered(self, perturbations):
-        N = self.problem.cascade.n_ops
-        given = check_perturbations(perturbations, N)
-        check_widths(given, self.problem.cascade.dims)
+    def _check_horizon(self, perturbations):
+        given = check_perturbations(perturbations, self.problem.cascade.n_ops)
         if self.horizon is None and any(isinstance(p.magnitude, HorizonDecay) for p in given):
             raise ParameterError("horizon", None, "the horizon T (a positive integer) for a "
                                  "HorizonDecay magnitude")
-        self._perturbations = list(given)
-        return perturbation_tables(sort_by_site(given, N), N, self.horizon)
 
     # -- stepping -----------------------------------------------------------------------------
     def step(self, n: int = 1) -> bool:
@@ -210,7 +204,10 @@ class Simulator:
 
     @perturbations.setter
     def perturbations(self, perturbations):
-        self._state.set_perturbations(*self._lowered(perturbations))
+        self._check_horizon(perturbations)
+        plan = Plan(self.problem, None, perturbations, n_iter=self.horizon)
+        self._state.set_perturbations(*plan.tables[2:])
+        self._perturbations = list(plan.given)
 
     @property
     def history(self) -> dict:

@@ -38,8 +38,8 @@ from fastcascade import noise as noise_kinds
 from fastcascade._kernels import _engine
 from fastcascade._validation import check_positive_int, check_real
 from fastcascade.noise import Distribution, Noise
-from fastcascade.perturbation import (Perturbation, check_perturbations, perturbation_tables,
-                                      sort_by_site)
+from fastcascade.perturbation import Perturbation
+from fastcascade.plan import Plan
 from fastcascade.problem import Problem
 from fastcascade.reference import cascade_forward
 from fastcascade.runner import run_streams
@@ -476,9 +476,7 @@ def gradient_error_stats(problem: Problem, w: npt.ArrayLike, perturbations: Iter
     """
     w = problem.cascade.check_weights(w)
     n_draws = check_positive_int(n_draws, "n_draws")
-    N = problem.cascade.n_ops
-    perts = sort_by_site(check_perturbations(perturbations, N), N)
-    pint, preal, ptimes = perturbation_tables(perts, N, n_draws)
+    plan = Plan(problem, None, perturbations, n_iter=n_draws)
     data_gen, forward_gen, backward_gen, _ = run_streams(seed)
     X, Y = problem.data.X, problem.data.y
     if batch is not None:
@@ -486,9 +484,9 @@ def gradient_error_stats(problem: Problem, w: npt.ArrayLike, perturbations: Iter
         X, Y = np.ascontiguousarray(X[idx]), np.ascontiguousarray(Y[idx])
     errors = np.empty((n_draws, w.size))
     g_pert, g_clean = np.empty_like(w), np.empty_like(w)
-    plan = problem.plan
     for t in range(n_draws):
-        _engine.batch_gradients(plan.op_table, plan.params, X, Y, w, pint, preal, ptimes, t,
+        _engine.batch_gradients(plan.op_table, plan.params, X, Y, w, plan.pert_int,
+                                plan.pert_real, plan.pert_times, t,
                                 forward_gen, backward_gen, g_pert, g_clean)
         _callbacks.raise_pending()   # from a Python-defined operator's or noise's callback
         errors[t] = g_pert - g_clean

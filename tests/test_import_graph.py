@@ -46,7 +46,7 @@ FLOORS = {
         "_kernels._types", "_kernels._noise", "_callbacks", "_version", "_jsonable", "_typing",
         "_blas", "_interrupt", "_progress", "diagnostics", "reference", "reference_engine"),
     1: ("ops", "noise", "timing", "magnitude", "reg", "schedules", "perturbation", "cascade",
-        "datasets", "problem", "optim", "problems"),
+        "datasets", "problem", "optim", "problems", "plan"),
     2: ("metrics", "result", "io"),
     3: ("runner", "sweeper", "theory", "simulator", "floor"),
     4: ("plotting", "experiments", "config", "cli", "bench", "info", ""),  # "": the face

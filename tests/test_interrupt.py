@@ -49,7 +49,7 @@ def test_sigint_stops_a_long_run_within_half_a_second(tmp_path, n_jobs, n_seeds)
     script = tmp_path / "long_run.py"
     script.write_text(LONG_RUN)
     proc = subprocess.Popen([sys.executable, str(script), str(n_jobs), str(n_seeds)],
-                            stdout=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)  # well inside the engine's loop
@@ -139,8 +139,9 @@ def test_the_cli_exits_130_on_sigint(tmp_path, command):
     args = [sys.executable, "-m", "fastcascade.cli", command, str(config), "--no-progress"]
     if command == "sweep":
         args += ["--out", str(tmp_path / "sw")]
+    # cwd: not the checkout, whose unbuilt sources would shadow the installed package
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=_env(), cwd=tmp_path)
     try:
         time.sleep(2.0)  # the import and the first steps
         sent = time.monotonic()

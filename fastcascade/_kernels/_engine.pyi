@@ -10,6 +10,8 @@ OPTIMIZER_CODES: dict[str, int]
 SCHEDULE_CODES: dict[str, int]
 SAMPLING_CODES: dict[str, int]
 STOP_REASONS: dict[int, str]
+REG_CODES: dict[str, int]
+CONFIG_KEYS: tuple[str, ...]
 
 def interrupt_install() -> None: ...
 def interrupt_restore() -> None: ...

@@ -28,7 +28,7 @@ cdef extern from "numpy/random/distributions.h":
 import numpy as np
 
 from fastcascade._kernels._types cimport (
-    OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
+    OpDesc, OP_TABLE_WIDTH, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_RELU, OP_LOGISTIC_LOSS,
     OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
 from fastcascade._kernels._ops cimport (
     op_forward, op_forward_with_derivative, op_vjp_set, opdesc_from_row, op_wgrad_deferrable,
@@ -39,8 +39,8 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     perturbation_apply_to,
-    PERT_INT_FIELDS, PERT_REAL_FIELDS, TIMING_AT, Stream, stream_open,
-    stream_close, fc_pcg64_t)
+    PERT_INT_FIELDS, PERT_REAL_FIELDS, PCOL_TIMING, PCOL_T_A, PCOL_T_B, TIMING_AT, Stream,
+    stream_open, stream_close, fc_pcg64_t)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -115,6 +115,14 @@ SCHEDULE_CODES = {"constant": SCHED_CONSTANT, "inverse_power": SCHED_INVERSE_POW
                   "step_decay": SCHED_STEP_DECAY}
 SAMPLING_CODES = {"full": SAMPLE_FULL, "replacement": SAMPLE_REPLACEMENT,
                   "shuffle": SAMPLE_SHUFFLE}
+REG_CODES = {"none": REG_NONE, "l2": REG_L2, "nonconvex": REG_NONCONVEX}
+# The keys config_from reads (fastcascade.plan builds the dict with exactly these; the last
+# one is for tests only)
+CONFIG_KEYS = ("n_iter", "sampling", "batch", "grad_noise_std", "optimizer", "momentum",
+               "nesterov", "beta1", "beta2", "adam_eps", "clip_norm", "schedule", "step_size",
+               "power", "factor", "every", "reg_code", "reg_scale", "record_every",
+               "record_profile", "record_weights", "record_thread", "max_norm",
+               "_record_behind_every")
 STOP_REASONS = {
     STOP_NONE: "",
     STOP_NONFINITE_GRADIENT: "non-finite gradient",
@@ -243,8 +251,9 @@ ctypedef struct Recorder:
 
 cdef int net_init(Net* net, const long long[:, ::1] table, const double[::1] params) except -1:
     cdef Py_ssize_t i, N = table.shape[0]
-    if table.shape[1] != 7 or N < 1:
-        raise ValueError(f"op_table: expected (N >= 1, 7), given ({N}, {table.shape[1]})")
+    if table.shape[1] != OP_TABLE_WIDTH or N < 1:
+        raise ValueError(f"op_table: expected (N >= 1, {OP_TABLE_WIDTH}), given ({N}, "
+                         f"{table.shape[1]})")
     net.N = N
     net.ops = <OpDesc*>malloc(N * sizeof(OpDesc))
     net.dims = <Py_ssize_t*>malloc((N + 1) * sizeof(Py_ssize_t))
@@ -329,8 +338,9 @@ cdef int sites_init(Sites* sites, Py_ssize_t N, const long long[:, ::1] pint,
         raise MemoryError()
     cdef const long long* tp = &times[0] if times.shape[0] > 0 else NULL
     for k in range(P):
-        if pint[k, 4] == TIMING_AT and (pint[k, 5] < 0 or pint[k, 5] > pint[k, 6]
-                                         or pint[k, 6] > times.shape[0]):
+        if pint[k, PCOL_TIMING] == TIMING_AT and (
+                pint[k, PCOL_T_A] < 0 or pint[k, PCOL_T_A] > pint[k, PCOL_T_B]
+                or pint[k, PCOL_T_B] > times.shape[0]):
             sites_free(sites)
             raise ValueError("an At() perturbation row does not index into the times array")
         sites.perts[k] = perturbation_from_rows(&pint[k, 0], &preal[k, 0], tp)

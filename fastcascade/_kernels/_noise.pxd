@@ -67,9 +67,26 @@ ctypedef struct Perturbation:
     double alpha
     const long long* times     # TIMING_AT: the run's shared iteration list
 
-# Widths of the perturbation table's integer and real rows.
+# The columns of the perturbation tables' integer and real rows, and their widths: the one
+# definition, exported to Python as _noise.PERT_INT_COLUMNS / PERT_REAL_COLUMNS.
 cdef enum:
+    PCOL_OP = 0
+    PCOL_BACKWARD = 1
+    PCOL_KIND = 2
+    PCOL_GRANULARITY = 3
+    PCOL_TIMING = 4
+    PCOL_T_A = 5
+    PCOL_T_B = 6
+    PCOL_MODE = 7
+    PCOL_AUX = 8
+    PCOL_AUX2 = 9
+    PCOL_MAGNITUDE = 10
     PERT_INT_FIELDS = 11
+cdef enum:
+    RCOL_P0 = 0               # the noise's parameters p[0..3]
+    RCOL_PROB = 4
+    RCOL_SCALE = 5
+    RCOL_ALPHA = 6
     PERT_REAL_FIELDS = 7
 
 cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow,

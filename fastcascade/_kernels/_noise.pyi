@@ -31,6 +31,8 @@ TIMING_CODES: dict[str, int]
 MAGNITUDE_CODES: dict[str, int]
 INT_FIELDS: int
 REAL_FIELDS: int
+PERT_INT_COLUMNS: dict[str, int]
+PERT_REAL_COLUMNS: dict[str, int]
 
 def _select_simd(level_cap: int) -> int: ...
 def _simd_level() -> int: ...

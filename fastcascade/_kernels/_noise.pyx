@@ -41,6 +41,13 @@ TIMING_CODES = {"always": TIMING_ALWAYS, "every": TIMING_EVERY, "bernoulli": TIM
 MAGNITUDE_CODES = {"constant": MAG_CONSTANT, "power": MAG_POWER}
 INT_FIELDS = PERT_INT_FIELDS
 REAL_FIELDS = PERT_REAL_FIELDS
+# the tables' columns by name (perturbation_tables fills them by these, the kernels read them)
+PERT_INT_COLUMNS = {"op": PCOL_OP, "backward": PCOL_BACKWARD, "kind": PCOL_KIND,
+                    "granularity": PCOL_GRANULARITY, "timing": PCOL_TIMING, "t_a": PCOL_T_A,
+                    "t_b": PCOL_T_B, "mode": PCOL_MODE, "aux": PCOL_AUX, "aux2": PCOL_AUX2,
+                    "magnitude": PCOL_MAGNITUDE}
+PERT_REAL_COLUMNS = {"p0": RCOL_P0, "p1": RCOL_P0 + 1, "p2": RCOL_P0 + 2, "p3": RCOL_P0 + 3,
+                     "prob": RCOL_PROB, "scale": RCOL_SCALE, "alpha": RCOL_ALPHA}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,22 +151,22 @@ cdef Perturbation perturbation_from_rows(const long long* irow, const double* rr
     # rrow: p[0..3], prob, scale, alpha
     cdef Perturbation pert
     cdef int k
-    pert.op = <int>irow[0]
-    pert.backward = <int>irow[1]
-    pert.kind = <int>irow[2]
-    pert.granularity = <int>irow[3]
-    pert.timing = <int>irow[4]
-    pert.t_a = irow[5]
-    pert.t_b = irow[6]
-    pert.mode = <int>irow[7]
-    pert.aux = irow[8]
-    pert.aux2 = irow[9]
-    pert.magnitude = <int>irow[10]
+    pert.op = <int>irow[PCOL_OP]
+    pert.backward = <int>irow[PCOL_BACKWARD]
+    pert.kind = <int>irow[PCOL_KIND]
+    pert.granularity = <int>irow[PCOL_GRANULARITY]
+    pert.timing = <int>irow[PCOL_TIMING]
+    pert.t_a = irow[PCOL_T_A]
+    pert.t_b = irow[PCOL_T_B]
+    pert.mode = <int>irow[PCOL_MODE]
+    pert.aux = irow[PCOL_AUX]
+    pert.aux2 = irow[PCOL_AUX2]
+    pert.magnitude = <int>irow[PCOL_MAGNITUDE]
     for k in range(4):
-        pert.p[k] = rrow[k]
-    pert.prob = rrow[4]
-    pert.scale = rrow[5]
-    pert.alpha = rrow[6]
+        pert.p[k] = rrow[RCOL_P0 + k]
+    pert.prob = rrow[RCOL_PROB]
+    pert.scale = rrow[RCOL_SCALE]
+    pert.alpha = rrow[RCOL_ALPHA]
     pert.times = times
     return pert
 
@@ -582,8 +589,9 @@ def apply(const long long[::1] irow, const double[::1] rrow, generator, double[:
     if irow.shape[0] != PERT_INT_FIELDS or rrow.shape[0] != PERT_REAL_FIELDS:
         raise ValueError("perturbation rows have the wrong length")
     cdef const long long* tp = &times[0] if times is not None and times.shape[0] > 0 else NULL
-    if irow[4] == TIMING_AT and (irow[5] < 0 or irow[5] > irow[6]
-                                 or irow[6] > (0 if times is None else times.shape[0])):
+    if irow[PCOL_TIMING] == TIMING_AT and (
+            irow[PCOL_T_A] < 0 or irow[PCOL_T_A] > irow[PCOL_T_B]
+            or irow[PCOL_T_B] > (0 if times is None else times.shape[0])):
         raise ValueError("At timing rows must index into times")
     cdef Perturbation pert = perturbation_from_rows(&irow[0], &rrow[0], tp)
     cdef Py_ssize_t B = z.shape[0], d = z.shape[1]

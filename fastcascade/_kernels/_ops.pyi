@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 OPDESC_FIELDS: int
+OP_COLUMNS: dict[str, int]
 OP_CODES: dict[str, int]
 SIMD_LEVELS: dict[int, str]
 

@@ -36,12 +36,16 @@ from fastcascade._kernels._fastmath cimport (
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
     OP_LOGISTIC_LOSS, OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR,
-    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL, OP_PYTHON, OP_COMPILED,
+    OP_INNER_SQUARE, OP_LQ_STEP, OP_LQ_TERMINAL, OP_PYTHON, OP_COMPILED, OP_TABLE_WIDTH,
+    OPCOL_CODE, OPCOL_FLAG, OPCOL_D_IN, OPCOL_D_OUT, OPCOL_N_W, OPCOL_W_OFF, OPCOL_P_OFF,
 )
 from fastcascade.extension cimport fc_operator, FC_OPERATOR_ABI, FC_OPERATOR_CAPSULE
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 
-OPDESC_FIELDS = 7
+OPDESC_FIELDS = OP_TABLE_WIDTH
+# the operator table's columns by name (Operator.plan_row fills them by these)
+OP_COLUMNS = {"code": OPCOL_CODE, "flag": OPCOL_FLAG, "d_in": OPCOL_D_IN, "d_out": OPCOL_D_OUT,
+              "n_weights": OPCOL_N_W, "w_off": OPCOL_W_OFF, "p_off": OPCOL_P_OFF}
 
 # The operator codes, for the Python side (one source of truth: the enum in _types.pxd).
 OP_CODES = {
@@ -457,13 +461,13 @@ cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, c
 
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
     cdef OpDesc op
-    op.code = <int>row[0]
-    op.flag = <int>row[1]
-    op.d_in = <Py_ssize_t>row[2]
-    op.d_out = <Py_ssize_t>row[3]
-    op.n_w = <Py_ssize_t>row[4]
-    op.w_off = <Py_ssize_t>row[5]
-    op.p_off = <Py_ssize_t>row[6]
+    op.code = <int>row[OPCOL_CODE]
+    op.flag = <int>row[OPCOL_FLAG]
+    op.d_in = <Py_ssize_t>row[OPCOL_D_IN]
+    op.d_out = <Py_ssize_t>row[OPCOL_D_OUT]
+    op.n_w = <Py_ssize_t>row[OPCOL_N_W]
+    op.w_off = <Py_ssize_t>row[OPCOL_W_OFF]
+    op.p_off = <Py_ssize_t>row[OPCOL_P_OFF]
     return op
 
 

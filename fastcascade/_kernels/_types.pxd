@@ -24,7 +24,19 @@ cpdef enum OpCode:
     OP_COMPILED = 16          # a user's compiled operator (fastcascade/extension.pxd), called
                               # without the GIL; flag = its slot in _ops' table
 
-# One row of the plan's operator table (an int64 array of shape (N, OPDESC_FIELDS)).
+# The columns of a row of the plan's operator table (an int64 array of shape
+# (N, OP_TABLE_WIDTH)): the one definition, exported to Python as _ops.OP_COLUMNS.
+cdef enum:
+    OPCOL_CODE = 0
+    OPCOL_FLAG = 1
+    OPCOL_D_IN = 2
+    OPCOL_D_OUT = 3
+    OPCOL_N_W = 4
+    OPCOL_W_OFF = 5
+    OPCOL_P_OFF = 6
+    OP_TABLE_WIDTH = 7
+
+# One row of the plan's operator table, read by opdesc_from_row.
 ctypedef struct OpDesc:
     int code
     int flag              # OP_LINEAR: 1 if it has a bias
