@@ -603,15 +603,20 @@ def table1_step_size(setting, n_iter):
 
 
 def table1_metric(res, setting):
-    """Non-convex: the mean of ||grad l(w_t)||^2 over the run (Theorem 4's left side); PL: the
-    mean of ||grad l||^2 over the last 10% of the run (a proxy of l(w_T) - l*). Median over
-    seeds; inf when a run diverged."""
-    if res.diverged.any():
-        return float("inf")
+    """Per run: non-convex, the mean of ||grad l(w_t)||^2 over the run (Theorem 4's left side);
+    PL, the mean of ||grad l||^2 over the last 10% of the run (a proxy of l(w_T) - l*); inf for
+    a run that diverged."""
     g2 = res.grad_norm ** 2
     if setting == "pl":
         g2 = g2[:, -max(1, g2.shape[1] // 10):]
-    return float(np.median(np.mean(g2, axis=1)))
+    m = np.mean(g2, axis=1)
+    m[res.diverged] = np.inf
+    return m
+
+
+def _median(v):
+    v = np.asarray(v, dtype=float)
+    return float(np.median(v)) if v.size else float("nan")
 
 
 def _setting(reg):
@@ -634,7 +639,7 @@ class Table1Experiment:
     settings = TABLE1_SETTINGS
 
     def run(self, scale, out=None, n_jobs=2, progress=False):
-        """{setting: {path label: {T: ratio to the clean run}}}."""
+        """{setting: {path label: {T: per-seed ratios to the clean run of the same seed}}}."""
         scale = as_scale(scale)
         cells = {}
         for name, (reg, pass_, biased) in self.settings.items():
@@ -654,7 +659,8 @@ class Table1Experiment:
                                record_every=record_every(scale, T), max_norm=1e8)
                 metric = {p["dt"]: table1_metric(r, setting) for p, r in sw.items()}
                 for label, dt in dts.items():
-                    paths[label][T] = metric[dt] / metric[0]
+                    with np.errstate(invalid="ignore"):
+                        paths[label][T] = metric[dt] / metric[0]
             cells[name] = paths
         return cells
 
@@ -663,7 +669,8 @@ class Table1Experiment:
         for name, (reg, pass_, biased) in self.settings.items():
             setting = _setting(reg)
             b = theory.table1_exponent(setting, not biased, pass_)
-            paths = cells.get(name, {})
+            paths = {label: {T: _median(r) for T, r in p.items()}
+                     for label, p in cells.get(name, {}).items()}
             inside = {label: paths.get(label, {}) for label, a, _ in TABLE1_PATHS if a <= b}
             rows = []
             for label, a, _ in TABLE1_PATHS:
@@ -683,21 +690,25 @@ class Table1Experiment:
     def plot(self, cells, scale, folder):
         fig, axes = F.new_figure(2, 4, width=4.4, height=3.8, sharey=True)
         labels = [label for label, _, _ in TABLE1_PATHS]
-        values = [r for c in cells.values() for p in c.values() for r in p.values()]
+        values = [v for c in cells.values() for p in c.values() for r in p.values()
+                  for v in np.ravel(r)]
         for ax, (name, (reg, pass_, biased)) in zip(axes.ravel(), self.settings.items()):
             setting = _setting(reg)
             b = theory.table1_exponent(setting, not biased, pass_)
             for label, a, _ in TABLE1_PATHS:
                 p = cells[name][label]
                 T = sorted(p)
-                ax.plot(T, [p[t] for t in T], "o-" if a <= b else "s--",
-                        color=F.color_of(label, labels),
-                        label=f"{label} ({'inside' if a <= b else 'beyond'})")
+                q = np.array([np.percentile(p[t], [25, 50, 75]) for t in T]).reshape(-1, 3)
+                ax.errorbar(T, q[:, 1], yerr=[q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]],
+                            fmt="o-" if a <= b else "s--", capsize=3,
+                            color=F.color_of(label, labels),
+                            label=f"{label} ({'inside' if a <= b else 'beyond'})")
             ax.axhline(1.0, color="k", linewidth=0.7)
             F.log_axis(ax, "x", list(scale.horizons))
             F.log_axis(ax, "y", values + [1.0])
             ax.set_xlabel("horizon T")
-            ax.set_ylabel("metric / clean run's")
+            ax.set_ylabel(f"metric / clean run's, median and IQR of {len(scale.seeds)} seeds",
+                          fontsize=8)
             ax.set_title(f"{setting}, {pass_}, {'biased' if biased else 'zero-mean'}; "
                          f"budget T^{b:g}", fontsize=9)
             ax.legend(fontsize=6, loc="upper left")
@@ -919,16 +930,17 @@ class BoundsExperiment:
         for depth, rows in data.items():
             s = [r[0] for r in rows if r[1] == "variance"]
             m = [r[2] for r in rows if r[1] == "variance"]
+            se = [2 * r[3] for r in rows if r[1] == "variance"]
             bound = [r[4] for r in rows if r[1] == "variance"]
             color = F.color_of(depth, depths)
-            a.plot(s, m, "o-", color=color, label=f"N = {depth}")
+            a.errorbar(s, m, yerr=se, fmt="o-", capsize=2, color=color, label=f"N = {depth}")
             a.plot(s, bound, "--", color=color)
         F.log_axis(a, "x", self.levels)
         F.log_axis(a, "y", [r[2] for rows in data.values() for r in rows if r[1] == "variance"]
                    + [r[4] for rows in data.values() for r in rows if r[1] == "variance"])
         a.set_xlabel("noise level sigma (every site)")
         a.set_ylabel("E||~u - u||^2")
-        a.set_title("Theorem 1: measured (solid), bound (dashed)", fontsize=9)
+        a.set_title("Theorem 1: measured (solid, 2 s.e.), bound (dashed)", fontsize=9)
         a.legend(fontsize=6, ncol=2)
         for kind in kinds[1:]:
             ratio = [min((r[4] / r[2] for r in data[dep] if r[1] == kind and r[2] > 0),

@@ -104,20 +104,26 @@ def color_of(value, values):
     return matplotlib.colormaps["tab10"](values.index(value) % 10)
 
 
-def draw_curves(ax, curves, label, values=None, band=True):
+def draw_curves(ax, curves, label, values=None, band=True, reference=0):
     """Draw :func:`stable_curves` output; returns the number of diverged points drawn.
 
     Ok points: solid line with filled markers and the inter-quartile band; unsettled points:
-    hollow markers on a dashed line; diverged points: red crosses on the top edge.
+    hollow markers on a dashed line; diverged points: red crosses on the top edge. The
+    ``reference`` curve (the clean run, value 0) is black, dashed and drawn on top, so no other
+    curve can hide it.
     """
     values = list(curves) if values is None else values
     n_diverged = 0
     for key, (x, q, status) in curves.items():
-        color = color_of(key, values)
+        is_ref = key == reference
+        color = "k" if is_ref else color_of(key, values)
         st = np.array(status)
         ok = st == "ok"
         med = q[:, 1]
-        ax.plot(x, np.where(ok, med, np.nan), "o-", color=color, label=label(key))
+        style = dict(linestyle="--", marker="s", markersize=4, zorder=4) if is_ref else \
+            dict(linestyle="-", marker="o")
+        ax.plot(x, np.where(ok, med, np.nan), color=color,
+                label=label(key) if ok.any() else None, **style)
         if band and np.isfinite(q[:, 0]).any():
             ax.fill_between(x, np.where(ok, q[:, 0], np.nan), np.where(ok, q[:, 2], np.nan),
                             color=color, alpha=0.2, linewidth=0)
