@@ -508,7 +508,7 @@ def _analyse_fig2(results, scale):
     nan = float("nan")
     tail = {c: float(np.median(np.nanmean(r.grad_norm[:, -max(1, r.n_records // 10):], axis=1)))
             for c, r in res.items()}
-    peak_ratio = err_ratio = nan
+    peak_ratio = err_ratio = spike_err = nan
     recovery = "never"
     s = res.get("spike")
     if s is not None and t0 in s.iterations:
@@ -529,6 +529,7 @@ def _analyse_fig2(results, scale):
     return [
         Finding("An isolated O(1) spike is recovered from: the gradient norm jumps (>= 10x) "
                 "and the run ends within 1.5x of where the clean run ends.",
+                f"gradient error of the spike's step ||~u - u||: {_fmt(math.sqrt(spike_err))}; "
                 f"gradient norm after / before the spike: {_fmt(peak_ratio)}; back within 1.5x "
                 f"of the clean run after {recovery}; mean over the last 10%: clean "
                 f"{_fmt(clean)}, isolated spike {_fmt(tail.get('spike', nan))}",
@@ -1085,28 +1086,42 @@ def _draw_stable(panel, sw, scale, ax, metric, ylabel):
     ax.legend(fontsize=7, title=None if not n_div else f"{n_div} diverged point(s): x on top")
 
 
-def _draw_spikes(sw, axes, t0):
+def _draw_spikes(sw, axes, t0, window=(-100, 400)):
+    """Figure 2: gradient norm and loss over the whole run (top row) and around the spike,
+    iterations t0 - 100 .. t0 + 400 (bottom row); median and IQR over the seeds."""
     res = {p["case"]: r for p, r in sw.items()}
     labels = {"clean": "clean", "spike": "isolated O(1) spike", "persistent":
               "moderate persistent shift"}
     colors = {"clean": "k", "spike": "tab:green", "persistent": "tab:orange"}
-    for ax, field_, name in zip(axes, ("grad_norm", "objective"), ("gradient norm", "loss")):
-        for case in ("spike", "persistent", "clean"):
-            if case not in res:
-                continue
-            r = res[case]
-            y = getattr(r, field_)
-            lo, med, hi = (np.nanpercentile(y, q, axis=0) for q in (25, 50, 75))
-            style = dict(linestyle="--", linewidth=1.2, zorder=3) if case == "clean" else {}
-            ax.plot(r.iterations, med, color=colors[case], label=labels[case], **style)
-            ax.fill_between(r.iterations, lo, hi, color=colors[case], alpha=0.2, linewidth=0)
-        ax.axvline(t0, color="grey", linestyle=":", linewidth=0.8)
-        F.log_axis(ax, "y", np.concatenate([np.ravel(getattr(r, field_)) for r in res.values()]))
-        ax.set_xlabel("iteration (recorded at every iteration)")
-        ax.set_ylabel(f"{name}, median and IQR of {len(sw.seeds)} seeds")
-        ax.set_title(name)
-    axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3,
-                          fontsize=8)
+    for row, zoom in ((0, False), (1, True)):
+        for ax, field_, name in zip(axes[row], ("grad_norm", "objective"), ("gradient norm",
+                                                                            "loss")):
+            values = []
+            for case in ("spike", "persistent", "clean"):
+                if case not in res:
+                    continue
+                r = res[case]
+                keep = slice(None)
+                if zoom:
+                    keep = (r.iterations >= t0 + window[0]) & (r.iterations <= t0 + window[1])
+                y = getattr(r, field_)[:, keep]
+                lo, med, hi = (np.nanpercentile(y, q, axis=0) for q in (25, 50, 75))
+                style = dict(linestyle="--", linewidth=1.2, zorder=3) if case == "clean" \
+                    else {}
+                ax.plot(r.iterations[keep], med, color=colors[case], label=labels[case],
+                        **style)
+                ax.fill_between(r.iterations[keep], lo, hi, color=colors[case], alpha=0.2,
+                                linewidth=0)
+                values.append(np.ravel(y))
+            ax.axvline(t0, color="grey", linestyle=":", linewidth=0.8)
+            if values:
+                F.log_axis(ax, "y", np.concatenate(values))
+            ax.set_xlabel("iteration (recorded at every iteration)")
+            ax.set_ylabel(f"{name}, median and IQR of {len(sw.seeds)} seeds", fontsize=8)
+            ax.set_title(f"{name}, around the spike at t = {t0}" if zoom else
+                         f"{name}, the whole run")
+    axes[0][0].figure.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center",
+                             ncol=3, fontsize=8)
 
 
 def _draw_weights(sw, ax):
@@ -1141,10 +1156,10 @@ def plot(experiment, results, scale, folder):
     scale = as_scale(scale)
     panels = [p for p in experiment.panels if p.name in results]
     if panels and panels[0].plot == "spikes":
-        fig, axes = F.new_figure(1, 2, width=5.6, height=4.4)
-        _draw_spikes(results[panels[0].name], axes[0], panels[0].grid(scale)["spike_at"][0])
+        fig, axes = F.new_figure(2, 2, width=5.6, height=3.8)
+        _draw_spikes(results[panels[0].name], axes, panels[0].grid(scale)["spike_at"][0])
         return F.save_figure(fig, folder, experiment.name,
-                             f"{experiment.name}: {experiment.title}", rect=(0, 0.07, 1, 1))
+                             f"{experiment.name}: {experiment.title}", rect=(0, 0.04, 1, 1))
     rows = 2 if experiment.complexity else 1
     stable = [p.plot == "stable_norm" for p in panels]
     fig, axes = F.new_figure(rows, max(1, len(panels)), sharey="row" if all(stable) else False)
