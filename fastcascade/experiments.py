@@ -384,7 +384,7 @@ def _asymmetry(results, scale, forward_panel="forward", backward_panel="backward
     f = stable_by(_panel(results, forward_panel), "step_size", "sigma_f")
     b = stable_by(_panel(results, backward_panel), "step_size", "sigma_b")
     clean = f.get(0.0, (np.array([]), np.array([])))
-    cx, cy = V._finite_xy(*clean)
+    cx, cy = V.finite_pairs(*clean)
     slopes_f = {s: log_slope(*v) for s, v in f.items()}
     slopes_b = {s: log_slope(*v) for s, v in b.items()}
     noisy_b = {s: v for s, v in b.items() if s > 0}
@@ -483,7 +483,7 @@ def _analyse_spikes(results, scale):
             "largest; never more than 10% worse from one dt_f to the next).",
             "stable norm / standard SGD's at the smallest step size per dt_f: " + _list(r),
             V.recovers(r)))
-    needed = {k: V._needed(v) for k, v in ratios.items()}
+    needed = {k: V.needed_dt(v) for k, v in ratios.items()}
     findings.append(Finding(
         "A larger sigma_f needs a larger dt_f to recover (a phase transition in the budget "
         "Q_delta ~ T/dt_f).",
@@ -748,7 +748,8 @@ class BoundsExperiment:
     """
 
     name = "bounds"
-    title = "Theorems 1 and 2 against measurements; the plateau the bias predicts; where noise hurts"
+    title = ("Theorems 1 and 2 against measurements; the plateau the bias predicts; where noise "
+             "hurts")
 
     def __init__(self, width=3, levels=(0.01, 0.1, 0.3), networks=3):
         self.width = width
@@ -1196,16 +1197,17 @@ def count_verdicts(sections):
     return counts
 
 
-def report(sections, scale, command, seconds, notes=None):
+def report(sections, scale, command, seconds, notes=None, made=None):
     """The markdown report: the table of choices, then per experiment its figure and each claim
-    next to the numbers and the verdict; ``notes`` (markdown) closes it."""
+    next to the numbers and the verdict; ``made`` replaces the sentence saying how it was made,
+    ``notes`` (markdown) closes it."""
     scale = as_scale(scale)
     counts = count_verdicts(sections)
     lines = ["# fastcascade: reproducing the paper's experiments", "",
              f"Scale `{scale.name}`: T = {scale.n_iter:,}, step sizes {list(scale.step_sizes)}, "
              f"noise levels {list(scale.sigmas)}, dt_f {list(scale.dts)}, seeds "
              f"{list(scale.seeds)}, recording every {scale.record_every} iterations.",
-             f"Made by `{command}` in {seconds / 60:.1f} minutes.", "",
+             made or f"Made by `{command}` in {seconds / 60:.1f} minutes.", "",
              f"Findings: **{counts['supported']} supported, {counts['not supported']} not "
              f"supported, {counts['not tested']} not tested** (of {sum(counts.values())}).", "",
              "Each row states a finding of the paper (docs/model.md, section 6) next to what we "
@@ -1225,7 +1227,7 @@ def report(sections, scale, command, seconds, notes=None):
 
 
 def reproduce(names="all", scale="quick", out="fastcascade-reproduce", n_jobs=2, progress=None,
-              command=None, notes=None):
+              command=None, notes=None, made=None):
     """Run experiments, write their PNGs, raw results and ``report.md`` under ``out``.
 
     Parameters
@@ -1236,6 +1238,7 @@ def reproduce(names="all", scale="quick", out="fastcascade-reproduce", n_jobs=2,
     n_jobs : threads
     command : the command line written in the report (default: the CLI's equivalent)
     notes : markdown appended to the report (for example how and where it was made)
+    made : the sentence saying how the report was made (default: the command and its time)
 
     Returns
     -------
@@ -1262,5 +1265,5 @@ def reproduce(names="all", scale="quick", out="fastcascade-reproduce", n_jobs=2,
     command = command or (f"fastcascade reproduce {' '.join(names)} --scale {scale_name} "
                           f"--out {out}")
     with open(os.path.join(out, "report.md"), "w") as fh:
-        fh.write(report(sections, scale, command, time.time() - start, notes))
+        fh.write(report(sections, scale, command, time.time() - start, notes, made))
     return {name: findings for name, (_, findings, _) in sections.items()}

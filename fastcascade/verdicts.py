@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import numpy as np
 
-__all__ = ["VERDICTS", "verdict", "log_slope", "tail", "spearman", "falls_with_step",
-           "same_trend", "plateau", "rises", "recovers", "needs_larger_dt", "growth_exponent",
-           "order_kept", "below_bound", "ranked", "within_factor", "spike_recovers",
-           "persists", "compression_fails", "final_slope"]
+__all__ = ["VERDICTS", "verdict", "finite_pairs", "log_slope", "tail", "spearman",
+           "falls_with_step", "same_trend", "plateau", "rises", "recovers", "needed_dt",
+           "needs_larger_dt", "growth_exponent", "order_kept", "below_bound", "ranked",
+           "within_factor", "spike_recovers", "persists", "compression_fails", "final_slope"]
 
 VERDICTS = ("supported", "not supported", "not tested")
 # (ours) "the same trend": a slope of log stable norm vs log step size above half the clean one;
@@ -47,7 +47,8 @@ def verdict(supported):
     return VERDICTS[2] if supported is None else VERDICTS[0] if supported else VERDICTS[1]
 
 
-def _finite_xy(x, y):
+def finite_pairs(x, y):
+    """The pairs (x, y) with both finite and positive, sorted by x (two arrays)."""
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     order = np.argsort(x[ok])
@@ -57,7 +58,7 @@ def _finite_xy(x, y):
 def log_slope(x, y):
     """Least-squares slope of log y against log x over the finite positive pairs (NaN with
     fewer than 2)."""
-    x, y = _finite_xy(x, y)
+    x, y = finite_pairs(x, y)
     if x.size < 2 or np.ptp(x) == 0:
         return float("nan")
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
@@ -65,7 +66,7 @@ def log_slope(x, y):
 
 def tail(x, y, span=TAIL_RANGE):
     """The pairs whose x is within ``span`` times the smallest finite x (the small-step end)."""
-    x, y = _finite_xy(x, y)
+    x, y = finite_pairs(x, y)
     if x.size == 0:
         return x, y
     keep = x <= span * x[0]
@@ -102,7 +103,7 @@ def _ranks(v):
 
 def falls_with_step(x, y):
     """Standard SGD: the stable norm rises strictly with the step size (falls as it falls)."""
-    x, y = _finite_xy(x, y)
+    x, y = finite_pairs(x, y)
     if x.size < 2:
         return None
     return bool(np.all(np.diff(y) > 0))
@@ -112,7 +113,7 @@ def same_trend(clean, curves):
     """Every noisy curve {level: (x, y)} falls with the step size like the clean (x, y) does:
     rising strictly, with a log-log slope above half the clean one."""
     ref = log_slope(*clean)
-    tested = {k: v for k, v in curves.items() if _finite_xy(*v)[0].size >= 2}
+    tested = {k: v for k, v in curves.items() if finite_pairs(*v)[0].size >= 2}
     if not tested or not np.isfinite(ref):
         return None
     return bool(all(falls_with_step(*v) and log_slope(*v) > HALF * ref
@@ -128,7 +129,7 @@ def plateau(clean, curves):
         return None
     slopes = []
     for x, y in curves.values():
-        x, y = _finite_xy(x, y)
+        x, y = finite_pairs(x, y)
         keep = np.isin(x, cx)
         slopes.append(log_slope(x[keep], y[keep]))
     if not all(np.isfinite(slopes)):
@@ -159,7 +160,8 @@ def recovers(ratio, slack=1.1):
     return bool(r[0] >= RECOVERED and r[-1] < RECOVERED and np.all(r[1:] <= slack * r[:-1]))
 
 
-def _needed(ratio):
+def needed_dt(ratio):
+    """The smallest dt_f whose ratio to standard SGD is within 1.5x (inf when none is)."""
     ok = [dt for dt, r in sorted(ratio.items()) if np.isfinite(r) and r < RECOVERED]
     return ok[0] if ok else math.inf
 
@@ -169,7 +171,7 @@ def needs_larger_dt(small, large):
     recover (to within 1.5x), or, needing the same dt_f, is hurt more at every dt_f below it."""
     if not small or not large:
         return None
-    n_small, n_large = _needed(small), _needed(large)
+    n_small, n_large = needed_dt(small), needed_dt(large)
     if math.isinf(n_small) and math.isinf(n_large):
         return None
     if n_large != n_small:

@@ -185,11 +185,22 @@ TINY = E.Scale("tiny", n_iter=400, record_every=2, step_sizes=(2.0, 0.5), sigmas
                trajectory_steps=(1.0, 0.1), fig2_iter=400, mc_draws=50)
 
 
-def test_every_experiment_runs_end_to_end_on_a_tiny_scale(tmp_path):
+def test_every_experiment_runs_end_to_end_on_a_tiny_scale(tmp_path, monkeypatch):
     # the pipeline of each experiment (sweeps, analysis, figure, report) on a tiny scale; the
-    # verdicts at this size are not asserted, only that every claim gets a row and a figure
+    # verdicts at this size are not asserted, only that every claim gets a row and a figure,
+    # and that no figure has colliding tick labels
+    overlaps = {}
+    save = F.save_figure
+
+    def checked(fig, folder, name, *args, **kwargs):
+        fig.tight_layout()
+        overlaps[name] = F.labels_overlap(fig)
+        return save(fig, folder, name, *args, **kwargs)
+    monkeypatch.setattr(F, "save_figure", checked)
     names = list(E.EXPERIMENTS)
     findings = E.reproduce(names, scale=TINY, out=str(tmp_path), n_jobs=2, progress=False)
+    assert sorted(overlaps) == sorted(names)
+    assert all(v == [] for v in overlaps.values()), overlaps
     report = open(tmp_path / "report.md").read()
     for name in names:
         assert os.path.getsize(tmp_path / f"{name}.png") > 5_000
