@@ -1071,8 +1071,8 @@ EXPERIMENTS = {
 
 
 def _curve_label(key, panel):
-    if panel.curve == "dt_f" and key == 0:
-        return "standard SGD"
+    if key == 0:  # sigma = 0 or dt_f = 0: no perturbation
+        return "standard SGD" if panel.curve == "dt_f" else f"standard SGD ({panel.curve} = 0)"
     return f"{panel.curve} = {key:g}"
 
 
@@ -1146,6 +1146,13 @@ def _draw_convergence(sw, scale, ax):
     plotting.convergence(sw, smooth=scale.ewma, ax=ax)
     ys = [v for line in ax.lines for v in np.ravel(line.get_ydata())]
     F.log_axis(ax, "y", ys)
+    # a log iteration axis: the fast first phase and the long plateau both show, and its
+    # labels (decades) cannot collide as 6-digit linear ones do
+    xs = [v for line in ax.lines for v in np.ravel(line.get_xdata()) if v > 0]
+    F.log_axis(ax, "x", xs)
+    ax.set_xlabel("iteration")
+    ax.legend(fontsize=7, loc="lower left", title=ax.get_legend().get_title().get_text(),
+              title_fontsize=7)
 
 
 def plot(experiment, results, scale, folder):
