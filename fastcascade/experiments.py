@@ -1063,12 +1063,13 @@ EXPERIMENTS = {
         (Panel("sgd", "SGD, step 0.1", plot="weights", problem=a3_problem,
                problem_args={"A": A3_SGD}, optimizer={"step_size": 0.1},
                perturbations=a3_perturbations, grid=lambda s: {"top1": [False, True]},
-               n_iter=lambda s: 1000, record_weights=True, init=(1.0, 1.0, 0.0, 0.0)),
+               n_iter=lambda s: 1000, record=lambda s: 1, record_weights=True,
+               init=(1.0, 1.0, 0.0, 0.0)),
          Panel("heavy_ball", "heavy ball, step 0.05, momentum 0.9", plot="weights",
                problem=a3_problem, problem_args={"A": A3_HEAVY_BALL},
                optimizer={"step_size": 0.05, "momentum": 0.9}, perturbations=a3_perturbations,
                grid=lambda s: {"top1": [False, True]}, n_iter=lambda s: 1000,
-               record_weights=True, init=(1.0, 1.0, 0.0, 0.0))),
+               record=lambda s: 1, record_weights=True, init=(1.0, 1.0, 0.0, 0.0))),
         _analyse_fig9, seeds=lambda s: (0,)),
     "table1": Table1Experiment(),
     "bounds": BoundsExperiment(),
@@ -1139,6 +1140,8 @@ def _draw_weights(sw, ax):
         norm = np.linalg.norm(res.weights[0, :, :2], axis=1)
         exact = norm == 0
         label = "Top-1" if point["top1"] else "uncompressed"
+        if res.diverged[0]:
+            label += " (diverged: stopped at ||w|| > 1e8)"
         if exact.any():
             label += f" (exactly 0 from iteration {int(res.iterations[np.argmax(exact)])}, " \
                 "drawn at 1e-30)"
