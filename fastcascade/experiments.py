@@ -127,7 +127,8 @@ CHOICES = (
      "10000}", "the paper's levels; dt_f from 1 because the small-dt_f plateau is the effect"),
     ("Seeds", "5 per grid point (figure 9: 1, it is deterministic)", "the bands are the "
      "inter-quartile range over the 5 seeds, the curves their median"),
-    ("Recording", "every 100 iterations at T = 200,000 (figure 2: every iteration)",
+    ("Recording", "every 100 iterations at T = 200,000, at least 200 records per run "
+     "(figures 2 and 9: every iteration)",
      "the stable norm weighs each record by its gap, so it does not depend on the cadence; "
      "figure 2 must see one-iteration spikes"),
     ("Stable norm and stable iteration complexity", "mean of the EWMA over the last T/2; the "
