@@ -404,7 +404,7 @@ def cmd_reproduce(args):
                                      command=command)
     for name, rows in findings.items():
         for f in rows:
-            print(f"{name:7} {'supported' if f.supported else 'NOT supported':13}  {f.claim}")
+            print(f"{name:7} {f.verdict:13}  {f.claim}")
     print(f"wrote {os.path.abspath(os.path.join(args.out, 'report.md'))}")
     return 0
 

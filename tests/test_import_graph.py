@@ -47,9 +47,9 @@ FLOORS = {
         "_blas", "_interrupt", "_progress", "diagnostics", "reference", "reference_engine"),
     1: ("ops", "noise", "timing", "magnitude", "reg", "schedules", "perturbation", "cascade",
         "datasets", "problem", "optim", "problems", "plan"),
-    2: ("metrics", "result", "io"),
+    2: ("metrics", "result", "io", "verdicts"),
     3: ("runner", "sweeper", "theory", "simulator", "floor"),
-    4: ("plotting", "experiments", "config", "cli", "bench", "info", ""),  # "": the face
+    4: ("plotting", "figures", "experiments", "config", "cli", "bench", "info", ""),  # "": the face
 }
 FLOOR_OF = {(f"{PACKAGE}.{name}" if name else FACE): floor
             for floor, names in FLOORS.items() for name in names}
