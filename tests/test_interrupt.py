@@ -36,6 +36,21 @@ LONG_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test: a process started in the background by a
+    shell ignores SIGINT, and then Python (and fastcascade) leave it ignored."""
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def _default_sigint():
+    """In the child, before it execs: SIGINT back to its default (see python_sigint_handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env():
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
@@ -49,7 +64,8 @@ def test_sigint_stops_a_long_run_within_half_a_second(tmp_path, n_jobs, n_seeds)
     script = tmp_path / "long_run.py"
     script.write_text(LONG_RUN)
     proc = subprocess.Popen([sys.executable, str(script), str(n_jobs), str(n_seeds)],
-                            stdout=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+                            stdout=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+                            preexec_fn=_default_sigint)
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(1.0)  # well inside the engine's loop
@@ -141,7 +157,7 @@ def test_the_cli_exits_130_on_sigint(tmp_path, command):
         args += ["--out", str(tmp_path / "sw")]
     # cwd: not the checkout, whose unbuilt sources would shadow the installed package
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), cwd=tmp_path)
+                            env=_env(), cwd=tmp_path, preexec_fn=_default_sigint)
     try:
         time.sleep(2.0)  # the import and the first steps
         sent = time.monotonic()
