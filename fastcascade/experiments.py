@@ -28,7 +28,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -244,11 +244,11 @@ class Panel:
     perturbations: object = logistic_perturbations
     fixed: dict = field(default_factory=dict)
     plot: str = "stable_norm"
-    curve: str = None
+    curve: Optional[str] = None
     n_iter: object = None
     record: object = None
     record_weights: bool = False
-    init: tuple = None             # initial weights (default zeros)
+    init: Optional[tuple] = None   # initial weights (default zeros)
 
     def settings(self, scale):
         return dict(
@@ -334,7 +334,9 @@ def record_every(scale, n_iter):
 class _NoSweep:
     """Stands for a panel that was not run: no points, no grid."""
 
-    points, grid, seeds = [], {}, []
+    points: list[dict[str, Any]] = []
+    grid: dict[str, list[Any]] = {}
+    seeds: list[int] = []
 
     def items(self):
         return []
