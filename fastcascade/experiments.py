@@ -28,7 +28,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -57,12 +57,34 @@ EWMA = 0.99  # the paper's factor, per iteration (fastcascade.metrics.record_dec
 class Scale:
     """The sizes of one scale of the experiments.
 
-    step_sizes : figures 4, 5, 6 (log grid)
-    trajectory_steps : figure 3
-    spike_steps, dts : figures 7 and 8 (step sizes, periods dt_f of the forward spikes)
-    horizons : Table 1's horizons T
-    fig2_iter : figure 2's horizon (recorded at every iteration)
-    mc_draws : Monte Carlo draws of the bounds experiment
+    Parameters
+    ----------
+    name : str
+        The scale's name ("quick", "paper"); written in the report, and "paper" picks the
+        longer depth list of the bounds experiment.
+    n_iter : int
+        The horizon T of figures 3 to 8 and of the bounds experiment's plateau runs.
+    record_every : int
+        The recording period in iterations (at most; see `record_every`).
+    step_sizes : tuple of float
+        Figures 4, 5, 6 (log grid); its smallest is the bounds experiment's plateau step size.
+    sigmas : tuple of float
+        The noise levels sigma_f or sigma_b of figures 4, 5, 6 (figure 6 adds 1.0) and of the
+        bounds experiment's plateau runs (0 and those >= 0.5).
+    dts : tuple of int
+        Figures 7 and 8: the periods dt_f of the forward spikes (dt_f = 0, no spike, is added).
+    seeds : tuple of int
+        The seeds of every grid point (figure 9 uses seed 0 only).
+    horizons : tuple of int
+        Table 1's horizons T.
+    spike_steps : tuple of float, optional
+        Figures 7 and 8: the step sizes.
+    trajectory_steps : tuple of float, optional
+        Figure 3: the step sizes.
+    fig2_iter : int, optional
+        Figure 2's horizon (recorded at every iteration); the spike is at ``fig2_iter // 4``.
+    mc_draws : int, optional
+        Monte Carlo draws of the bounds experiment.
     """
 
     name: str
@@ -185,6 +207,31 @@ def logistic_perturbations(sigma_f=0.0, sigma_b=0.0, dt_f=1, biased_b=False, cas
     ``case`` (figure 2): "clean"; "spike": at iteration ``spike_at`` only, every margin shifted
     by spike_sigma/sqrt(d) (an O(1) gradient error once); "persistent": every margin shifted by
     moderate_sigma/sqrt(d) at every iteration from ``spike_at`` on.
+
+    Parameters
+    ----------
+    sigma_f : float, optional
+        The forward noise level; 0 (default) adds no forward noise.
+    sigma_b : float, optional
+        The backward noise level; 0 (default) adds no backward noise.
+    dt_f : int, optional
+        The period of the forward noise: 1 (default) every iteration, 0 never.
+    biased_b : bool, optional
+        Whether the backward noise is U(0, sigma_b/sqrt(d)) rather than zero-mean.
+    case : {None, "clean", "spike", "persistent"}, optional
+        Figure 2's cases; when one of the three words is given, the other noise settings are
+        ignored. None (default) uses them.
+    spike_at : int, optional
+        The iteration of the spike, or the first of the persistent shift (default 0).
+    spike_sigma : float, optional
+        The spike's shift times sqrt(d) (default 20).
+    moderate_sigma : float, optional
+        The persistent shift times sqrt(d) (default 2).
+
+    Returns
+    -------
+    list of Perturbation
+        The perturbations of one run (empty: a clean run), with d = 10 features.
     """
     if case == "clean":
         return []
@@ -208,12 +255,34 @@ A3_HEAVY_BALL = ((-5.0, -4.0), (-5.0, 3.0))
 
 
 def a3_problem(A):
-    """Appendix A.3: x = (1, 1), f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2."""
+    """Appendix A.3: x = (1, 1), f_1 = A (x * w_1), f_2 = <y_1, w_2>^2 + ||y_1||^2 / 2.
+
+    Parameters
+    ----------
+    A : array_like of float
+        The fixed (2, 2) matrix of f_1 (`A3_SGD` or `A3_HEAVY_BALL`).
+
+    Returns
+    -------
+    Problem
+        The two-operator cascade on the single sample x = (1, 1); weights w_1 and w_2 in R^2.
+    """
     return Problem(Cascade([DiagLinear(np.array(A)), InnerSquare()]), (np.ones((1, 2)),))
 
 
 def a3_perturbations(top1=False):
-    """Top-1 compression of the backward message f_2 sends to f_1 (or nothing)."""
+    """Top-1 compression of the backward message f_2 sends to f_1 (or nothing).
+
+    Parameters
+    ----------
+    top1 : bool, optional
+        Whether to compress (default False).
+
+    Returns
+    -------
+    list of Perturbation
+        One Top-1 backward perturbation at operator 2, or an empty list.
+    """
     return [Perturbation(2, "backward", N.TopK(1))] if top1 else []
 
 
@@ -225,13 +294,40 @@ def a3_perturbations(top1=False):
 class Panel:
     """One sweep of an experiment and how to draw it.
 
-    problem : callable returning a Problem, with ``problem_args``
-    optimizer : keyword arguments of fc.SGD
-    perturbations : factory of the perturbations, called with ``fixed`` and the grid keys
-    grid : callable(Scale) -> dict of grid values
-    plot : "stable_norm" (x = step_size, one curve per ``curve``), "convergence" (one curve per
-        point), "spikes" (figure 2), "weights" (figure 9)
-    n_iter, record : callable(Scale) -> horizon, recording period (default: the scale's)
+    Parameters
+    ----------
+    name : str
+        The panel's name: the key of its sweep in an experiment's results and the name of its
+        raw folder.
+    title : str
+        The title of its axes.
+    grid : callable
+        callable(Scale) -> dict of grid values (grid key to a list of values).
+    problem : callable, optional
+        callable returning a Problem, with ``problem_args`` (default
+        ``problems.paper_logistic``).
+    problem_args : dict, optional
+        Keyword arguments of ``problem`` (default none).
+    optimizer : dict, optional
+        keyword arguments of fc.SGD (default step size 1 and gradient noise 1e-3).
+    perturbations : callable, optional
+        factory of the perturbations, called with ``fixed`` and the grid keys (default
+        `logistic_perturbations`).
+    fixed : dict, optional
+        Keyword arguments of ``perturbations`` held fixed over the grid (default none).
+    plot : str, optional
+        "stable_norm" (x = step_size, one curve per ``curve``), "convergence" (one curve per
+        point), "spikes" (figure 2), "weights" (figure 9); default "stable_norm".
+    curve : str, optional
+        The grid key with one curve per value in a "stable_norm" panel (default None).
+    n_iter, record : callable, optional
+        callable(Scale) -> horizon, recording period (default: the scale's ``n_iter``, and
+        `record_every` of the scale and the horizon).
+    record_weights : bool, optional
+        Whether the runs record their weights (needed for the "unsettled" status and figure 9;
+        default False).
+    init : tuple of float, optional
+        The initial weights; None (default) leaves them to the sweep (zeros).
     """
 
     name: str
@@ -244,13 +340,26 @@ class Panel:
     perturbations: object = logistic_perturbations
     fixed: dict = field(default_factory=dict)
     plot: str = "stable_norm"
-    curve: str = None
+    curve: Optional[str] = None
     n_iter: object = None
     record: object = None
     record_weights: bool = False
-    init: tuple = None             # initial weights (default zeros)
+    init: Optional[tuple] = None   # initial weights (default zeros)
 
     def settings(self, scale):
+        """The sweep's settings of this panel at one scale.
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale (a Scale, not its name).
+
+        Returns
+        -------
+        dict
+            ``problem`` (a Problem), ``optimizer`` (an SGD), ``perturbations`` (the factory with
+            ``fixed`` bound), ``grid`` (dict of grid values) and ``n_iter`` (int).
+        """
         return dict(
             problem=self.problem(**self.problem_args),
             optimizer=SGD(**self.optimizer),
@@ -264,7 +373,14 @@ class Panel:
 class Finding:
     """One claim of the paper next to what we measured.
 
-    supported : True, False, or None when the claim was not tested (no data for its rule)
+    Parameters
+    ----------
+    claim : str
+        The paper's claim, as the report states it.
+    measured : str
+        The numbers we measured, as text.
+    supported : bool or None
+        True, False, or None when the claim was not tested (no data for its rule).
     """
 
     claim: str
@@ -279,6 +395,24 @@ class Finding:
 
 @dataclass(frozen=True)
 class Experiment:
+    """One experiment of the paper: its panels' sweeps and the analysis of their results.
+
+    Parameters
+    ----------
+    name : str
+        Its key in `EXPERIMENTS`, the name of its raw folder and of its PNG.
+    title : str
+        The title of its figure and report section.
+    panels : tuple of Panel
+        The sweeps.
+    analyse : callable
+        callable(dict name -> SweepResult, Scale) -> list of Finding.
+    seeds : callable, optional
+        callable(Scale) -> seeds; default (None): the scale's ``seeds``.
+    complexity : bool, optional
+        Whether to draw the stable iteration complexity under the stable norms (default
+        False).
+    """
     name: str
     title: str
     panels: tuple
@@ -292,6 +426,24 @@ class Experiment:
 
         With ``out``, each panel's runs go to ``out/raw/<experiment>/<panel>`` as they finish,
         and a rerun reuses them.
+
+        Parameters
+        ----------
+        scale : str or Scale, optional
+            The scale or its name (default "quick").
+        out : str, optional
+            The output folder; None (default) keeps the results in memory only.
+        n_jobs : int, optional
+            Parallel jobs of each sweep (default 2).
+        progress : bool or None, optional
+            The sweeps' progress bar (default False; None: when stderr is a terminal).
+        panels : collection of str, optional
+            The names of the panels to run; None (default) runs them all.
+
+        Returns
+        -------
+        dict of str to SweepResult
+            Panel name to its sweep, for the panels run.
         """
         scale = as_scale(scale)
         results = {}
@@ -311,19 +463,62 @@ class Experiment:
         return results
 
     def section(self, scale, out, n_jobs=2, progress=False):
-        """Run, draw and analyse: (findings, PNG path)."""
+        """Run, draw and analyse: (findings, PNG path).
+
+        Parameters
+        ----------
+        scale : str or Scale
+            The scale or its name.
+        out : str
+            The output folder: raw results under ``out/raw``, the PNG in ``out``.
+        n_jobs : int, optional
+            Parallel jobs of each sweep (default 2).
+        progress : bool or None, optional
+            The sweeps' progress bar (default False).
+
+        Returns
+        -------
+        findings : list of Finding
+            The analysis of the results.
+        png : str
+            The path of the figure.
+        """
         results = self.run(scale, out=out, n_jobs=n_jobs, progress=progress)
         png = plot(self, results, scale, out)
         return self.analyse(results, as_scale(scale)), png
 
 
 def as_scale(scale):
-    """A Scale from a Scale or its name."""
+    """A Scale from a Scale or its name.
+
+    Parameters
+    ----------
+    scale : str or Scale
+        A key of `SCALES` ("quick", "paper") or a Scale.
+
+    Returns
+    -------
+    Scale
+        ``SCALES[scale]`` for a name (KeyError for an unknown one), else ``scale`` itself.
+    """
     return SCALES[scale] if isinstance(scale, str) else scale
 
 
 def record_every(scale, n_iter):
-    """The scale's recording period, or less for short runs (at least 200 records)."""
+    """The scale's recording period, or less for short runs (at least 200 records).
+
+    Parameters
+    ----------
+    scale : Scale
+        The scale; its ``record_every`` is the longest period.
+    n_iter : int
+        The horizon of the run.
+
+    Returns
+    -------
+    int
+        ``max(1, min(scale.record_every, n_iter // 200))``.
+    """
     return max(1, min(scale.record_every, n_iter // 200))
 
 
@@ -334,7 +529,9 @@ def record_every(scale, n_iter):
 class _NoSweep:
     """Stands for a panel that was not run: no points, no grid."""
 
-    points, grid, seeds = [], {}, []
+    points: list[dict[str, Any]] = []
+    grid: dict[str, list[Any]] = {}
+    seeds: list[int] = []
 
     def items(self):
         return []
@@ -362,6 +559,30 @@ def stable_by(sw, x, curve=None, fixed=None, factor=EWMA, settled=False, metric=
 
     A point with a diverged run gets NaN (``fastcascade.figures.run_status``); with
     ``settled``, so does a point with an unsettled run. ``metric(res)`` replaces the stable norm.
+
+    Parameters
+    ----------
+    sw : SweepResult
+        The sweep (or a stand-in with ``items()``).
+    x : str
+        The grid key of the x values.
+    curve : str, optional
+        The grid key with one curve per value; None (default): one curve, keyed None.
+    fixed : dict, optional
+        Only the points matching these grid values are used (default: all).
+    factor : float, optional
+        The EWMA factor of the stable norm (default `EWMA`, 0.99); unused with ``metric``.
+    settled : bool, optional
+        Whether an unsettled point also gets NaN (default False).
+    metric : callable, optional
+        ``metric(res)`` gives one value per run of a Result (default: the stable gradient
+        norm).
+
+    Returns
+    -------
+    dict
+        Curve value to ``(x, y)``: two 1-D float arrays of the same length, sorted by x, y the
+        median of the metric's finite values over the seeds (NaN as above).
     """
     curves = F.stable_curves(sw, x, curve, metric or _stable_metric(factor), fixed)
     out = {}
@@ -582,13 +803,46 @@ TABLE1_PATHS = (("Q = T", 1.0, 1.0), ("Q = T/10", 1.0, 0.1), ("Q = T^0.5", 0.5, 
 
 
 def table1_dt(n_iter, a, c):
-    """The period dt of path Q = c T^a at horizon T (at least 1)."""
+    """The period dt of path Q = c T^a at horizon T (at least 1).
+
+    Parameters
+    ----------
+    n_iter : int
+        The horizon T.
+    a : float
+        The path's exponent.
+    c : float
+        The path's factor.
+
+    Returns
+    -------
+    int
+        ``round(T / (c T^a))``, at least 1.
+    """
     return max(1, int(round(n_iter / (c * n_iter ** a))))
 
 
 def table1_perturbations(pass_="forward", biased=False, sigma=2.0, dt=0):
     """An O(1) perturbation (U(-sigma/sqrt(d), ..) or U(0, ..)) every ``dt`` iterations at f_1's
-    output or on the message f_2 sends back (dt = 0: never)."""
+    output or on the message f_2 sends back (dt = 0: never).
+
+    Parameters
+    ----------
+    pass_ : {"forward", "backward"}, optional
+        The pass perturbed (default "forward"): f_1's output, or else the message of
+        operator 2.
+    biased : bool, optional
+        Whether the noise is U(0, sigma/sqrt(d)) rather than zero-mean (default False).
+    sigma : float, optional
+        The noise level (default 2), with d = 10.
+    dt : int, optional
+        The period: 1 every iteration, 0 (default) never.
+
+    Returns
+    -------
+    list of Perturbation
+        One perturbation, or an empty list when ``dt`` is 0.
+    """
     if dt == 0:
         return []
     when = timing.Always() if dt == 1 else timing.Every(int(dt))
@@ -600,7 +854,20 @@ def table1_step_size(setting, n_iter):
     """(ours) The step size of a horizon T in the Table 1 experiment, as the rates assume:
     gamma = 2 sqrt(1000 / T) for the non-convex problem (the O(1/sqrt(T)) rate) and
     gamma = min(0.5, 6 ln(T) / T) for the PL problem (mu = 1 for rho = 0.5: the O(ln T / T)
-    rate, with the initial gap contracted by (1 - mu gamma / 3)^T ~ T^-2)."""
+    rate, with the initial gap contracted by (1 - mu gamma / 3)^T ~ T^-2).
+
+    Parameters
+    ----------
+    setting : {"nonconvex", "pl"}
+        The problem; any value but "nonconvex" gets the PL step size.
+    n_iter : int
+        The horizon T (> 0).
+
+    Returns
+    -------
+    float
+        The step size gamma.
+    """
     if setting == "nonconvex":
         return 2.0 * math.sqrt(1000.0 / n_iter)
     return min(0.5, 6.0 * math.log(n_iter) / n_iter)
@@ -609,7 +876,20 @@ def table1_step_size(setting, n_iter):
 def table1_metric(res, setting):
     """Per run: non-convex, the mean of ||grad l(w_t)||^2 over the run (Theorem 4's left side);
     PL, the mean of ||grad l||^2 over the last 10% of the run (a proxy of l(w_T) - l*); inf for
-    a run that diverged."""
+    a run that diverged.
+
+    Parameters
+    ----------
+    res : Result
+        The runs' result: its ``grad_norm`` (n_runs, n_records) and ``diverged`` flags.
+    setting : {"nonconvex", "pl"}
+        The problem; any value but "pl" gets the non-convex metric.
+
+    Returns
+    -------
+    ndarray of float
+        One value per run, shape (n_runs,).
+    """
     g2 = res.grad_norm ** 2
     if setting == "pl":
         g2 = g2[:, -max(1, g2.shape[1] // 10):]
@@ -643,7 +923,28 @@ class Table1Experiment:
     settings = TABLE1_SETTINGS
 
     def run(self, scale, out=None, n_jobs=2, progress=False):
-        """{setting: {path label: {T: per-seed ratios to the clean run of the same seed}}}."""
+        """{setting: {path label: {T: per-seed ratios to the clean run of the same seed}}}.
+
+        Parameters
+        ----------
+        scale : str or Scale
+            The scale or its name; its ``horizons`` and ``seeds`` are used.
+        out : str, optional
+            The output folder: each sweep goes to ``out/raw/table1/<setting>/T<T>`` and a rerun
+            reuses it; None (default) keeps the results in memory only.
+        n_jobs : int, optional
+            Parallel jobs of each sweep (default 2).
+        progress : bool or None, optional
+            The sweeps' progress bar (default False).
+
+        Returns
+        -------
+        dict
+            Setting name (a key of `TABLE1_SETTINGS`) to path label (of `TABLE1_PATHS`) to horizon
+            T to an ndarray of shape (n_seeds,): the `table1_metric` of the perturbed runs over the
+            clean runs' (inf when only the perturbed run diverged, 0 when only the clean one
+        did, NaN when both did).
+        """
         scale = as_scale(scale)
         cells = {}
         for name, (reg, pass_, biased) in self.settings.items():
@@ -669,6 +970,22 @@ class Table1Experiment:
         return cells
 
     def analyse(self, cells, scale):
+        """One finding per setting: `fastcascade.verdicts.order_kept` on the paths in its budget.
+
+        Parameters
+        ----------
+        cells : dict
+            The output of `run`; a missing setting or path counts as no data.
+        scale : Scale
+            The scale; its ``horizons`` are quoted in the findings.
+
+        Returns
+        -------
+        list of Finding
+            One per setting of `TABLE1_SETTINGS`, the ratios' medians over the seeds and their
+            growth exponent per path; the paths with ``a <= b`` (the budget exponent of
+            ``theory.table1_exponent``) are the ones judged.
+        """
         findings = []
         for name, (reg, pass_, biased) in self.settings.items():
             setting = _setting(reg)
@@ -692,6 +1009,22 @@ class Table1Experiment:
         return findings
 
     def plot(self, cells, scale, folder):
+        """Draw the ratio to the clean run against T, one panel per setting, one curve per path.
+
+        Parameters
+        ----------
+        cells : dict
+            The output of `run`, complete (every setting and path).
+        scale : Scale
+            The scale; its ``horizons`` and ``seeds`` label the axes.
+        folder : str
+            The folder written to.
+
+        Returns
+        -------
+        str
+            The path of ``folder/table1.png``.
+        """
         fig, axes = F.new_figure(2, 4, width=4.4, height=3.8, sharey=True)
         labels = [label for label, _, _ in TABLE1_PATHS]
         values = [v for c in cells.values() for p in c.values() for r in p.values()
@@ -719,6 +1052,26 @@ class Table1Experiment:
         return F.save_figure(fig, folder, self.name, f"{self.name}: {self.title}", dpi=100)
 
     def section(self, scale, out, n_jobs=2, progress=False):
+        """Run, analyse and draw: (findings, PNG path).
+
+        Parameters
+        ----------
+        scale : str or Scale
+            The scale or its name.
+        out : str
+            The output folder (raw results under ``out/raw``, the PNG in ``out``).
+        n_jobs : int, optional
+            Parallel jobs of each sweep (default 2).
+        progress : bool or None, optional
+            The sweeps' progress bar (default False).
+
+        Returns
+        -------
+        findings : list of Finding
+            The output of `analyse`.
+        png : str
+            The output of `plot`.
+        """
         cells = self.run(scale, out=out, n_jobs=n_jobs, progress=progress)
         scale = as_scale(scale)
         return self.analyse(cells, scale), self.plot(cells, scale, out)
@@ -748,6 +1101,16 @@ class BoundsExperiment:
       the stable norm at a small step size is about sqrt(||E[~u - u](w*)||^2 + clean^2);
     - the location of the noise: the same noise at each forward and backward site of depth-5
       tanh networks whose Jacobians expand (C1 > 1), ranked over all sites.
+
+    Parameters
+    ----------
+    width : int, optional
+        The width of the random cascades' layers (default 3).
+    levels : tuple of float, optional
+        The noise levels sigma of the measurements on the random cascades (default
+        0.01, 0.1, 0.3).
+    networks : int, optional
+        The number of random depth-5 tanh networks of the location measurement (default 3).
     """
 
     name = "bounds"
@@ -760,6 +1123,18 @@ class BoundsExperiment:
         self.networks = networks
 
     def depths(self, scale):
+        """The depths of the random cascades at a scale.
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale; only its ``name`` is read.
+
+        Returns
+        -------
+        tuple of int
+            (2, 3, 4, 5, 6, 7, 8) at the "paper" scale, else (2, 3, 4, 6).
+        """
         return (2, 3, 4, 6) if scale.name != "paper" else (2, 3, 4, 5, 6, 7, 8)
 
     def _cascade(self, depth):
@@ -771,7 +1146,20 @@ class BoundsExperiment:
 
     def measure(self, scale):
         """{depth: [(sigma, kind, measured, standard error, bound)]}: kind "variance" is
-        Theorem 1 (E||~u-u||^2, noise at every site), the others Theorem 2 (||E[~u-u]||^2)."""
+        Theorem 1 (E||~u-u||^2, noise at every site), the others Theorem 2 (||E[~u-u]||^2).
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale: its depths (`depths`) and ``mc_draws``.
+
+        Returns
+        -------
+        dict of int to list of tuple
+            Per depth, for each level of ``levels``, a "variance" row then one row per noise kind
+            ("forward zero-mean", "forward biased", "backward biased"); each row
+            ``(sigma, kind, measured, standard error, bound)``, all floats but ``kind``.
+        """
         out = {}
         for depth in self.depths(scale):
             problem = self._cascade(depth)
@@ -803,7 +1191,24 @@ class BoundsExperiment:
 
     def logistic_bias(self, scale):
         """(w*, {kind: [(sigma, measured ||E[~u-u]||^2, Theorem 2's bound)]}) on the paper's
-        non-convex logistic model at its clean optimum."""
+        non-convex logistic model at its clean optimum.
+
+        The optimum w* is approximated by the final weights of one SGD run without
+        perturbations (step size 1, 20,000 iterations).
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale: its ``mc_draws``.
+
+        Returns
+        -------
+        w : ndarray of float
+            The weights w*, shape (n_weights,).
+        bias : dict of str to list of tuple
+            Kind ("forward zero-mean", "forward biased", "backward biased") to one row
+            ``(sigma, measured, bound)`` per sigma in 0.5, 1, 2.
+        """
         problem = problems.paper_logistic()
         from fastcascade.runner import run
 
@@ -829,7 +1234,24 @@ class BoundsExperiment:
 
     def plateau(self, scale, out, n_jobs):
         """{sigma_f: median stable norm} at figure 4's smallest step size (sigma_f = 0 and
-        those >= 0.5)."""
+        those >= 0.5).
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale: its ``sigmas``, ``step_sizes``, ``n_iter``, ``seeds`` and ``ewma``.
+        out : str or None
+            The output folder: the sweep goes to ``out/raw/bounds/plateau`` and a rerun reuses
+            it; None keeps it in memory.
+        n_jobs : int
+            Parallel jobs of the sweep.
+
+        Returns
+        -------
+        dict of float to float
+            sigma_f to the median stable gradient norm over the seeds (NaN for a point with a
+            diverged run).
+        """
         sigmas = [s for s in scale.sigmas if s == 0 or s >= 0.5]
         folder = None if out is None else os.path.join(out, "raw", self.name, "plateau")
         sw = run_sweep(problems.paper_logistic(), SGD(min(scale.step_sizes),
@@ -842,7 +1264,20 @@ class BoundsExperiment:
 
     def location(self, scale):
         """({site: E||~u-u||^2}, {site: ...}) for the same noise at each forward and backward
-        site, the geometric mean over ``networks`` random depth-5 tanh networks (gain 3)."""
+        site, the geometric mean over ``networks`` random depth-5 tanh networks (gain 3).
+
+        Parameters
+        ----------
+        scale : Scale
+            The scale: its ``mc_draws``.
+
+        Returns
+        -------
+        forward : dict of int to float
+            Forward sites 1 to 5 to the geometric mean of E||~u-u||^2.
+        backward : dict of int to float
+            Backward sites 2 to 6 to the same.
+        """
         d = 6
         fwd, bwd = {i: [] for i in range(1, 6)}, {i: [] for i in range(2, 7)}
         noise = N.Gaussian(0.0, 0.1)
@@ -862,6 +1297,27 @@ class BoundsExperiment:
         return {i: gmean(v) for i, v in fwd.items()}, {i: gmean(v) for i, v in bwd.items()}
 
     def section(self, scale, out, n_jobs=2, progress=False):
+        """Measure, draw and analyse: (findings, PNG path).
+
+        Parameters
+        ----------
+        scale : str or Scale
+            The scale or its name.
+        out : str
+            The output folder (the plateau sweep under ``out/raw``, the PNG in ``out``).
+        n_jobs : int, optional
+            Parallel jobs of the plateau sweep (default 2).
+        progress : bool or None, optional
+            Accepted for the interface of `Experiment.section` and not used: the plateau sweep
+            keeps the sweep's default (a bar when stderr is a terminal).
+
+        Returns
+        -------
+        findings : list of Finding
+            The output of `analyse`.
+        png : str
+            The output of `draw`.
+        """
         scale = as_scale(scale)
         data = self.measure(scale)
         _, bias = self.logistic_bias(scale)
@@ -873,7 +1329,21 @@ class BoundsExperiment:
     @staticmethod
     def predicted_plateau(bias, plateau):
         """{sigma_f: sqrt(||E[~u-u](w*)||^2 + clean stable norm^2)} for the forward zero-mean
-        kind, at the sigma_f levels measured."""
+        kind, at the sigma_f levels measured.
+
+        Parameters
+        ----------
+        bias : dict
+            The ``bias`` output of `logistic_bias`; its "forward zero-mean" rows are used.
+        plateau : dict of float to float
+            The output of `plateau`; its sigma_f = 0 entry is the clean stable norm (NaN when
+            missing).
+
+        Returns
+        -------
+        dict of float to float
+            One prediction per sigma_f > 0 present in both ``plateau`` and the bias rows.
+        """
         clean = plateau.get(0.0, np.nan)
         rows = dict((s, m) for s, m, _ in bias.get("forward zero-mean", []))
         return {s: math.sqrt(rows[s] + clean ** 2) for s in plateau if s > 0 and s in rows}
@@ -901,6 +1371,27 @@ class BoundsExperiment:
                           + [(m, b) for _, m, b in bias.get(kind, [])]))
 
     def analyse(self, data, bias, plateau, fwd, bwd):
+        """The findings of the bounds experiment from its measurements.
+
+        Parameters
+        ----------
+        data : dict
+            The output of `measure`.
+        bias : dict
+            The ``bias`` output of `logistic_bias`.
+        plateau : dict
+            The output of `plateau`.
+        fwd, bwd : dict of int to float
+            The output of `location`.
+
+        Returns
+        -------
+        list of Finding
+            Seven: Theorem 1 (`fastcascade.verdicts.below_bound` on the variance rows), Theorem 2
+            per noise kind (``below_bound``, a random cascade's measurement taken as
+            (||b|| - 2 s.e.)^2), the predicted plateau (``within_factor``) and the forward and
+            backward depth claims (``ranked``).
+        """
         var = [(m, b) for rows in data.values() for _, kind, m, _, b in rows if kind == "variance"]
         ratio1 = {d: min(b / m for _, kind, m, _, b in rows if kind == "variance" and m > 0)
                   for d, rows in data.items()}
@@ -932,6 +1423,22 @@ class BoundsExperiment:
         ]
 
     def draw(self, data, bias, plateau, fwd, bwd, scale, out):
+        """Draw the six panels of the bounds experiment (the sixth hidden).
+
+        Parameters
+        ----------
+        data, bias, plateau, fwd, bwd : dict
+            As for `analyse`.
+        scale : Scale
+            The scale: its smallest step size labels the plateau panel.
+        out : str
+            The folder written to.
+
+        Returns
+        -------
+        str
+            The path of ``out/bounds.png``.
+        """
         fig, axes = F.new_figure(2, 3, width=4.8, height=3.9)
         a, b, c, d, e, f = axes.ravel()
         depths = list(data)
@@ -1173,6 +1680,23 @@ def plot(experiment, results, scale, folder):
 
     Stable-norm panels share their y range and their colours by value; with
     ``experiment.complexity`` a second row shows the stable iteration complexity.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The experiment.
+    results : dict of str to SweepResult
+        Panel name to its sweep, as `Experiment.run` returns; panels missing from it are not
+        drawn.
+    scale : str or Scale
+        The scale or its name.
+    folder : str
+        The folder written to.
+
+    Returns
+    -------
+    str
+        The path of the PNG.
     """
     scale = as_scale(scale)
     panels = [p for p in experiment.panels if p.name in results]
@@ -1209,7 +1733,19 @@ def _choices_table():
 
 
 def count_verdicts(sections):
-    """{verdict: count} over every finding of the sections."""
+    """{verdict: count} over every finding of the sections.
+
+    Parameters
+    ----------
+    sections : dict
+        Experiment name to ``(experiment, list of Finding, PNG path)``.
+
+    Returns
+    -------
+    dict of str to int
+        Each word of ``VERDICTS`` ("supported", "not supported", "not tested") to its count,
+        0 included.
+    """
     counts = dict.fromkeys(V.VERDICTS, 0)
     for _, findings, _ in sections.values():
         for f in findings:
@@ -1220,7 +1756,28 @@ def count_verdicts(sections):
 def report(sections, scale, command, seconds, notes=None, made=None):
     """The markdown report: the table of choices, then per experiment its figure and each claim
     next to the numbers and the verdict; ``made`` replaces the sentence saying how it was made,
-    ``notes`` (markdown) closes it."""
+    ``notes`` (markdown) closes it.
+
+    Parameters
+    ----------
+    sections : dict
+        Experiment name to ``(experiment, list of Finding, PNG path)``, in report order.
+    scale : str or Scale
+        The scale or its name, described in the report's opening.
+    command : str
+        The command line quoted in the default ``made`` sentence.
+    seconds : float
+        The time it took, quoted in minutes in the default ``made`` sentence.
+    notes : str, optional
+        Markdown appended at the end (default none).
+    made : str, optional
+        The sentence saying how the report was made (default: the command and its time).
+
+    Returns
+    -------
+    str
+        The report's markdown text.
+    """
     scale = as_scale(scale)
     counts = count_verdicts(sections)
     lines = ["# fastcascade: reproducing the paper's experiments", "",
@@ -1256,6 +1813,8 @@ def reproduce(names="all", scale="quick", out="fastcascade-reproduce", n_jobs=2,
     scale : {"quick", "paper"} or a Scale
     out : folder (created); raw sweeps go to ``out/raw`` and are reused by a rerun
     n_jobs : threads
+    progress : None or bool, passed to the sweeps: their progress bar (None: when stderr is a
+        terminal)
     command : the command line written in the report (default: the CLI's equivalent)
     notes : markdown appended to the report (for example how and where it was made)
     made : the sentence saying how the report was made (default: the command and its time)

@@ -36,7 +36,23 @@ DIVERGED_COLOR = "tab:red"
 
 
 def run_status(res):
-    """Per run of a Result: "ok", "unsettled" or "diverged" (see the module's criteria)."""
+    """Per run of a Result: "ok", "unsettled" or "diverged" (see the module's criteria).
+
+    Parameters
+    ----------
+    res : Result
+        A run's result: its ``grad_norm`` of shape (n_runs, n_records), ``diverged`` flags
+        (one per run), ``n_runs``, and optionally ``weights`` of shape
+        (n_runs, n_records, dim); the unsettled test needs at least 2 weight records.
+
+    Returns
+    -------
+    list of str
+        One status per run: "diverged" when the run stopped, has a non-finite gradient norm,
+        or its mean gradient norm over the last 10% of the records is above `GROWTH` (1.5)
+        times its mean over records 40%..50%; else "unsettled" when ||w|| at the last record
+        is above `WEIGHT_GROWTH` (1.25) times ||w|| at the middle record; else "ok".
+    """
     g = np.asarray(res.grad_norm, dtype=float)
     n = g.shape[1]
     out = []
@@ -60,7 +76,18 @@ def run_status(res):
 
 
 def worst(statuses):
-    """The worst of a list of statuses ("ok" < "unsettled" < "diverged")."""
+    """The worst of a list of statuses ("ok" < "unsettled" < "diverged").
+
+    Parameters
+    ----------
+    statuses : sequence of str
+        Statuses, each one of `STATUS`.
+
+    Returns
+    -------
+    str
+        The worst one; "ok" for an empty sequence.
+    """
     return max(statuses, key=STATUS.index) if len(statuses) else "ok"
 
 
@@ -77,6 +104,30 @@ def stable_curves(sw, x, curve, metric, fixed=None):
 
     ``metric(res)`` gives one value per run. A point whose runs include a diverged one gets NaN
     quartiles: no value is drawn for it.
+
+    Parameters
+    ----------
+    sw : Sweep
+        A sweep's results: ``sw.items()`` gives ``(point, Result)`` pairs, each point a dict of
+        grid values.
+    x : str
+        The grid key read as the x value of each point (must be in every kept point).
+    curve : str or None
+        The grid key whose value names the curve a point belongs to; None (or empty) puts all
+        the points on one curve, keyed None.
+    metric : callable
+        ``metric(res)`` gives one value per run of a Result (array_like of float); its
+        finite values give the quartiles.
+    fixed : dict, optional
+        Grid key to value: only the points that match every entry are used (default: all).
+
+    Returns
+    -------
+    dict
+        Curve value to ``(x, q, status)``, sorted by x: ``x`` an ndarray of float of shape
+        (n,), ``q`` an ndarray of shape (n, 3) with the 25th, 50th and 75th percentiles (NaN
+        for a diverged point or one without a finite value), and ``status`` a list of n
+        statuses from `worst`.
     """
     fixed = fixed or {}
     out = {}
@@ -97,7 +148,26 @@ def stable_curves(sw, x, curve, metric, fixed=None):
 
 def color_of(value, values):
     """The colour of one value among the sorted ``values`` (tab10 by position), the same in
-    every panel that draws that set of values."""
+    every panel that draws that set of values.
+
+    Parameters
+    ----------
+    value : object
+        The curve value to colour; must be in ``values``.
+    values : iterable
+        All the curve values of the figure (None sorts last).
+
+    Returns
+    -------
+    tuple of float
+        An RGBA colour of matplotlib's tab10 map, picked by the value's position in the sorted
+        values (cycling after 10).
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not among ``values``.
+    """
     import matplotlib
 
     values = sorted(values, key=lambda v: (v is None, v))
@@ -111,6 +181,27 @@ def draw_curves(ax, curves, label, values=None, band=True, reference=0):
     hollow markers on a dashed line; diverged points: red crosses on the top edge. The
     ``reference`` curve (the clean run, value 0) is black, dashed and drawn on top, so no other
     curve can hide it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes drawn on.
+    curves : dict
+        The output of `stable_curves`: curve value to ``(x, q, status)``.
+    label : callable
+        ``label(value)`` gives a curve's legend text.
+    values : iterable, optional
+        The curve values that fix the colours (see `color_of`); default: the keys of
+        ``curves``.
+    band : bool, optional
+        Whether to fill the inter-quartile band of the ok points (default True).
+    reference : object, optional
+        The curve value drawn as the reference (default 0).
+
+    Returns
+    -------
+    int
+        The number of diverged points drawn, over all the curves.
     """
     values = list(curves) if values is None else values
     n_diverged = 0
@@ -148,7 +239,18 @@ def _tick_label(v, _pos=None):
 def log_axis(ax, axis, values):
     """A log scale on ``axis`` ("x" or "y") whose labels cannot collide: at most 6 major ticks
     on the decades (1, 2, 5 within them when the finite positive ``values`` span under two
-    decades, a few round values under one decade), labelled "%g"; minor ticks unlabelled."""
+    decades, a few round values under one decade), labelled "%g"; minor ticks unlabelled.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes whose scale is set (in place).
+    axis : {"x", "y"}
+        The axis; anything but "x" sets the y axis.
+    values : array_like of float
+        The values drawn on that axis; only the finite positive ones are read, to choose the
+        ticks (with none, the ticks are those of a span of three decades).
+    """
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     v = np.asarray(values, dtype=float).ravel()
@@ -167,7 +269,19 @@ def log_axis(ax, axis, values):
 
 
 def labels_overlap(fig):
-    """The pairs of overlapping tick labels on any axis of a drawn figure (empty: none)."""
+    """The pairs of overlapping tick labels on any axis of a drawn figure (empty: none).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure; it is drawn on its canvas to measure the labels.
+
+    Returns
+    -------
+    list of tuple of str
+        ``(text, text)`` of each pair of visible, non-empty tick labels of one axis whose
+        window extents overlap.
+    """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     bad = []
@@ -183,7 +297,25 @@ def labels_overlap(fig):
 
 
 def new_figure(rows, cols, width=5.2, height=4.2, **kwargs):
-    """A new figure of rows x cols axes under the Agg backend (no display needed)."""
+    """A new figure of rows x cols axes under the Agg backend (no display needed).
+
+    Parameters
+    ----------
+    rows, cols : int
+        The grid of axes.
+    width, height : float, optional
+        The size of one panel in inches (default 5.2 x 4.2); the figure is
+        ``width * cols`` by ``height * rows``.
+    **kwargs
+        Passed on to ``matplotlib.pyplot.subplots`` (for example ``sharex``).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure.
+    axes : ndarray of matplotlib.axes.Axes
+        The axes, always of shape (rows, cols).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -195,7 +327,29 @@ def new_figure(rows, cols, width=5.2, height=4.2, **kwargs):
 
 def save_figure(fig, folder, name, title=None, dpi=110, rect=None):
     """Write ``fig`` to ``folder/<name>.png`` and close it; returns the path (``rect``: the
-    part of the figure the axes may fill, leaving room for a figure legend)."""
+    part of the figure the axes may fill, leaving room for a figure legend).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure; closed afterwards.
+    folder : str or os.PathLike
+        The folder written to, created when missing.
+    name : str
+        The file name without the ``.png`` suffix.
+    title : str, optional
+        A figure title (``suptitle``), wrapped; none by default.
+    dpi : float, optional
+        The resolution (default 110).
+    rect : tuple of float, optional
+        ``(left, bottom, right, top)`` in figure fractions, passed to ``tight_layout``;
+        default: the whole figure.
+
+    Returns
+    -------
+    str
+        The path of the written file.
+    """
     import matplotlib.pyplot as plt
 
     if title:
