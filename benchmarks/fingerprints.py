@@ -31,8 +31,11 @@ import platform
 import sys
 from pathlib import Path
 
-# this checkout's package, not another installed one (the script sits in benchmarks/)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script: this checkout's package, not another installed one (the script sits in
+# benchmarks/). Imported (the tests do), it leaves sys.path alone: processes spawned later (dask
+# workers, process pools) inherit sys.path, and an unbuilt checkout first on it breaks them.
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 

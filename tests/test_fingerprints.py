@@ -122,3 +122,15 @@ def test_fingerprints_leave_the_level_in_use_selected():
         assert _ops.simd_level() == "baseline"
     finally:
         _ops.set_simd_level(before)
+
+
+def test_importing_the_script_leaves_sys_path_alone():
+    """Imported (as here), the script must not put the checkout first on sys.path: processes
+    spawned afterwards inherit sys.path, and dask workers then imported the unbuilt sources of
+    a CI checkout and hung the sweep test."""
+    import sys
+
+    before = list(sys.path)
+    spec = importlib.util.spec_from_file_location("fc_fingerprints_again", _SCRIPT)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert sys.path == before
