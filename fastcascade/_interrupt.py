@@ -15,7 +15,7 @@ import threading
 
 from fastcascade._kernels import _engine
 
-__all__ = ["engine_interrupts", "interrupt_requested"]
+__all__ = ["engine_interrupts"]
 
 
 def _can_install():
@@ -43,7 +43,3 @@ def engine_interrupts():
         if installed:
             _engine.interrupt_restore()
 
-
-def interrupt_requested() -> bool:
-    """Whether SIGINT arrived since the outermost :func:`engine_interrupts` block began."""
-    return _engine.interrupt_requested()

@@ -35,7 +35,8 @@ from fastcascade.magnitude import HorizonDecay
 from fastcascade.perturbation import check_perturbations
 from fastcascade.plan import Plan
 from fastcascade.result import Result
-from fastcascade.runner import _check_problem, _initial_weights, _seed_list, run_streams
+from fastcascade.runner import (STOP_INTERRUPTED, _check_problem, _initial_weights, _seed_list,
+                                run_streams)
 
 __all__ = ["Simulator"]
 
@@ -150,7 +151,7 @@ class Simulator:
             going = state.advance(t_end)
         if callbacks:
             _callbacks.raise_pending()   # an exception of a Python-defined operator or noise
-        if state.stop == _engine_code("interrupted"):
+        if state.stop == STOP_INTERRUPTED:
             raise KeyboardInterrupt
         return going
 
@@ -220,10 +221,13 @@ class Simulator:
         names = list(_HISTORIES) + (["forward_error", "backward_error"] if self.record_profile
                                     else []) + (["weights"] if self.record_weights else [])
         for name in names:
-            parts = [chunk[name] for _, chunk in self._chunks]
-            joined = np.concatenate(parts) if parts else self._new_chunk(0)[name]
-            out[name] = joined[:n_rec]
+            out[name] = self._joined(name)[:n_rec]
         return out
+
+    def _joined(self, name):
+        """History ``name`` over every step() call so far, in order."""
+        parts = [chunk[name] for _, chunk in self._chunks]
+        return np.concatenate(parts) if parts else self._new_chunk(0)[name]
 
     def result(self) -> Result:
         """The run so far as a one-run :class:`fastcascade.Result`, equal to ``fc.run(...,
@@ -238,8 +242,7 @@ class Simulator:
         n_rec = math.ceil(n_iter / self.record_every)
         hist = {}
         for name in list(_HISTORIES) + ["forward_error", "backward_error", "weights"]:
-            parts = [chunk[name] for _, chunk in self._chunks]
-            joined = np.concatenate(parts) if parts else self._new_chunk(0)[name]
+            joined = self._joined(name)
             full = self._new_chunk(n_rec)[name]
             full[:min(len(joined), n_rec)] = joined[:n_rec]
             hist[name] = full[None]
@@ -269,6 +272,3 @@ class Simulator:
         return (f"Simulator(t={self.t}, n_weights={self.problem.n_weights}, "
                 f"stop_reason={self.stop_reason!r})")
 
-
-def _engine_code(reason):
-    return {r: c for c, r in _engine.STOP_REASONS.items()}[reason]

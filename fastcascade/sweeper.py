@@ -307,11 +307,12 @@ def _point_settings(optimizer, perturbations, kinds, values, base_run, N):
     return opt, check_perturbations(perts, N), kw
 
 
-def _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run):
+def _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run,
+                 fingerprint):
     """Every (point, seed) run with its key, each point checked as ``fc.run`` would check it,
-    before any run starts; an error names the point."""
+    before any run starts; an error names the point. ``fingerprint``: the data's hash."""
     units = []  # (point index, seed index, optimizer, perturbations, run kwargs, extra, seed)
-    fingerprint, build = _fingerprint(problem), build_key()
+    build = build_key()
     for i, values in enumerate(points):
         try:
             opt, perts, kw = _point_settings(optimizer, perturbations, kinds, values, base_run,
@@ -344,11 +345,11 @@ def _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_r
     return units
 
 
-def _binding(problem, optimizer, perturbations, kinds, base_run):
+def _binding(problem, optimizer, perturbations, kinds, base_run, fingerprint):
     """What a sweep folder is bound to: everything but the grid's values and the seeds."""
     N = problem.cascade.n_ops
     return io.jsonable({
-        "problem": repr(problem), "data_sha256": _fingerprint(problem),
+        "problem": repr(problem), "data_sha256": fingerprint,
         "optimizer": repr(optimizer),
         "perturbations": (describe_callable(perturbations) if callable(perturbations)
                           else [repr(p) for p in check_perturbations(perturbations, N)]),
@@ -593,8 +594,10 @@ def sweep(problem: Problem, optimizer: Optimizer, n_iter: int | None = None,
     base_run = dict(run_kwargs)
     if n_iter is not None:
         base_run["n_iter"] = n_iter
-    units = _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run)
-    binding = _binding(problem, optimizer, perturbations, kinds, base_run)
+    fingerprint = _fingerprint(problem)  # hashes the data: once
+    units = _build_units(problem, optimizer, perturbations, kinds, points, seeds, base_run,
+                         fingerprint)
+    binding = _binding(problem, optimizer, perturbations, kinds, base_run, fingerprint)
     config = dict(binding, grid_kinds=kinds, **io.jsonable(metadata or {}))
     files = [[None] * len(seeds) for _ in points]
     for unit in units:
