@@ -74,7 +74,7 @@ build_macros = [
 C_HEADERS = ["fastcascade/_kernels/_fastmath.h", "fastcascade/_kernels/_fastmath_impl.h",
              "fastcascade/_kernels/_fastmath_elem.h", "fastcascade/_kernels/_fastmath_avx512.h",
              "fastcascade/_kernels/_pcg64.h", "fastcascade/_kernels/_worker.h",
-             "fastcascade/_kernels/_interrupt.h"]
+             "fastcascade/_kernels/_interrupt.h", "fastcascade/_kernels/_ziggurat.h"]
 
 
 def kernel(name, extra_args=()):

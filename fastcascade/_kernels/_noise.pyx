@@ -15,7 +15,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport (
-    random_standard_uniform, random_standard_uniform_fill, random_standard_normal_fill,
+    random_standard_uniform, random_standard_uniform_fill,
     random_laplace, random_standard_t)
 
 import os
@@ -65,6 +65,16 @@ cdef extern from "_pcg64.h":
                              double a, double b) noexcept nogil
     int fc_pcg64_select(int level_cap) noexcept nogil
     int fc_pcg64_vector
+
+cdef extern from "_ziggurat.h":
+    void fc_zig_normal_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil
+    int fc_zig_init() noexcept nogil
+    int fc_zig_selfcheck() noexcept nogil
+    int fc_zig_ok
+    uint64_t fc_zig_ki[256]
+    double fc_zig_wi[256]
+
+fc_zig_init()   # numpy's ziggurat tables (a few thousand probe draws, then a 40,000-draw check)
 
 # the vector draws where the CPU has them (the same bits), capped by FASTCASCADE_SIMD
 # ("baseline": none, "avx2+fma" or "avx2": AVX2 at most)
@@ -145,6 +155,57 @@ cdef void uniform_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil:
         random_standard_uniform_fill(bg, n, out)
 
 
+cdef void normal_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil:
+    fc_zig_normal_fill(bg, n, out)
+
+
+def _normal_fill(generator, Py_ssize_t n):
+    """n standard normals from the numpy Generator (PCG64) through the engine's stream (inlined
+    ziggurat, _ziggurat.h): the draws of ``generator.standard_normal(n)``, and the generator
+    left where those leave it. For tests."""
+    cdef Stream st
+    cdef double[::1] out = np.empty(n)
+    cdef bitgen_t* bg = stream_open(&st, generator)
+    try:
+        if n > 0:
+            normal_fill(bg, n, &out[0])
+    finally:
+        stream_close(&st, generator)
+    return np.asarray(out)
+
+
+def _ziggurat_ok():
+    """Whether the inlined ziggurat is in use (its tables, read from numpy at import, passed
+    their check; otherwise every normal is numpy's random_standard_normal_fill)."""
+    return bool(fc_zig_ok)
+
+
+def _ziggurat_tables():
+    """Copies of the tables read from numpy: (ki, wi), uint64 and float64 arrays of 256."""
+    ki = np.array([fc_zig_ki[i] for i in range(256)], dtype=np.uint64)
+    wi = np.array([fc_zig_wi[i] for i in range(256)], dtype=np.float64)
+    return ki, wi
+
+
+def _ziggurat_check(const uint64_t[::1] ki, const double[::1] wi):
+    """Whether the self-check at import passes with the tables (ki, wi) in place of the ones
+    read from numpy (they are put back afterwards). For tests: wrong tables must fail it."""
+    cdef uint64_t saved_ki[256]
+    cdef double saved_wi[256]
+    cdef int i, ok
+    if ki.shape[0] != 256 or wi.shape[0] != 256:
+        raise ValueError(f"ki, wi: 256 entries each expected, got {ki.shape[0]}, {wi.shape[0]}")
+    for i in range(256):
+        saved_ki[i], saved_wi[i] = fc_zig_ki[i], fc_zig_wi[i]
+        fc_zig_ki[i], fc_zig_wi[i] = ki[i], wi[i]
+    try:
+        ok = fc_zig_selfcheck()
+    finally:
+        for i in range(256):
+            fc_zig_ki[i], fc_zig_wi[i] = saved_ki[i], saved_wi[i]
+    return bool(ok)
+
+
 cdef Perturbation perturbation_from_rows(const long long* irow, const double* rrow,
                                          const long long* times) noexcept nogil:
     # irow: op, backward, kind, granularity, timing, t_a, t_b, mode, aux, aux2, magnitude
@@ -210,7 +271,7 @@ cdef bint standard_draws(const Perturbation* pert, bitgen_t* bg, double* out, Py
         return True
     if pert.kind == NOISE_GAUSSIAN:
         # mean + std u, u standard normal
-        random_standard_normal_fill(bg, n, out)
+        normal_fill(bg, n, out)
         a[0] = pert.p[0]
         b[0] = pert.p[1]
         return True
