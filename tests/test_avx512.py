@@ -329,3 +329,28 @@ def test_rank1_sgd_step_and_its_norm_give_the_avx2_bits(m):
         assert abs(got["avx512"][1] - exact) <= 1e-14 * exact
     with pytest.raises(ValueError, match="y: length"):
         _ops.fastmath_outer_axpy_sumsq(1.0, g, np.ones(3), np.ones(3 * m + 1))
+
+
+@pytest.mark.parametrize("B", [1, 2, 7, 64])
+def test_margin_weight_gradient_pair_gives_each_gradients_bits(B):
+    """fc_margin_wgrad2 (the perturbed and clean passes' Margin gradients in one loop, at a
+    recorded full-batch step) gives each gradient the bits of fc_margin_wgrad alone, at every
+    level and width (the widths <= 16 take the unrolled kernels, the 8-lane ones at avx512),
+    and avx512 gives avx2+fma's bits; the values are the sums to rounding."""
+    rng = np.random.default_rng(B)
+    levels = ("avx512", "avx2+fma", "baseline") if HAS_AVX512 else ("avx2+fma", "baseline")
+    for d in range(1, 21):
+        z = rng.normal(size=(B, d))
+        lab = rng.choice([-1.0, 1.0], size=B)
+        g, h = rng.normal(size=B), rng.normal(size=B)
+        got = at_levels(lambda: (_ops.fastmath_margin_wgrad(z, lab, g),
+                                 _ops.fastmath_margin_wgrad(z, lab, h),
+                                 _ops.fastmath_margin_wgrad(z, lab, g, h)), levels)
+        for level, (one_g, one_h, (pair_g, pair_h)) in got.items():
+            assert same_bits(pair_g, one_g) and same_bits(pair_h, one_h), (level, d)
+        if HAS_AVX512:
+            assert same_bits(got["avx512"][0], got["avx2+fma"][0]), d
+        exact = -(lab * g) @ z
+        assert np.allclose(got[levels[0]][0], exact, rtol=1e-12, atol=1e-12 * np.abs(z).sum())
+    with pytest.raises(ValueError, match="h: length"):
+        _ops.fastmath_margin_wgrad(z, lab, g, h[:-1])

@@ -32,7 +32,7 @@ from fastcascade._kernels._types cimport (
     OP_SQUARED_ERROR, OP_SOFTMAX_XENT, OP_FIXED_LINEAR, OP_DIAG_LINEAR, OP_INNER_SQUARE)
 from fastcascade._kernels._ops cimport (
     op_forward, op_forward_with_derivative, op_vjp_set, opdesc_from_row, op_wgrad_deferrable,
-    op_vjp_deferred, op_sgd_step_deferred)
+    op_vjp_deferred, op_sgd_step_deferred, op_wgrad_pairable, op_wgrad_set_pair)
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_sum, fc_sumsq, fc_axpy_exact,
     fc_axpy_exact_sumsq)
@@ -204,6 +204,18 @@ ctypedef struct Config:
     double max_norm
 
 
+ctypedef struct FirstBlockPair:
+    # Speed at a recorded full-batch step: the perturbed pass leaves f_1's weight block of its
+    # gradient sum (backward_pass_sumsq(..., leave_first=True)), and the clean pass of the
+    # record writes it beside its own, in one pass over the data (op_wgrad_set_pair: f_1's
+    # kernel is bound by its latency chains, two gradients fill them); then g = gsum / B.
+    const double* v1             # the perturbed pass's message into f_1's output
+    double* gsum                 # its gradient sum
+    double* g                    # the step's gradient: gsum / B, written by finish_pair
+    Py_ssize_t B
+    double inv_B
+
+
 ctypedef struct Sites:
     # Perturbations sorted by site; site k = i (forward at op i) or N + i (backward at op i).
     Perturbation* perts
@@ -242,6 +254,7 @@ ctypedef struct Recorder:
     const Pass* pert             # the step's perturbed pass
     const double* xin            # the step's samples
     const double* labin
+    const FirstBlockPair* pair   # not NULL: the step's f_1 block is left for this record
     # the outcome: the clean objective was not finite (the run stops at t)
     bint stop
 
@@ -454,25 +467,29 @@ cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* 
 
 cdef void backward_pass(const Net* net, const double* w, Pass* ps, const double* lab,
                         Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
-                        double* scratch, double* gsum, bint last_vjp_done) noexcept nogil:
+                        double* scratch, double* gsum, bint last_vjp_done,
+                        const FirstBlockPair* pair) noexcept nogil:
     # ~v_{i-1} = J1_i(~y_{i-1})^T ~v_i + eps_i;  gsum = sum_s J2_i(~y_{i-1})^T ~v_i  (Eq. 5),
     # from v_N = 1 (set by pass_init). last_vjp_done: v[N - 1] already holds f_N's VJP
-    # (clean_eval_shared computed it with f_N's value; f_N has no weights).
+    # (clean_eval_shared computed it with f_N's value; f_N has no weights). pair (or NULL): f_1's
+    # block of another pass on the same samples, written beside this pass's (FirstBlockPair).
     backward_pass_sumsq(net, w, ps, lab, ldl, sites, t, bg, scratch, gsum, NULL, False,
-                        last_vjp_done)
+                        last_vjp_done, False, pair)
 
 
 cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const double* lab,
                               Py_ssize_t ldl, const Sites* sites, long long t, bitgen_t* bg,
                               double* scratch, double* gsum, double* gsumsq,
-                              bint defer, bint last_vjp_done) noexcept nogil:
+                              bint defer, bint last_vjp_done, bint leave_first,
+                              const FirstBlockPair* pair) noexcept nogil:
     # backward_pass; also, when gsumsq is not NULL, gsumsq[0] = sum_j gsum_j^2 (the operators'
     # blocks summed in the order N..1, each computed by its kernel while it writes the block).
     # The operators' weight blocks tile gsum (net_init checks it), so each operator writes its
     # own block (op_vjp_set) and gsum needs no zeroing pass first.
     # defer (with gsumsq): the blocks of deferrable operators (op_wgrad_deferrable) are left
     # unwritten, for sgd_step(..., deferred=True) or write_deferred_blocks.
-    # last_vjp_done: as in backward_pass.
+    # last_vjp_done, pair: as in backward_pass. leave_first: f_1's block is left unwritten, for
+    # a pass with pair (f_1 sends no message back: nothing else is left; without gsumsq).
     cdef Py_ssize_t i, k, j, B = ps.B, N = net.N
     cdef bint struck
     cdef const OpDesc* op
@@ -483,6 +500,12 @@ cdef void backward_pass_sumsq(const Net* net, const double* w, Pass* ps, const d
         op = &net.ops[i - 1]
         if i == N and last_vjp_done:
             block_sumsq = 0.0
+        elif i == 1 and leave_first:
+            continue
+        elif i == 1 and pair != NULL:
+            op_wgrad_set_pair(op, w + op.w_off, net.params + op.p_off, ps.y[0], ps.a[1], lab,
+                              ldl, B, ps.v[1], gsum + op.w_off, pair.v1, pair.gsum + op.w_off)
+            continue
         elif defer and op_wgrad_deferrable(op, B):
             op_vjp_deferred(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.v[i],
                             ps.v[i - 1] if i >= 2 else NULL, &block_sumsq)
@@ -573,7 +596,7 @@ cdef double clean_data_eval(const Net* net, const double* w, Pass* ps, const dou
                             const double* Y, Py_ssize_t ldl, double* grad) noexcept nogil:
     # The clean mean loss (1/B) sum_s F(x_s; w) on the pass's samples; its gradient into grad.
     # (clean_eval_shared with nothing to share: the same kernels, so the same bits.)
-    return clean_eval_shared(net, 0, w, ps, NULL, X, Y, ldl, grad)
+    return clean_eval_shared(net, 0, w, ps, NULL, X, Y, ldl, grad, NULL)
 
 
 cdef inline double norm2(const double* x, Py_ssize_t n) noexcept nogil:
@@ -609,14 +632,15 @@ cdef inline bint vjp_ignores_output(int code) noexcept nogil:
 
 cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w, Pass* clean,
                               const Pass* pert, const double* x, const double* lab,
-                              Py_ssize_t ldl, double* grad) noexcept nogil:
+                              Py_ssize_t ldl, double* grad,
+                              const FirstBlockPair* pair) noexcept nogil:
     # The clean mean loss on the samples x and its gradient (into grad). With pert, the perturbed
     # pass on the same samples, its forward outputs a[i] are reused (i <= n_fwd, the operators
     # it ran) for every operator whose input was not perturbed
     # (pert.y[k] == pert.a[k] for all 1 <= k < i): they are the clean outputs, computed by the
     # same kernel on the same input, so the results are bit-identical to a fresh clean pass.
     # Returns the batch-mean loss; grad = its gradient. Afterwards clean.y[i] points at the
-    # clean values (possibly pert.a[i]) until the next pass.
+    # clean values (possibly pert.a[i]) until the next pass. pair: as in backward_pass.
     cdef Py_ssize_t i, j, B = clean.B, N = net.N, shared = 0
     cdef const OpDesc* op
     cdef double obj = 0.0
@@ -642,7 +666,7 @@ cdef double clean_eval_shared(const Net* net, Py_ssize_t n_fwd, const double* w,
                        ldl, B)
         clean.y[i] = clean.a[i]
     obj = fc_sum(clean.a[N], B)
-    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad, last_vjp_done)
+    backward_pass(net, w, clean, lab, ldl, NULL, 0, NULL, NULL, grad, last_vjp_done, pair)
     for i in range(1, shared + 1):
         clean.a[i] = saved_a[i - 1]
     for j in range(net.n_w):
@@ -683,6 +707,23 @@ cdef inline double dist2(const double* x, const double* y, Py_ssize_t n) noexcep
     return acc
 
 
+cdef inline void batch_mean(double* g, const double* gsum, Py_ssize_t n, Py_ssize_t B,
+                            double inv_B) noexcept nogil:
+    # g = gsum / B; inv_B > 0 when B is a power of 2: times 1/B is then exactly the quotient
+    cdef Py_ssize_t j
+    if inv_B > 0.0:
+        for j in range(n):
+            g[j] = gsum[j] * inv_B
+    else:
+        for j in range(n):
+            g[j] = gsum[j] / B
+
+
+cdef inline void finish_pair(const FirstBlockPair* pair, Py_ssize_t n_w) noexcept nogil:
+    # the step's gradient, once the clean pass has written the perturbed pass's f_1 block
+    batch_mean(pair.g, pair.gsum, n_w, pair.B, pair.inv_B)
+
+
 cdef void record_step(Recorder* r) noexcept nogil:
     # The histories' entries at r.rec: the clean objective and gradient norm at w_t, the step
     # size, the gradient error, and (optionally) the error profile and the weights.
@@ -692,7 +733,10 @@ cdef void record_step(Recorder* r) noexcept nogil:
     cdef Pass* clean = r.full if r.full_batch else r.cleanb
     cdef double obj
     if r.full_batch:
-        obj = clean_eval_shared(net, r.n_fwd, r.w, r.full, r.pert, r.X, r.Y, r.ldl, r.fullgrad)
+        obj = clean_eval_shared(net, r.n_fwd, r.w, r.full, r.pert, r.X, r.Y, r.ldl, r.fullgrad,
+                                r.pair)
+        if r.pair != NULL:
+            finish_pair(r.pair, n_w)
         # the clean gradient on the step's samples is the full-data one
         memcpy(r.ubar, r.fullgrad, n_w * sizeof(double))
     else:
@@ -703,7 +747,8 @@ cdef void record_step(Recorder* r) noexcept nogil:
     r.h_grad_norm[rec] = safe_norm(r.fullgrad, n_w)
     r.h_step_size[rec] = r.lr
     if not r.full_batch:
-        clean_eval_shared(net, r.n_fwd, r.w, r.cleanb, r.pert, r.xin, r.labin, r.ldl, r.ubar)
+        clean_eval_shared(net, r.n_fwd, r.w, r.cleanb, r.pert, r.xin, r.labin, r.ldl, r.ubar,
+                          NULL)
     r.h_grad_error[rec] = dist2(r.g, r.ubar, n_w)
     if cfg.record_profile:
         # column i - 1 is site i as Perturbation.op counts it: forward at f_i's output y_i,
@@ -851,7 +896,8 @@ cdef class RunState:
     cdef const long long[:, ::1] op_table
     cdef const double* Yp
     cdef Py_ssize_t M, d0, ldl, B, n_w, pos
-    cdef bint full_batch, fused_gnorm, fused_wnorm, defer
+    cdef bint full_batch, fused_gnorm, fused_wnorm, defer, can_pair, pairing
+    cdef FirstBlockPair pair
     cdef double inv_B, gsumsq, wsumsq
     cdef double* vecs
     cdef char* rec_block
@@ -937,6 +983,7 @@ cdef class RunState:
         self._speedups()
         self._recorder()
         self._start_helper()
+        self._pairing()
 
     cdef int _allocate(self) except -1:
         # one allocation for the vectors, none in the loop
@@ -1052,6 +1099,17 @@ cdef class RunState:
         self.helper = fc_worker_start(record_job, self.rc)
         self.concurrent = self.helper != NULL   # no thread to be had: record serially
         return 0
+
+    cdef void _pairing(self) noexcept:
+        # FirstBlockPair at the recorded steps of a full-batch run that records on its own
+        # thread, where f_1 has weights and a paired kernel
+        cdef const OpDesc* first = &self.net.ops[0]
+        self.can_pair = self.full_batch and self.B > 1 and not self.concurrent \
+            and first.n_w > 0 and op_wgrad_pairable(first)
+        self.pairing = False
+        self.pair.v1 = NULL
+        self.pair.gsum, self.pair.g = self.gsum, self.g
+        self.pair.B, self.pair.inv_B = self.B, self.inv_B
 
     cdef int _inline_recorder(self) except -1:
         # a second recorder with its own clean passes and vectors: while the helper is busy with
@@ -1260,17 +1318,18 @@ cdef class RunState:
                      self.bg[1], self.scratch)
         self.defer = self.fused_gnorm and self.fused_wnorm and not self.cfg.clip_norm > 0.0 \
             and t % self.cfg.record_every != 0
+        # a full-batch step recorded here: f_1's block is left for the record (FirstBlockPair)
+        self.pairing = self.can_pair and t % self.cfg.record_every == 0
         backward_pass_sumsq(&self.net, wp, self.ps, self.labin, self.ldl, &self.sites, t,
                             self.bg[2], self.scratch, self.gsum,
-                            &self.gsumsq if self.fused_gnorm else NULL, self.defer, False)
+                            &self.gsumsq if self.fused_gnorm else NULL, self.defer, False,
+                            self.pairing, NULL)
         if self.B == 1:
             self.g = self.gsum                   # the mean of one sample: no copy
-        elif self.inv_B > 0.0:
-            for j in range(n_w):
-                self.g[j] = self.gsum[j] * self.inv_B   # B a power of 2: exactly gsum / B
+        elif self.pairing:
+            self.pair.v1 = self.ps.v[1]          # g: finish_pair, in the record
         else:
-            for j in range(n_w):
-                self.g[j] = self.gsum[j] / self.B
+            batch_mean(self.g, self.gsum, n_w, self.B, self.inv_B)
 
     cdef inline bint _record(self, long long t, double lr) noexcept nogil:
         # The histories at w_t: made here, or posted to the helper thread when it is free.
@@ -1316,6 +1375,7 @@ cdef class RunState:
         rc.t, rc.rec, rc.lr = t, t // self.cfg.record_every - self.rec_base, lr
         rc.w, rc.g, rc.pert = w, g, self.ps
         rc.xin, rc.labin = xin, labin
+        rc.pair = &self.pair if self.pairing else NULL
 
     cdef inline void _post_record(self, long long t, double lr) noexcept nogil:
         # snapshot what the record reads, hand it to the helper, go on with the other pass
@@ -1595,10 +1655,10 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
         with nogil:
             forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch)
             backward_pass(&net, wp, &pert, lab, ldl, &sites, t, bg_bwd, scratch,
-                          &g_perturbed[0] if net.n_w > 0 else NULL, False)
+                          &g_perturbed[0] if net.n_w > 0 else NULL, False, NULL)
             forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL)
             backward_pass(&net, wp, &clean, lab, ldl, NULL, 0, NULL, NULL,
-                          &g_clean[0] if net.n_w > 0 else NULL, False)
+                          &g_clean[0] if net.n_w > 0 else NULL, False, NULL)
             for j in range(net.n_w):
                 g_perturbed[j] = g_perturbed[j] / B
                 g_clean[j] = g_clean[j] / B

@@ -170,6 +170,8 @@ typedef struct {
                            ptrdiff_t, double*);
     void (*margin_wgrad)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
                          const double*, double*);
+    void (*margin_wgrad2)(const double*, ptrdiff_t, ptrdiff_t, const double*, ptrdiff_t,
+                          const double*, double*, const double*, double*);
     void (*matvec)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*matvec_t)(const double*, ptrdiff_t, ptrdiff_t, const double*, double*);
     void (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
@@ -229,6 +231,12 @@ static void fc_margin_forward_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, 
 static void fc_margin_wgrad_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
                                    ptrdiff_t ldl, const double* g, double* y) {
     for (ptrdiff_t s = 0; s < B; s++) fc_axpy_scalar(-lab[s * ldl] * g[s], z + s * d, y, d);
+}
+static void fc_margin_wgrad2_scalar(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
+                                    ptrdiff_t ldl, const double* g, double* y, const double* h,
+                                    double* y2) {
+    fc_margin_wgrad_scalar(z, B, d, lab, ldl, g, y);
+    fc_margin_wgrad_scalar(z, B, d, lab, ldl, h, y2);
 }
 static double fc_axpy_sumsq_scalar(double a, const double* x, double* y, ptrdiff_t n) {
     fc_axpy_scalar(a, x, y, n);
@@ -298,6 +306,7 @@ static inline int fc_cpu_has_avx512(void) {
         fc_fm.axpy_exact_sumsq = fc_axpy_exact_sumsq_##V;                                    \
         fc_fm.margin_forward = fc_margin_forward_##V;                                        \
         fc_fm.margin_wgrad = fc_margin_wgrad_##V;                                            \
+        fc_fm.margin_wgrad2 = fc_margin_wgrad2_##V;                                          \
         fc_fm.matvec = fc_matvec_##V;                                                        \
         fc_fm.matvec_t = fc_matvec_t_##V;                                                    \
         fc_fm.outer = fc_outer_##V;                                                          \
@@ -318,6 +327,8 @@ static int fc_fastmath_select(int level_cap) {
         FC_FILL_TABLE(avx512);
         fc_fm.matvec = fc_matvec_w8;
         fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_w8;
+        fc_fm.margin_wgrad = fc_margin_wgrad_w8;
+        fc_fm.margin_wgrad2 = fc_margin_wgrad2_w8;
         fc_fm.level = 3;
         return 3;
     }
@@ -348,6 +359,7 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.axpy_exact_sumsq = fc_axpy_sumsq_scalar;
     fc_fm.margin_forward = fc_margin_forward_scalar;
     fc_fm.margin_wgrad = fc_margin_wgrad_scalar;
+    fc_fm.margin_wgrad2 = fc_margin_wgrad2_scalar;
     fc_fm.matvec = fc_matvec_scalar;
     fc_fm.matvec_t = fc_matvec_t_scalar;
     fc_fm.outer = fc_outer_scalar;
@@ -402,6 +414,12 @@ static inline void fc_margin_forward(const double* z, ptrdiff_t B, ptrdiff_t d, 
 static inline void fc_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
                                    ptrdiff_t ldl, const double* g, double* y) {
     fc_fm.margin_wgrad(z, B, d, lab, ldl, g, y);
+}
+/* fc_margin_wgrad(z, B, d, lab, ldl, g, y) and (..., h, y2) in one pass over z, the same bits */
+static inline void fc_margin_wgrad2(const double* z, ptrdiff_t B, ptrdiff_t d, const double* lab,
+                                    ptrdiff_t ldl, const double* g, double* y, const double* h,
+                                    double* y2) {
+    fc_fm.margin_wgrad2(z, B, d, lab, ldl, g, y, h, y2);
 }
 /* Linear's products, W row-major m x d: out = W z (m entries, each in fc_dot's order),
  * out = W^T g (d entries, each summed over o in order), y = g z^T (m x d; y += g z^T when

@@ -29,6 +29,10 @@ cdef extern from "_fastmath.h" nogil:
     # y += sum_s (-lab[s ldl] g[s]) z_s  (Margin's weight gradient)
     void fc_margin_wgrad(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
                          Py_ssize_t ldl, const double* g, double* y) noexcept
+    # the same for g -> y and h -> y2 in one pass over z (the same bits as two calls)
+    void fc_margin_wgrad2(const double* z, Py_ssize_t B, Py_ssize_t d, const double* lab,
+                          Py_ssize_t ldl, const double* g, double* y, const double* h,
+                          double* y2) noexcept
     # Linear's products, W row-major m x d: out = W z (each entry in fc_dot's order);
     # out = W^T g (each entry summed over the rows in order); y = g z^T (y += g z^T if accumulate)
     void fc_matvec(const double* W, Py_ssize_t m, Py_ssize_t d, const double* z,

@@ -1,5 +1,6 @@
-/* 8-lane AVX-512 versions of two per-sample Linear kernels (included by _fastmath.h): the
- * AVX-512 variant's table uses them in place of its 4-lane fc_matvec and fc_outer_axpy_sumsq.
+/* 8-lane AVX-512 versions of two per-sample Linear kernels and of Margin's weight gradient
+ * (included by _fastmath.h): the AVX-512 variant's table uses them in place of its 4-lane
+ * fc_matvec, fc_outer_axpy_sumsq and fc_margin_wgrad(2).
  * Not a standalone header.
  *
  * Same bits as the 4-lane kernels of _fastmath_impl.h: their two (fc_matvec) or eight
@@ -116,6 +117,82 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
     /* (S0 + S1) + (S2 + S3) = ((a0 + a2) + (a4 + a6)) | ((a1 + a3) + (a5 + a7)), then hsum4 of
      * its halves' sum */
     return fc_w8_hsum_halves(_mm512_add_pd(_mm512_add_pd(S0, S1), _mm512_add_pd(S2, S3))) + tail;
+}
+
+/* fc_margin_wgrad(2) of _fastmath_impl.h for d <= 16: its 4-lane accumulators A0 | A1 are the
+ * halves of V[0], A2 | A3 of V[1] (lanes past the d / 4 full blocks masked off), and its scalars
+ * T0..T2 the lanes of the 4-lane T; each lane gets the same FMAs in the same order. One set per
+ * row parity and gradient, as there. */
+typedef struct { __m512d v0, v1; __m256d t; } fc_w8_wgrad_acc;
+
+FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double cs,
+                                  __mmask8 m0, __mmask8 m1, __mmask8 mt, ptrdiff_t nvec) {
+    __m512d c = _mm512_set1_pd(cs);
+    a->v0 = _mm512_mask3_fmadd_pd(c, _mm512_maskz_loadu_pd(m0, zs), a->v0, m0);
+    if (m1)
+        a->v1 = _mm512_mask3_fmadd_pd(c, _mm512_maskz_loadu_pd(m1, zs + 8), a->v1, m1);
+    if (mt)
+        a->t = _mm256_mask3_fmadd_pd(_mm512_castpd512_pd256(c),
+                                     _mm256_maskz_loadu_pd(mt, zs + nvec), a->t, mt);
+}
+
+FC_W8_INLINE void fc_w8_wgrad_add(double* y, const fc_w8_wgrad_acc* a, const fc_w8_wgrad_acc* b,
+                                  ptrdiff_t d, ptrdiff_t nvec) {
+    double acc[20];
+    _mm512_storeu_pd(acc, _mm512_add_pd(a->v0, b->v0));
+    _mm512_storeu_pd(acc + 8, _mm512_add_pd(a->v1, b->v1));
+    _mm256_storeu_pd(acc + 16, _mm256_add_pd(a->t, b->t));
+    for (ptrdiff_t j = 0; j < nvec; j++)
+        y[j] = y[j] + acc[j];
+    for (ptrdiff_t j = nvec; j < d; j++)
+        y[j] = y[j] + acc[16 + j - nvec];
+}
+
+/* the rows of both gradients (PAIR) or of g alone, d <= 16 */
+FC_W8_INLINE void fc_w8_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                     const double* lab, ptrdiff_t ldl, const double* g,
+                                     double* y, const double* h, double* y2, const int PAIR) {
+    ptrdiff_t nvec = 4 * (d / 4), s;
+    __mmask8 m0 = (__mmask8)((1u << (nvec < 8 ? nvec : 8)) - 1u);
+    __mmask8 m1 = (__mmask8)((1u << (nvec > 8 ? nvec - 8 : 0)) - 1u);
+    __mmask8 mt = (__mmask8)((1u << (d - nvec)) - 1u);
+    fc_w8_wgrad_acc a = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd()};
+    fc_w8_wgrad_acc b = a, c = a, e = a;
+    for (s = 0; s + 2 <= B; s += 2) {
+        const double* zs = z + s * d;
+        fc_w8_wgrad_row(&a, zs, -lab[s * ldl] * g[s], m0, m1, mt, nvec);
+        fc_w8_wgrad_row(&b, zs + d, -lab[(s + 1) * ldl] * g[s + 1], m0, m1, mt, nvec);
+        if (PAIR) {
+            fc_w8_wgrad_row(&c, zs, -lab[s * ldl] * h[s], m0, m1, mt, nvec);
+            fc_w8_wgrad_row(&e, zs + d, -lab[(s + 1) * ldl] * h[s + 1], m0, m1, mt, nvec);
+        }
+    }
+    if (s < B) {
+        fc_w8_wgrad_row(&a, z + s * d, -lab[s * ldl] * g[s], m0, m1, mt, nvec);
+        if (PAIR)
+            fc_w8_wgrad_row(&c, z + s * d, -lab[s * ldl] * h[s], m0, m1, mt, nvec);
+    }
+    fc_w8_wgrad_add(y, &a, &b, d, nvec);
+    if (PAIR)
+        fc_w8_wgrad_add(y2, &c, &e, d, nvec);
+}
+
+static FC_W8_ATTR void fc_margin_wgrad_w8(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                          const double* lab, ptrdiff_t ldl, const double* g,
+                                          double* y) {
+    if (d > 16 || d < 1)
+        fc_margin_wgrad_avx512(z, B, d, lab, ldl, g, y);
+    else
+        fc_w8_margin_wgrad(z, B, d, lab, ldl, g, y, NULL, NULL, 0);
+}
+
+static FC_W8_ATTR void fc_margin_wgrad2_w8(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                           const double* lab, ptrdiff_t ldl, const double* g,
+                                           double* y, const double* h, double* y2) {
+    if (d > 16 || d < 1)
+        fc_margin_wgrad2_avx512(z, B, d, lab, ldl, g, y, h, y2);
+    else
+        fc_w8_margin_wgrad(z, B, d, lab, ldl, g, y, h, y2, 1);
 }
 
 #undef FC_W8_LOW_HALF

@@ -37,4 +37,13 @@ cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, co
 cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
                                  double a) noexcept nogil
 
+# Two weight gradients of op at the same input z and labels (no g_in): op_vjp_set(op, ..., g1,
+# ..., NULL, g_w1, NULL) and the same with g2 -> g_w2, the same bits; op_wgrad_pairable(op): one
+# pass over z does both (else two calls).
+cdef bint op_wgrad_pairable(const OpDesc* op) noexcept nogil
+cdef void op_wgrad_set_pair(const OpDesc* op, const double* w, const double* p, const double* z,
+                            const double* out, const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                            const double* g1, double* g_w1, const double* g2,
+                            double* g_w2) noexcept nogil
+
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil

@@ -23,6 +23,10 @@ def fastmath_sigmoid_mul(x: npt.NDArray[np.float64],
 def fastmath_outer_axpy_sumsq(a: float, g: npt.NDArray[np.float64],
                               z: npt.NDArray[np.float64],
                               y: npt.NDArray[np.float64]) -> float: ...
+def fastmath_margin_wgrad(
+    z: npt.NDArray[np.float64], lab: npt.NDArray[np.float64], g: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64] | None = None,
+) -> Any: ...
 def fastmath_reduce(name: str, x: npt.NDArray[np.float64],
                     y: npt.NDArray[np.float64]) -> float: ...
 def forward(row: npt.NDArray[np.int64], w: npt.NDArray[np.float64], p: npt.NDArray[np.float64],

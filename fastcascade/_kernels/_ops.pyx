@@ -30,8 +30,8 @@ cnp.import_array()
 from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
     fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot,
-    fc_margin_forward, fc_margin_wgrad, fc_matvec, fc_matvec_t, fc_outer, fc_outer_axpy_sumsq,
-    fc_axpy_exact_sumsq)
+    fc_margin_forward, fc_margin_wgrad, fc_margin_wgrad2, fc_matvec, fc_matvec_t, fc_outer,
+    fc_outer_axpy_sumsq, fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -184,6 +184,29 @@ def fastmath_outer_axpy_sumsq(double a, const double[::1] g, const double[::1] z
     if m == 0 or d == 0:
         return 0.0
     return fc_outer_axpy_sumsq(a, &g[0], m, &z[0], d, &y[0])
+
+
+def fastmath_margin_wgrad(const double[:, ::1] z, const double[::1] lab, const double[::1] g,
+                          h=None):
+    """Margin's weight gradient sum_s -lab_s g_s z_s (a B x d matrix z; ldl 1), from the kernel
+    fc_margin_wgrad, or with h (another B-vector) the pair (for g, for h) from fc_margin_wgrad2
+    (for tests)."""
+    cdef Py_ssize_t B = z.shape[0], d = z.shape[1]
+    cdef const double[::1] hv
+    if lab.shape[0] != B or g.shape[0] != B:
+        raise ValueError(f"lab, g: lengths {lab.shape[0]}, {g.shape[0]}, expected z's rows, {B}")
+    y, y2 = np.zeros(d), np.zeros(d)
+    cdef double[::1] yv = y, y2v = y2
+    if B == 0 or d == 0:
+        return y if h is None else (y, y2)
+    if h is None:
+        fc_margin_wgrad(&z[0, 0], B, d, &lab[0], 1, &g[0], &yv[0])
+        return y
+    hv = np.ascontiguousarray(h, dtype=np.float64)
+    if hv.shape[0] != B:
+        raise ValueError(f"h: length {hv.shape[0]}, expected z's rows, {B}")
+    fc_margin_wgrad2(&z[0, 0], B, d, &lab[0], 1, &g[0], &yv[0], &hv[0], &y2v[0])
+    return y, y2
 
 
 def fastmath_reduce(str name, const double[::1] x, const double[::1] y):
@@ -457,6 +480,25 @@ cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, c
     if op.flag:
         sq = sq + fc_axpy_exact_sumsq(a, g, w + dout * din, dout)
     return sq
+
+
+cdef bint op_wgrad_pairable(const OpDesc* op) noexcept nogil:
+    return op.code == OP_MARGIN
+
+
+cdef void op_wgrad_set_pair(const OpDesc* op, const double* w, const double* p, const double* z,
+                            const double* out, const double* lab, Py_ssize_t ldl, Py_ssize_t B,
+                            const double* g1, double* g_w1, const double* g2,
+                            double* g_w2) noexcept nogil:
+    # Margin: fc_margin_wgrad's accumulator chains bound it (latency); two gradients in one loop
+    # keep twice as many in flight
+    if op.code == OP_MARGIN:
+        memset(g_w1, 0, op.n_w * sizeof(double))
+        memset(g_w2, 0, op.n_w * sizeof(double))
+        fc_margin_wgrad2(z, B, op.d_in, lab, ldl, g1, g_w1, g2, g_w2)
+        return
+    op_vjp_set(op, w, p, z, out, g1, lab, ldl, B, NULL, g_w1, NULL)
+    op_vjp_set(op, w, p, z, out, g2, lab, ldl, B, NULL, g_w2, NULL)
 
 
 cdef OpDesc opdesc_from_row(const long long* row) noexcept nogil:
