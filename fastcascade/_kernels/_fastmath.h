@@ -326,6 +326,7 @@ static int fc_fastmath_select(int level_cap) {
     if (level == 3) {
         FC_FILL_TABLE(avx512);
         fc_fm.matvec = fc_matvec_w8;
+        fc_fm.matvec_t = fc_matvec_t_w8;
         fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_w8;
         fc_fm.margin_wgrad = fc_margin_wgrad_w8;
         fc_fm.margin_wgrad2 = fc_margin_wgrad2_w8;

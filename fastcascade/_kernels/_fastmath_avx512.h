@@ -1,6 +1,6 @@
 /* 8-lane AVX-512 versions of two per-sample Linear kernels and of Margin's weight gradient
  * (included by _fastmath.h): the AVX-512 variant's table uses them in place of its 4-lane
- * fc_matvec, fc_outer_axpy_sumsq and fc_margin_wgrad(2).
+ * fc_matvec, fc_matvec_t, fc_outer_axpy_sumsq and fc_margin_wgrad(2).
  * Not a standalone header.
  *
  * Same bits as the 4-lane kernels of _fastmath_impl.h: their two (fc_matvec) or eight
@@ -63,6 +63,56 @@ static FC_W8_ATTR void fc_matvec_w8(const double* W, ptrdiff_t m, ptrdiff_t d, c
         fc_w8_matvec_rows(W + o * d, d, z, out + o, 1);
 }
 
+/* fc_matvec_t of _fastmath_impl.h: each column's sum is one FMA chain over the rows in order,
+ * whatever the blocking, so V <= 16 8-lane accumulators take up to 128 columns a sweep (the
+ * 4-lane code's 32): at widths up to 128 one sweep over W, row after row, which the hardware
+ * prefetcher follows. */
+FC_W8_INLINE void fc_w8_matvec_t_cols(const double* W, ptrdiff_t m, ptrdiff_t d, const double* g,
+                                      double* out, const int V, __mmask8 last) {
+    __m512d a[16];
+    ptrdiff_t o;
+    int k;
+    for (k = 0; k < V; k++)
+        a[k] = _mm512_setzero_pd();
+    for (o = 0; o < m; o++) {
+        __m512d go = _mm512_set1_pd(g[o]);
+        const double* Wo = W + o * d;
+        for (k = 0; k < V - 1; k++)
+            a[k] = _mm512_fmadd_pd(go, _mm512_loadu_pd(Wo + 8 * k), a[k]);
+        if (last == 0xFF)
+            a[V - 1] = _mm512_fmadd_pd(go, _mm512_loadu_pd(Wo + 8 * (V - 1)), a[V - 1]);
+        else
+            a[V - 1] = _mm512_fmadd_pd(go, _mm512_maskz_loadu_pd(last, Wo + 8 * (V - 1)),
+                                       a[V - 1]);
+    }
+    for (k = 0; k < V - 1; k++)
+        _mm512_storeu_pd(out + 8 * k, a[k]);
+    _mm512_mask_storeu_pd(out + 8 * (V - 1), last, a[V - 1]);
+}
+
+static FC_W8_ATTR void fc_matvec_t_w8(const double* W, ptrdiff_t m, ptrdiff_t d, const double* g,
+                                      double* out) {
+    ptrdiff_t j = 0;
+    for (; j + 128 <= d; j += 128)
+        fc_w8_matvec_t_cols(W + j, m, d, g, out + j, 16, 0xFF);
+    if (j < d) {
+        ptrdiff_t rest = d - j;                    /* 1 .. 127 columns: V vectors, the last */
+        int V = (int)((rest + 7) / 8);             /* of them masked to what is left */
+        __mmask8 last = (__mmask8)((1u << (rest - 8 * (V - 1))) - 1u);
+        switch (V) {   /* (constant V: the accumulators stay in registers) */
+#define FC_W8_MATVEC_T_CASE(K) \
+            case K: fc_w8_matvec_t_cols(W + j, m, d, g, out + j, K, last); break;
+            FC_W8_MATVEC_T_CASE(1) FC_W8_MATVEC_T_CASE(2) FC_W8_MATVEC_T_CASE(3)
+            FC_W8_MATVEC_T_CASE(4) FC_W8_MATVEC_T_CASE(5) FC_W8_MATVEC_T_CASE(6)
+            FC_W8_MATVEC_T_CASE(7) FC_W8_MATVEC_T_CASE(8) FC_W8_MATVEC_T_CASE(9)
+            FC_W8_MATVEC_T_CASE(10) FC_W8_MATVEC_T_CASE(11) FC_W8_MATVEC_T_CASE(12)
+            FC_W8_MATVEC_T_CASE(13) FC_W8_MATVEC_T_CASE(14) FC_W8_MATVEC_T_CASE(15)
+            default: fc_w8_matvec_t_cols(W + j, m, d, g, out + j, 16, last); break;
+#undef FC_W8_MATVEC_T_CASE
+        }
+    }
+}
+
 /* fc_outer_axpy_sumsq of _fastmath_impl.h: S[p] holds its accumulators a_2p | a_2p+1 */
 static FC_W8_ATTR __attribute__((optimize("fp-contract=off")))
 double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const double* z,
@@ -120,61 +170,93 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
 }
 
 /* fc_margin_wgrad(2) of _fastmath_impl.h for d <= 16: its 4-lane accumulators A0 | A1 are the
- * halves of V[0], A2 | A3 of V[1] (lanes past the d / 4 full blocks masked off), and its scalars
- * T0..T2 the lanes of the 4-lane T; each lane gets the same FMAs in the same order. One set per
- * row parity and gradient, as there. */
-typedef struct { __m512d v0, v1; __m256d t; } fc_w8_wgrad_acc;
+ * halves of v0, A2 | A3 of v1 (or A0 alone h0, A2 alone h1, when d / 4 is odd), and its scalars
+ * T0, T1 the lanes of t01, T2 the scalar t2; each lane gets the same FMAs in the same order. One
+ * set per row parity and gradient, as there. Every load is as wide as its data (masked loads
+ * cost this loop a third more on the AMD EPYC measured). */
+typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_acc;
 
 FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double cs,
-                                  __mmask8 m0, __mmask8 m1, __mmask8 mt, ptrdiff_t nvec) {
+                                  ptrdiff_t nvec, ptrdiff_t rem) {
     __m512d c = _mm512_set1_pd(cs);
-    a->v0 = _mm512_mask3_fmadd_pd(c, _mm512_maskz_loadu_pd(m0, zs), a->v0, m0);
-    if (m1)
-        a->v1 = _mm512_mask3_fmadd_pd(c, _mm512_maskz_loadu_pd(m1, zs + 8), a->v1, m1);
-    if (mt)
-        a->t = _mm256_mask3_fmadd_pd(_mm512_castpd512_pd256(c),
-                                     _mm256_maskz_loadu_pd(mt, zs + nvec), a->t, mt);
+    const double* zt = zs + nvec;
+    if (nvec >= 8)
+        a->v0 = _mm512_fmadd_pd(c, _mm512_loadu_pd(zs), a->v0);
+    else if (nvec == 4)
+        a->h0 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), _mm256_loadu_pd(zs), a->h0);
+    if (nvec == 16)
+        a->v1 = _mm512_fmadd_pd(c, _mm512_loadu_pd(zs + 8), a->v1);
+    else if (nvec == 12)
+        a->h1 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), _mm256_loadu_pd(zs + 8), a->h1);
+    if (rem >= 2)
+        a->t01 = _mm_fmadd_pd(_mm512_castpd512_pd128(c), _mm_loadu_pd(zt), a->t01);
+    else if (rem == 1)
+        a->t01 = _mm_fmadd_sd(_mm512_castpd512_pd128(c), _mm_load_sd(zt), a->t01);
+    if (rem == 3)
+        a->t2 = __builtin_fma(cs, zt[2], a->t2);
 }
 
 FC_W8_INLINE void fc_w8_wgrad_add(double* y, const fc_w8_wgrad_acc* a, const fc_w8_wgrad_acc* b,
                                   ptrdiff_t d, ptrdiff_t nvec) {
     double acc[20];
-    _mm512_storeu_pd(acc, _mm512_add_pd(a->v0, b->v0));
-    _mm512_storeu_pd(acc + 8, _mm512_add_pd(a->v1, b->v1));
-    _mm256_storeu_pd(acc + 16, _mm256_add_pd(a->t, b->t));
-    for (ptrdiff_t j = 0; j < nvec; j++)
+    if (nvec >= 8)
+        _mm512_storeu_pd(acc, _mm512_add_pd(a->v0, b->v0));
+    else
+        _mm256_storeu_pd(acc, _mm256_add_pd(a->h0, b->h0));
+    if (nvec == 16)
+        _mm512_storeu_pd(acc + 8, _mm512_add_pd(a->v1, b->v1));
+    else
+        _mm256_storeu_pd(acc + 8, _mm256_add_pd(a->h1, b->h1));
+    _mm_storeu_pd(acc + nvec, _mm_add_pd(a->t01, b->t01));
+    acc[nvec + 2] = a->t2 + b->t2;
+    for (ptrdiff_t j = 0; j < d; j++)
         y[j] = y[j] + acc[j];
-    for (ptrdiff_t j = nvec; j < d; j++)
-        y[j] = y[j] + acc[16 + j - nvec];
 }
 
-/* the rows of both gradients (PAIR) or of g alone, d <= 16 */
-FC_W8_INLINE void fc_w8_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d,
-                                     const double* lab, ptrdiff_t ldl, const double* g,
-                                     double* y, const double* h, double* y2, const int PAIR) {
-    ptrdiff_t nvec = 4 * (d / 4), s;
-    __mmask8 m0 = (__mmask8)((1u << (nvec < 8 ? nvec : 8)) - 1u);
-    __mmask8 m1 = (__mmask8)((1u << (nvec > 8 ? nvec - 8 : 0)) - 1u);
-    __mmask8 mt = (__mmask8)((1u << (d - nvec)) - 1u);
-    fc_w8_wgrad_acc a = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd()};
+/* the rows of both gradients (PAIR) or of g alone, d = nvec + rem <= 16 (constants where it is
+ * inlined: the row's branches fold) */
+FC_W8_INLINE void fc_w8_margin_wgrad_rows(const double* z, ptrdiff_t B, const double* lab,
+                                          ptrdiff_t ldl, const double* g, double* y,
+                                          const double* h, double* y2, const int PAIR,
+                                          const ptrdiff_t nvec, const ptrdiff_t rem) {
+    const ptrdiff_t d = nvec + rem;
+    ptrdiff_t s;
+    fc_w8_wgrad_acc a = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
+                         _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
     fc_w8_wgrad_acc b = a, c = a, e = a;
     for (s = 0; s + 2 <= B; s += 2) {
         const double* zs = z + s * d;
-        fc_w8_wgrad_row(&a, zs, -lab[s * ldl] * g[s], m0, m1, mt, nvec);
-        fc_w8_wgrad_row(&b, zs + d, -lab[(s + 1) * ldl] * g[s + 1], m0, m1, mt, nvec);
+        fc_w8_wgrad_row(&a, zs, -lab[s * ldl] * g[s], nvec, rem);
+        fc_w8_wgrad_row(&b, zs + d, -lab[(s + 1) * ldl] * g[s + 1], nvec, rem);
         if (PAIR) {
-            fc_w8_wgrad_row(&c, zs, -lab[s * ldl] * h[s], m0, m1, mt, nvec);
-            fc_w8_wgrad_row(&e, zs + d, -lab[(s + 1) * ldl] * h[s + 1], m0, m1, mt, nvec);
+            fc_w8_wgrad_row(&c, zs, -lab[s * ldl] * h[s], nvec, rem);
+            fc_w8_wgrad_row(&e, zs + d, -lab[(s + 1) * ldl] * h[s + 1], nvec, rem);
         }
     }
     if (s < B) {
-        fc_w8_wgrad_row(&a, z + s * d, -lab[s * ldl] * g[s], m0, m1, mt, nvec);
+        fc_w8_wgrad_row(&a, z + s * d, -lab[s * ldl] * g[s], nvec, rem);
         if (PAIR)
-            fc_w8_wgrad_row(&c, z + s * d, -lab[s * ldl] * h[s], m0, m1, mt, nvec);
+            fc_w8_wgrad_row(&c, z + s * d, -lab[s * ldl] * h[s], nvec, rem);
     }
     fc_w8_wgrad_add(y, &a, &b, d, nvec);
     if (PAIR)
         fc_w8_wgrad_add(y2, &c, &e, d, nvec);
+}
+
+FC_W8_INLINE void fc_w8_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d,
+                                     const double* lab, ptrdiff_t ldl, const double* g,
+                                     double* y, const double* h, double* y2, const int PAIR) {
+    switch (d) {
+#define FC_W8_WGRAD_CASE(D) \
+        case D: fc_w8_margin_wgrad_rows(z, B, lab, ldl, g, y, h, y2, PAIR, 4 * (D / 4), D % 4); \
+            break;
+        FC_W8_WGRAD_CASE(1) FC_W8_WGRAD_CASE(2) FC_W8_WGRAD_CASE(3) FC_W8_WGRAD_CASE(4)
+        FC_W8_WGRAD_CASE(5) FC_W8_WGRAD_CASE(6) FC_W8_WGRAD_CASE(7) FC_W8_WGRAD_CASE(8)
+        FC_W8_WGRAD_CASE(9) FC_W8_WGRAD_CASE(10) FC_W8_WGRAD_CASE(11) FC_W8_WGRAD_CASE(12)
+        FC_W8_WGRAD_CASE(13) FC_W8_WGRAD_CASE(14) FC_W8_WGRAD_CASE(15)
+        default: fc_w8_margin_wgrad_rows(z, B, lab, ldl, g, y, h, y2, PAIR, 16, 0); break;
+#undef FC_W8_WGRAD_CASE
+    }
 }
 
 static FC_W8_ATTR void fc_margin_wgrad_w8(const double* z, ptrdiff_t B, ptrdiff_t d,

@@ -416,7 +416,7 @@ FC_INLINE void FC_NAME(matvec_t_cols)(const double* W, ptrdiff_t m, ptrdiff_t d,
     for (o = 0; o < m; o++) {
         fc_v4d go = FC_NAME(splat)(g[o]);
         for (k = 0; k < V; k++)
-            a[k] = a[k] + go * FC_NAME(load4)(W + o * d + 4 * k);
+            a[k] = FC_NAME(muladd4)(go, FC_NAME(load4)(W + o * d + 4 * k), a[k]);
     }
     for (k = 0; k < V; k++)
         FC_NAME(store4)(out + 4 * k, a[k]);
