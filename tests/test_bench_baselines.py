@@ -6,6 +6,7 @@
    ``L2(alpha / 2)``, fails the same check (half of scikit-learn's penalty).
 2. Without JAX the paper case still reports its JAX rows, as "not installed", and their target
    verdict is neither a pass nor a failure.
+3. Every speed target can fail.
 """
 from __future__ import annotations
 
@@ -77,3 +78,25 @@ def test_missing_jax_is_reported_not_dropped(monkeypatch):
     fail = dict(case="paper_jax", label="x", fast_us=10.0, base_us=50.0, ratio=5.0)
     monkeypatch.setattr(bench, "CASES", {"a": lambda quick: [dict(fail)]})
     assert bench.run_cases("a", echo=None)[0]["met"] is False
+
+
+@pytest.mark.parametrize("case", sorted(bench.TARGETS))
+def test_every_speed_target_can_fail(case):
+    """Each target passes a row far inside it and fails one at half its ratio bound (and, for
+    the paper rows, one over its 20 us/it bound): no target passes whatever is measured."""
+    text, rule = bench.TARGETS[case]
+    bound = float(text.split(">=")[1].split()[0])
+    assert rule(dict(case=case, ratio=10 * bound, fast_us=1.0))
+    assert not rule(dict(case=case, ratio=bound / 2, fast_us=1.0))
+    if "us/it" in text:
+        assert not rule(dict(case=case, ratio=10 * bound, fast_us=21.0))
+
+
+def test_per_sample_network_rows_have_the_target_at_every_width():
+    """The per-sample network path's target (50x the NumPy engine) applies to its step rows at
+    each width; the row with records (a full-data BLAS pass both engines make) has none."""
+    for width in bench.MLP_WIDTHS:
+        text, rule = bench.TARGETS[f"mlp{width}_steps"]
+        assert text == "ratio >= 50"
+        assert not rule(dict(ratio=49.9)) and rule(dict(ratio=50.0))
+    assert "mlp_b1" not in bench.TARGETS and "mlp_record" not in bench.TARGETS
