@@ -172,8 +172,9 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
 /* fc_margin_wgrad(2) of _fastmath_impl.h for d <= 16: its 4-lane accumulators A0 | A1 are the
  * halves of v0, A2 | A3 of v1 (or A0 alone h0, A2 alone h1, when d / 4 is odd), and its scalars
  * T0, T1 the lanes of t01, T2 the scalar t2; each lane gets the same FMAs in the same order. One
- * set per row parity and gradient, as there. Every load is as wide as its data (masked loads
- * cost this loop a third more on the AMD EPYC measured). */
+ * set per row parity and gradient: fc_margin_wgrad2 carries both gradients in one loop, four
+ * chains in flight (the 4-lane variant, short of registers, makes two calls). Every load is as
+ * wide as its data (masked loads cost this loop a third more on the AMD EPYC measured). */
 typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_acc;
 
 FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double cs,

@@ -254,15 +254,11 @@ static FC_TARGET_ATTR void FC_NAME(fc_margin_forward)(const double* z, ptrdiff_t
 
 /* y += sum_s c_s z_s with c_s = -lab[s ldl] g[s] (Margin's weight gradient). Even and odd rows
  * go to two sets of accumulators (a, t and b, u), added at the end: one set would chain every
- * row's multiply-add on the previous one (latency-bound, about 4 cycles a row). Even so two
- * chains bound the loop; fc_margin_wgrad2 computes a second gradient h -> y2 on the same rows
- * (the engine's perturbed and clean passes at a recorded full-batch step) with two more sets
- * (c, p and e, q) in the same loop, so that four chains are in flight: each gradient gets
- * exactly the operations fc_margin_wgrad gives it. */
-#define FC_WGRAD_ROW(G, A0, A1, A2, A3, T0, T1, T2, NF, REM, S)                               \
+ * row's multiply-add on the previous one (latency-bound, about 4 cycles a row). */
+#define FC_WGRAD_ROW(A0, A1, A2, A3, T0, T1, T2, NF, REM, S)                                  \
     {                                                                                        \
         const double* zs = z + (S) * (4 * NF + REM);                                         \
-        double cs = -lab[(S) * ldl] * G[S];                                                 \
+        double cs = -lab[(S) * ldl] * g[S];                                                 \
         fc_v4d c = FC_NAME(splat)(cs);                                                      \
         if (NF > 0) A0 = FC_NAME(muladd4)(c, FC_NAME(load4)(zs), A0);                        \
         if (NF > 1) A1 = FC_NAME(muladd4)(c, FC_NAME(load4)(zs + 4), A1);                    \
@@ -272,88 +268,64 @@ static FC_TARGET_ATTR void FC_NAME(fc_margin_forward)(const double* z, ptrdiff_t
         if (REM > 1) T1 = FC_NAME(muladd1)(cs, zs[4 * NF + 1], T1);                          \
         if (REM > 2) T2 = FC_NAME(muladd1)(cs, zs[4 * NF + 2], T2);                          \
     }
-#define FC_WGRAD_LOOP(NF, REM, PAIR)                                                         \
+#define FC_WGRAD_LOOP(NF, REM)                                                               \
     for (s = 0; s + 2 <= B; s += 2) {                                                       \
-        FC_WGRAD_ROW(g, a0, a1, a2, a3, t0, t1, t2, NF, REM, s)                             \
-        FC_WGRAD_ROW(g, b0, b1, b2, b3, u0, u1, u2, NF, REM, s + 1)                         \
-        if (PAIR) {                                                                          \
-            FC_WGRAD_ROW(h, c0, c1, c2, c3, p0, p1, p2, NF, REM, s)                         \
-            FC_WGRAD_ROW(h, e0, e1, e2, e3, q0, q1, q2, NF, REM, s + 1)                     \
-        }                                                                                    \
+        FC_WGRAD_ROW(a0, a1, a2, a3, t0, t1, t2, NF, REM, s)                                \
+        FC_WGRAD_ROW(b0, b1, b2, b3, u0, u1, u2, NF, REM, s + 1)                            \
     }                                                                                        \
-    if (s < B) {                                                                             \
-        FC_WGRAD_ROW(g, a0, a1, a2, a3, t0, t1, t2, NF, REM, s)                             \
-        if (PAIR) FC_WGRAD_ROW(h, c0, c1, c2, c3, p0, p1, p2, NF, REM, s)                   \
-    }
-/* the body of both functions (h, y2 unused when PAIR is 0) */
-#define FC_WGRAD_BODY(PAIR)                                                                  \
-    ptrdiff_t s;                                                                             \
-    if (d > 16 || d < 1) {                                                                   \
-        for (s = 0; s < B; s++)                                                              \
-            FC_NAME(fc_axpy)(-lab[s * ldl] * g[s], z + s * d, y, d);                         \
-        for (s = 0; PAIR && s < B; s++)                                                      \
-            FC_NAME(fc_axpy)(-lab[s * ldl] * h[s], z + s * d, y2, d);                        \
-        return;                                                                              \
-    }                                                                                        \
-    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,  \
-        b3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;     \
-    double t0 = 0.0, t1 = 0.0, t2 = 0.0, u0 = 0.0, u1 = 0.0, u2 = 0.0, p0 = 0.0, p1 = 0.0,  \
-        p2 = 0.0, q0 = 0.0, q1 = 0.0, q2 = 0.0;                                             \
-    switch (d) {                                                                             \
-        case 1: FC_WGRAD_LOOP(0, 1, PAIR) break;                                             \
-        case 2: FC_WGRAD_LOOP(0, 2, PAIR) break;                                             \
-        case 3: FC_WGRAD_LOOP(0, 3, PAIR) break;                                             \
-        case 4: FC_WGRAD_LOOP(1, 0, PAIR) break;                                             \
-        case 5: FC_WGRAD_LOOP(1, 1, PAIR) break;                                             \
-        case 6: FC_WGRAD_LOOP(1, 2, PAIR) break;                                             \
-        case 7: FC_WGRAD_LOOP(1, 3, PAIR) break;                                             \
-        case 8: FC_WGRAD_LOOP(2, 0, PAIR) break;                                             \
-        case 9: FC_WGRAD_LOOP(2, 1, PAIR) break;                                             \
-        case 10: FC_WGRAD_LOOP(2, 2, PAIR) break;                                            \
-        case 11: FC_WGRAD_LOOP(2, 3, PAIR) break;                                            \
-        case 12: FC_WGRAD_LOOP(3, 0, PAIR) break;                                            \
-        case 13: FC_WGRAD_LOOP(3, 1, PAIR) break;                                            \
-        case 14: FC_WGRAD_LOOP(3, 2, PAIR) break;                                            \
-        case 15: FC_WGRAD_LOOP(3, 3, PAIR) break;                                            \
-        default: FC_WGRAD_LOOP(4, 0, PAIR) break;                                            \
-    }                                                                                        \
-    FC_NAME(wgrad_add)(y, d, a0 + b0, a1 + b1, a2 + b2, a3 + b3, t0 + u0, t1 + u1, t2 + u2); \
-    if (PAIR)                                                                                \
-        FC_NAME(wgrad_add)(y2, d, c0 + e0, c1 + e1, c2 + e2, c3 + e3, p0 + q0, p1 + q1,     \
-                           p2 + q2);
-
-/* y[j] += the accumulated sum's element j: vector blocks s0..s3 (d / 4 of them), then the
- * d % 4 scalars r0..r2 */
-FC_INLINE void FC_NAME(wgrad_add)(double* y, ptrdiff_t d, fc_v4d s0, fc_v4d s1, fc_v4d s2,
-                                  fc_v4d s3, double r0, double r1, double r2) {
-    double acc[19];
-    ptrdiff_t j, nfull = d / 4;
-    FC_NAME(store4)(acc, s0);
-    FC_NAME(store4)(acc + 4, s1);
-    FC_NAME(store4)(acc + 8, s2);
-    FC_NAME(store4)(acc + 12, s3);
-    acc[4 * nfull] = r0;
-    acc[4 * nfull + 1] = r1;
-    acc[4 * nfull + 2] = r2;
-    for (j = 0; j < d; j++)
-        y[j] = y[j] + acc[j];
-}
+    if (s < B) FC_WGRAD_ROW(a0, a1, a2, a3, t0, t1, t2, NF, REM, s)
 
 static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad)(const double* z, ptrdiff_t B, ptrdiff_t d,
                                                    const double* lab, ptrdiff_t ldl,
                                                    const double* g, double* y) {
-    const double* h = NULL;
-    double* y2 = NULL;
-    FC_WGRAD_BODY(0)
+    ptrdiff_t s, j, nfull = d / 4;
+    if (d > 16 || d < 1) {
+        for (s = 0; s < B; s++)
+            FC_NAME(fc_axpy)(-lab[s * ldl] * g[s], z + s * d, y, d);
+        return;
+    }
+    fc_v4d a0 = FC_NAME(splat)(0.0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, u0 = 0.0, u1 = 0.0, u2 = 0.0;
+    switch (d) {
+        case 1: FC_WGRAD_LOOP(0, 1); break;
+        case 2: FC_WGRAD_LOOP(0, 2); break;
+        case 3: FC_WGRAD_LOOP(0, 3); break;
+        case 4: FC_WGRAD_LOOP(1, 0); break;
+        case 5: FC_WGRAD_LOOP(1, 1); break;
+        case 6: FC_WGRAD_LOOP(1, 2); break;
+        case 7: FC_WGRAD_LOOP(1, 3); break;
+        case 8: FC_WGRAD_LOOP(2, 0); break;
+        case 9: FC_WGRAD_LOOP(2, 1); break;
+        case 10: FC_WGRAD_LOOP(2, 2); break;
+        case 11: FC_WGRAD_LOOP(2, 3); break;
+        case 12: FC_WGRAD_LOOP(3, 0); break;
+        case 13: FC_WGRAD_LOOP(3, 1); break;
+        case 14: FC_WGRAD_LOOP(3, 2); break;
+        case 15: FC_WGRAD_LOOP(3, 3); break;
+        default: FC_WGRAD_LOOP(4, 0); break;
+    }
+    double acc[19];
+    FC_NAME(store4)(acc, a0 + b0);
+    FC_NAME(store4)(acc + 4, a1 + b1);
+    FC_NAME(store4)(acc + 8, a2 + b2);
+    FC_NAME(store4)(acc + 12, a3 + b3);
+    acc[4 * nfull] = t0 + u0;
+    acc[4 * nfull + 1] = t1 + u1;
+    acc[4 * nfull + 2] = t2 + u2;
+    for (j = 0; j < d; j++)
+        y[j] = y[j] + acc[j];
 }
 
+/* fc_margin_wgrad for g -> y and h -> y2. Two calls: one loop for both (as the 8-lane variant
+ * does) needs 16 vector accumulators, which spill from AVX2's 16 registers (the paper
+ * configuration ran 5% slower at avx2+fma that way). */
 static FC_TARGET_ATTR void FC_NAME(fc_margin_wgrad2)(const double* z, ptrdiff_t B, ptrdiff_t d,
                                                     const double* lab, ptrdiff_t ldl,
                                                     const double* g, double* y,
                                                     const double* h, double* y2) {
-    FC_WGRAD_BODY(1)
+    FC_NAME(fc_margin_wgrad)(z, B, d, lab, ldl, g, y);
+    FC_NAME(fc_margin_wgrad)(z, B, d, lab, ldl, h, y2);
 }
-#undef FC_WGRAD_BODY
 #undef FC_WGRAD_LOOP
 #undef FC_WGRAD_ROW
 
