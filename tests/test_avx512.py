@@ -309,10 +309,10 @@ def test_bench_simd_case_times_every_level_and_restores_it(monkeypatch):
 def test_rank1_sgd_step_and_its_norm_give_the_avx2_bits(m):
     """fc_outer_axpy_sumsq (per-sample SGD's step y += a g z^T and the new weights' sum of
     squares, which the divergence check reads): numpy's roundings for y (g z, then a times it,
-    then the add), and the 4-lane order of the norm, at widths around the blocks of 4, 8, 16."""
+    then the add), and the 4-lane order of the norm, at widths around the blocks of 4, 8, 32."""
     rng = np.random.default_rng(m)
     g = rng.normal(size=m)
-    for d in range(1, 41):
+    for d in range(1, 71):
         z, y0 = rng.normal(size=d), rng.normal(size=m * d)
         a = -0.037
 
@@ -354,3 +354,20 @@ def test_margin_weight_gradient_pair_gives_each_gradients_bits(B):
         assert np.allclose(got[levels[0]][0], exact, rtol=1e-12, atol=1e-12 * np.abs(z).sum())
     with pytest.raises(ValueError, match="h: length"):
         _ops.fastmath_margin_wgrad(z, lab, g, h[:-1])
+
+
+@pytest.mark.parametrize("m", [1, 3, 9])
+def test_input_gradient_gives_the_avx2_bits(m):
+    """fc_matvec_t (Linear's W^T g at one sample): each column one FMA chain over the rows in
+    order, whatever the blocking, so the 8-lane kernel's sweeps of up to 128 columns (and the
+    masked last vector) give the 4-lane kernel's bits at every width to 300; the values are
+    the products to rounding."""
+    rng = np.random.default_rng(m)
+    levels = ("avx512", "avx2+fma") if HAS_AVX512 else ("avx2+fma",)
+    for d in range(1, 301):
+        W, g = rng.normal(size=(m, d)), rng.normal(size=m)
+        got = at_levels(lambda: _ops.fastmath_matvec_t(W, g), levels)
+        assert same_bits(got[levels[0]], got["avx2+fma"]), d
+        assert np.allclose(got[levels[0]], W.T @ g, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="g: length"):
+        _ops.fastmath_matvec_t(W, g[:-1])

@@ -1102,10 +1102,11 @@ cdef class RunState:
 
     cdef void _pairing(self) noexcept:
         # FirstBlockPair at the recorded steps of a full-batch run that records on its own
-        # thread, where f_1 has weights and a paired kernel
+        # thread, where f_1 has weights and a paired kernel; never with the fused gradient norm
+        # (one sample): the block left would be missing from gsumsq
         cdef const OpDesc* first = &self.net.ops[0]
         self.can_pair = self.full_batch and self.B > 1 and not self.concurrent \
-            and first.n_w > 0 and op_wgrad_pairable(first)
+            and not self.fused_gnorm and first.n_w > 0 and op_wgrad_pairable(first)
         self.pairing = False
         self.pair.v1 = NULL
         self.pair.gsum, self.pair.g = self.gsum, self.g

@@ -136,7 +136,7 @@ typedef unsigned long long fc_v8u __attribute__((vector_size(64)));
 #define FC_VU fc_v8u
 #include "_fastmath_elem.h"
 #include "_fastmath_impl.h"
-#include "_fastmath_avx512.h"   /* 8-lane fc_matvec and fc_outer_axpy_sumsq, the same bits */
+#include "_fastmath_avx512.h"   /* 8-lane per-sample Linear and Margin kernels, the same bits */
 #undef FC_MATVEC_ROWS
 #undef FC_MATVEC_T_VECS
 #undef FC_FMA

@@ -1,4 +1,4 @@
-/* 8-lane AVX-512 versions of two per-sample Linear kernels and of Margin's weight gradient
+/* 8-lane AVX-512 versions of the per-sample Linear kernels and of Margin's weight gradient
  * (included by _fastmath.h): the AVX-512 variant's table uses them in place of its 4-lane
  * fc_matvec, fc_matvec_t, fc_outer_axpy_sumsq and fc_margin_wgrad(2).
  * Not a standalone header.
@@ -191,7 +191,7 @@ FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double c
         a->h1 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), _mm256_loadu_pd(zs + 8), a->h1);
     if (rem >= 2)
         a->t01 = _mm_fmadd_pd(_mm512_castpd512_pd128(c), _mm_loadu_pd(zt), a->t01);
-    else if (rem == 1)
+    else if (rem == 1)   /* (lane 1 gets cs, unread: only lanes < rem are added to y) */
         a->t01 = _mm_fmadd_sd(_mm512_castpd512_pd128(c), _mm_load_sd(zt), a->t01);
     if (rem == 3)
         a->t2 = __builtin_fma(cs, zt[2], a->t2);
@@ -199,7 +199,7 @@ FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double c
 
 FC_W8_INLINE void fc_w8_wgrad_add(double* y, const fc_w8_wgrad_acc* a, const fc_w8_wgrad_acc* b,
                                   ptrdiff_t d, ptrdiff_t nvec) {
-    double acc[20];
+    double acc[19];   /* up to nvec + 2 = 18 */
     if (nvec >= 8)
         _mm512_storeu_pd(acc, _mm512_add_pd(a->v0, b->v0));
     else

@@ -189,7 +189,8 @@ def _ziggurat_tables():
 
 def _ziggurat_check(const uint64_t[::1] ki, const double[::1] wi):
     """Whether the self-check at import passes with the tables (ki, wi) in place of the ones
-    read from numpy (they are put back afterwards). For tests: wrong tables must fail it."""
+    read from numpy (they are put back afterwards). For tests only: wrong tables must fail it.
+    Not thread-safe: a run drawing normals on another thread meanwhile would use these tables."""
     cdef uint64_t saved_ki[256]
     cdef double saved_wi[256]
     cdef int i, ok

@@ -186,6 +186,19 @@ def fastmath_outer_axpy_sumsq(double a, const double[::1] g, const double[::1] z
     return fc_outer_axpy_sumsq(a, &g[0], m, &z[0], d, &y[0])
 
 
+def fastmath_matvec_t(const double[:, ::1] W, const double[::1] g):
+    """W^T g (W: m x d, row-major) from the kernel fc_matvec_t (Linear's input gradient at one
+    sample; for tests)."""
+    cdef Py_ssize_t m = W.shape[0], d = W.shape[1]
+    if g.shape[0] != m:
+        raise ValueError(f"g: length {g.shape[0]}, expected W's rows, {m}")
+    out = np.zeros(d)
+    cdef double[::1] o = out
+    if m > 0 and d > 0:
+        fc_matvec_t(&W[0, 0], m, d, &g[0], &o[0])
+    return out
+
+
 def fastmath_margin_wgrad(const double[:, ::1] z, const double[::1] lab, const double[::1] g,
                           h=None):
     """Margin's weight gradient sum_s -lab_s g_s z_s (a B x d matrix z; ldl 1), from the kernel

@@ -11,10 +11,14 @@
  * numpy keeps the tables ki and wi private. fc_zig_init reads them from random_standard_normal
  * itself, fed chosen draws on a probe generator: with rabs = 1 an accepted draw returns wi[idx];
  * ki[idx] is the smallest rabs the layer rejects (0 for numpy's layer 1, found by bisection
- * elsewhere; a rejection shows as a second draw). It then checks the inlined draws against numpy's on a stream long enough to
- * cross both slow paths; should they differ (a numpy with another algorithm), fc_zig_ok stays 0
- * and every draw is numpy's own. Include after _pcg64.h. Not thread-safe to initialise: call
- * fc_zig_init once at module import. */
+ * elsewhere; a rejection shows as a second draw). It then checks the inlined draws against
+ * numpy's on a stream long enough to cross both slow paths; should they differ (a numpy with
+ * another algorithm), fc_zig_ok stays 0 and every draw is numpy's own. A probe that takes more
+ * than FC_ZIG_PROBE_BUDGET draws (another algorithm, which the fixed probe draws could keep
+ * looping) is served varied draws until numpy's function returns, and the tables are given up
+ * (not tested: the numpy this is built against has the ziggurat).
+ * Include after _pcg64.h. Not thread-safe to initialise: call fc_zig_init once at module
+ * import. */
 #ifndef FC_ZIGGURAT_H
 #define FC_ZIGGURAT_H
 
@@ -23,6 +27,7 @@
 #include "numpy/random/distributions.h"
 
 #define FC_ZIG_RABS_MASK 0x000fffffffffffffULL   /* 52 bits */
+#define FC_ZIG_PROBE_BUDGET 64                    /* numpy's ziggurat takes 1 to 3 here */
 
 static uint64_t fc_zig_ki[256];
 static double fc_zig_wi[256];
@@ -67,24 +72,41 @@ static inline void fc_zig_normal_fill(bitgen_t* bg, ptrdiff_t n, double* out) {
 typedef struct {
     uint64_t first;   /* the draw under test */
     int n_u64, n_dbl; /* calls so far */
+    uint64_t lcg;     /* past the budget: varied draws, so that any rejection loop ends */
 } fc_zig_probe_t;
+
+static int fc_zig_probe_over(fc_zig_probe_t* p) {
+    if (p->n_u64 + p->n_dbl <= FC_ZIG_PROBE_BUDGET)
+        return 0;
+    p->lcg = p->lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+    return 1;
+}
 
 static uint64_t fc_zig_probe_u64(void* st) {
     fc_zig_probe_t* p = (fc_zig_probe_t*)st;
     /* after the first draw: rabs = 0 in layers 2, 3, ... in turn, until one accepts it (numpy's
      * layer 1 accepts none) */
     int k = p->n_u64++;
+    if (fc_zig_probe_over(p))
+        return p->lcg;
     return k == 0 ? p->first : (uint64_t)(2 + (k - 1) % 254);
 }
 
 /* 0.99 ends the tail's loop at its first pass (its test holds for u close to 1) */
-static double fc_zig_probe_dbl(void* st) { ((fc_zig_probe_t*)st)->n_dbl++; return 0.99; }
+static double fc_zig_probe_dbl(void* st) {
+    fc_zig_probe_t* p = (fc_zig_probe_t*)st;
+    p->n_dbl++;
+    return fc_zig_probe_over(p) ? (double)(p->lcg >> 11) * (1.0 / 9007199254740992.0) : 0.99;
+}
 
 static uint32_t fc_zig_probe_u32(void* st) { return (uint32_t)fc_zig_probe_u64(st); }
 
+/* set when a probe went past its budget: the tables are not numpy's ziggurat's */
+static int fc_zig_probe_failed = 0;
+
 /* numpy's normal for the draw idx | sign 0 | rabs; whether it took that draw alone */
 static double fc_zig_probe(unsigned idx, uint64_t rabs, int* accepted) {
-    fc_zig_probe_t p = {((uint64_t)idx) | (rabs << 9), 0, 0};
+    fc_zig_probe_t p = {((uint64_t)idx) | (rabs << 9), 0, 0, 0x9e3779b97f4a7c15ULL};
     bitgen_t bg;
     double x;
     bg.state = &p;
@@ -94,6 +116,8 @@ static double fc_zig_probe(unsigned idx, uint64_t rabs, int* accepted) {
     bg.next_raw = fc_zig_probe_u64;
     x = random_standard_normal(&bg);
     *accepted = p.n_u64 == 1 && p.n_dbl == 0;
+    if (p.n_u64 + p.n_dbl > FC_ZIG_PROBE_BUDGET)
+        fc_zig_probe_failed = 1;
     return x;
 }
 
@@ -125,6 +149,7 @@ static int fc_zig_init(void) {
     unsigned idx;
     int acc;
     fc_zig_ok = 0;
+    fc_zig_probe_failed = 0;
     for (idx = 0; idx < 256; idx++) {
         uint64_t lo = 1, hi = FC_ZIG_RABS_MASK + 1;   /* lo accepted, hi rejected (or past) */
         fc_zig_wi[idx] = 0.0;                         /* (unused where ki <= 1) */
@@ -151,6 +176,8 @@ static int fc_zig_init(void) {
         }
         fc_zig_ki[idx] = hi;
     }
+    if (fc_zig_probe_failed)
+        return 0;
     fc_zig_ok = fc_zig_selfcheck();
     return fc_zig_ok;
 }
