@@ -5,9 +5,10 @@ The helper evaluates record k (the clean pass at w_t) while the run goes on with
 on a second perturbed pass, so each case below runs past several records before the helper is
 done with one. A record that finds a non-finite objective stops the run at its step: the engine
 then goes back to that step's weights and stream states, which the generators' final states show.
-The serial runs of the full-batch cases also take the engine's paired path (the perturbed pass's
-first weight block written by the record's clean pass, FirstBlockPair in _engine.pyx), which the
-helper's runs never take: the comparisons check it too.
+The full-batch cases also take the engine's paired path (the perturbed pass's first weight block
+written by the record's clean pass, FirstBlockPair in _engine.pyx) at every serial record and at
+the records made inline while the helper is busy; a step that leaves the block and then posts
+its record after all writes the block alone: the comparisons check all three.
 """
 import math
 

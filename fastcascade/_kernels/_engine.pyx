@@ -1101,12 +1101,12 @@ cdef class RunState:
         return 0
 
     cdef void _pairing(self) noexcept:
-        # FirstBlockPair at the recorded steps of a full-batch run that records on its own
-        # thread, where f_1 has weights and a paired kernel; never with the fused gradient norm
-        # (one sample): the block left would be missing from gsumsq
+        # FirstBlockPair at the recorded steps of a full-batch run, where f_1 has weights and a
+        # paired kernel; never with the fused gradient norm (one sample): the block left would
+        # be missing from gsumsq
         cdef const OpDesc* first = &self.net.ops[0]
-        self.can_pair = self.full_batch and self.B > 1 and not self.concurrent \
-            and not self.fused_gnorm and first.n_w > 0 and op_wgrad_pairable(first)
+        self.can_pair = self.full_batch and self.B > 1 and not self.fused_gnorm \
+            and first.n_w > 0 and op_wgrad_pairable(first)
         self.pairing = False
         self.pair.v1 = NULL
         self.pair.gsum, self.pair.g = self.gsum, self.g
@@ -1319,8 +1319,11 @@ cdef class RunState:
                      self.bg[1], self.scratch)
         self.defer = self.fused_gnorm and self.fused_wnorm and not self.cfg.clip_norm > 0.0 \
             and t % self.cfg.record_every != 0
-        # a full-batch step recorded here: f_1's block is left for the record (FirstBlockPair)
-        self.pairing = self.can_pair and t % self.cfg.record_every == 0
+        # a full-batch step to be recorded on this thread (serially, or while the helper is
+        # busy): f_1's block is left for the record (FirstBlockPair; _record writes it itself
+        # if it posts the record to the helper after all)
+        self.pairing = self.can_pair and t % self.cfg.record_every == 0 and \
+            (not self.concurrent or not fc_worker_idle(self.helper))
         backward_pass_sumsq(&self.net, wp, self.ps, self.labin, self.ldl, &self.sites, t,
                             self.bg[2], self.scratch, self.gsum,
                             &self.gsumsq if self.fused_gnorm else NULL, self.defer, False,
@@ -1349,6 +1352,8 @@ cdef class RunState:
             if self.rc.stop:          # the helper's last record stopped the run, back there
                 self._rollback()
                 return False
+            if self.pairing:          # the helper became free after the passes
+                self._write_first_block()
             self._post_record(t, lr)
             return True
         ok = self._record_here(self.rc_inline, t, lr)
@@ -1359,6 +1364,16 @@ cdef class RunState:
         if self.rc.stop:
             self._rollback()
         return False
+
+    cdef inline void _write_first_block(self) noexcept nogil:
+        # the f_1 block the passes left for a paired record, written alone (the same bits), and
+        # g; for a record posted to the helper instead
+        cdef const OpDesc* op = &self.net.ops[0]
+        op_vjp_set(op, self.w_run + op.w_off, self.net.params + op.p_off, self.ps.y[0],
+                   self.ps.a[1], self.ps.v[1], self.labin, self.ldl, self.B, NULL,
+                   self.gsum + op.w_off, NULL)
+        batch_mean(self.g, self.gsum, self.n_w, self.B, self.inv_B)
+        self.pairing = False
 
     cdef inline bint _record_here(self, Recorder* rc, long long t, double lr) noexcept nogil:
         # a record on this thread; False (and the run stopped at t) for a non-finite objective

@@ -32,11 +32,16 @@ static inline void fc_worker_stop(fc_worker* w) { (void)w; }
 #else
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 /* spins (each a CPU pause hint) before a waiter goes to sleep: about 0.6 ms on the
    development machine (31 ns a pause), more on CPUs with a longer pause */
 #define FC_WORKER_SPINS 20000
+/* every 64 pauses (about 2 us) the spinner yields its core to any other runnable thread: with a
+   busy process on one of two cores, a helper spinning without yielding slowed the run by its
+   share of the cores (case (g) of the bench) */
+#define FC_WORKER_YIELD_MASK 63
 
 #define FC_CACHE_LINE 64
 
@@ -83,6 +88,8 @@ static inline int fc_worker_await(fc_worker* w, int (*pred)(fc_worker*), int spi
     for (int k = 0; k < spins; k++) {
         if (pred(w)) return 0;
         fc_cpu_relax();
+        if ((k & FC_WORKER_YIELD_MASK) == FC_WORKER_YIELD_MASK)
+            sched_yield();
     }
     pthread_mutex_lock(&w->mu);
     atomic_fetch_add(&w->sleepers, 1);
