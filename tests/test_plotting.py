@@ -6,8 +6,6 @@ and the scales.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 

@@ -152,11 +152,6 @@ def interrupt_restore():
     fc_interrupt_restore()
 
 
-def interrupt_requested():
-    """Whether SIGINT arrived since the outermost :func:`interrupt_install`."""
-    return bool(fc_interrupt_requested())
-
-
 ctypedef struct Net:
     Py_ssize_t N
     OpDesc* ops            # N operators
