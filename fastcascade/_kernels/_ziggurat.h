@@ -128,10 +128,9 @@ static int fc_zig_selfcheck(void) {
     bitgen_t b1, b2;
     double x1[1000], x2[1000];
     int k, i;
-    g1.state = g2.state = ((fc_u128)0x243f6a8885a308d3ULL << 64) | 0x13198a2e03707344ULL;
-    g1.inc = g2.inc = ((fc_u128)0xa4093822299f31d0ULL << 64) | 0x082efa98ec4e6c89ULL;
-    g1.has_uint32 = g2.has_uint32 = 0;
-    g1.uinteger = g2.uinteger = 0;
+    fc_pcg64_set(&g1, 0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL, 0xa4093822299f31d0ULL,
+                 0x082efa98ec4e6c89ULL, 0, 0);
+    g2 = g1;
     fc_pcg64_bitgen(&b1, &g1);
     fc_pcg64_bitgen(&b2, &g2);
     for (k = 0; k < 40; k++) {
