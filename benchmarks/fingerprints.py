@@ -7,10 +7,13 @@ PCG64 draws and the vector kernels themselves). Each configuration gives one dig
 over the name, dtype, shape and raw bytes of each of its output arrays, in a fixed order. They
 are computed at every SIMD level this CPU has (``_ops.set_simd_level``).
 
-``benchmarks/fingerprints.json`` stores them, keyed by build kind ("release", "debug", with
-"-native" appended for a -march=native build) and SIMD level. The digests depend on the C
-compiler, libm and BLAS as well as on the kernels: they are meant to be compared on one
-machine, before and after a change (the file records the machine they were written on).
+``benchmarks/fingerprints.json`` stores them per machine, then by build kind ("release",
+"debug", with "-native" appended for a -march=native build) and SIMD level. The digests depend
+on the C compiler, libm and BLAS (OpenBLAS picks its kernels by CPU: the same wheel gives other
+bits on a Zen 4 and a Zen 5 core) as well as on the kernels: they are compared only with those
+written on a machine of the same description (``machine()``: CPU name, BLAS and its kernels,
+numpy, Python), before and after a change; on another machine the check reports that none are
+stored for it (and ``--write`` adds them beside the others).
 
 Usage::
 
@@ -44,7 +47,7 @@ from fastcascade._kernels import _noise, _ops  # noqa: E402
 from fastcascade.perturbation import perturbation_tables  # noqa: E402
 
 __all__ = ["CONFIGS", "LEVELS", "available_levels", "build_kind", "digest_arrays",
-           "fingerprints", "load", "main"]
+           "fingerprints", "load", "machine", "machine_key", "stored_digests", "main"]
 
 DIGEST_FILE = Path(__file__).with_name("fingerprints.json")
 
@@ -385,18 +388,33 @@ def machine():
                 blas=fc.build_info().get("blas"))
 
 
+def machine_key(desc=None):
+    """The key of a machine description (``machine()`` by default) in the digest file."""
+    desc = machine() if desc is None else desc
+    return "; ".join(f"{name}={desc[name]}" for name in sorted(desc))
+
+
 def load(path=DIGEST_FILE):
-    """The stored file as a dict ({"machine": ..., "digests": {kind: {level: {...}}}})."""
+    """The stored file as a dict: ``{"machines": {key: {"machine": ..., "digests": {kind:
+    {level: {configuration: digest}}}}}}``."""
     path = Path(path)
     if not path.exists():
-        return {"machine": {}, "digests": {}}
+        return {"machines": {}}
     return json.loads(path.read_text())
+
+
+def stored_digests(data, desc=None):
+    """``{kind: {level: {configuration: digest}}}`` stored in ``data`` for the machine ``desc``
+    (this one by default); empty when none are."""
+    return data.get("machines", {}).get(machine_key(desc), {}).get("digests", {})
 
 
 def _write(got, kind, path):
     data = load(path)
-    data.setdefault("digests", {}).setdefault(kind, {}).update(got)
-    data.setdefault("machine", {})[kind] = machine()
+    desc = machine()
+    entry = data.setdefault("machines", {}).setdefault(machine_key(desc),
+                                                       {"machine": desc, "digests": {}})
+    entry["digests"].setdefault(kind, {}).update(got)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -454,7 +472,10 @@ def main(argv=None):
         _write(got, kind, path)
         print(f"wrote {len(got)} level(s) of build {kind!r} to {path}")
         return 0
-    bad, missing = _check(got, load(path).get("digests", {}), kind)
+    stored = stored_digests(load(path))
+    if not stored:
+        print(f"no digests stored for this machine ({machine_key()}) in {path}")
+    bad, missing = _check(got, stored, kind)
     for msg in missing + bad:
         print(msg)
     if bad:

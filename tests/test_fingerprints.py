@@ -28,10 +28,11 @@ def test_this_build_gives_the_stored_digests(level, current):
     if level not in current:
         pytest.skip(f"this CPU (or build) has no {level!r} level")
     kind = fp.build_kind()
-    stored = fp.load()["digests"].get(kind, {}).get(level)
+    stored = fp.stored_digests(fp.load()).get(kind, {}).get(level)
     if stored is None:
-        pytest.skip(f"no digests stored for build {kind!r} at level {level!r} in "
-                    f"{fp.DIGEST_FILE.name} (python benchmarks/fingerprints.py --write)")
+        pytest.skip(f"no digests stored for build {kind!r} at level {level!r} on this machine "
+                    f"({fp.machine_key()}) in {fp.DIGEST_FILE.name} (python "
+                    "benchmarks/fingerprints.py --write)")
     assert set(stored) == set(current[level]), "the configurations changed: --write again"
     bad = [name for name, d in current[level].items() if stored[name] != d]
     assert not bad, f"{kind}/{level}: outputs changed for {bad}"
@@ -102,7 +103,7 @@ def test_script_exits_nonzero_on_a_mismatch(tmp_path, capsys):
     assert fp.main(["--write", "--file", str(path), "--levels", level]) == 0
     assert fp.main(["--file", str(path), "--levels", level]) == 0
     data = fp.load(path)
-    digests = data["digests"][fp.build_kind()][level]
+    digests = data["machines"][fp.machine_key()]["digests"][fp.build_kind()][level]
     digests["adam"] = "0" * 64
     path.write_text(fp.json.dumps(data))
     capsys.readouterr()
@@ -110,6 +111,32 @@ def test_script_exits_nonzero_on_a_mismatch(tmp_path, capsys):
     assert f"MISMATCH {fp.build_kind()}/{level}: adam" in capsys.readouterr().out
     assert fp.main(["--file", str(tmp_path / "none.json"), "--levels", level, "--strict"]) == 2
     assert _ops.simd_level() == level
+
+
+def test_digests_of_another_machine_are_not_compared(tmp_path, capsys):
+    """OpenBLAS picks its kernels by CPU: digests written on another machine (here: this one's,
+    wrong in every configuration, under another machine's key) are reported as not stored for
+    this one, not as mismatches; --write adds this machine's beside them."""
+    path = tmp_path / "fp.json"
+    level = _ops.simd_level()
+    assert fp.main(["--write", "--file", str(path), "--levels", level]) == 0
+    data = fp.load(path)
+    entry = data["machines"].pop(fp.machine_key())
+    other = dict(entry["machine"], blas="openblas (another core)")
+    for name in entry["digests"][fp.build_kind()][level]:
+        entry["digests"][fp.build_kind()][level][name] = "0" * 64
+    entry["machine"] = other
+    data["machines"][fp.machine_key(other)] = entry
+    path.write_text(fp.json.dumps(data))
+    capsys.readouterr()
+    assert fp.stored_digests(fp.load(path)) == {}
+    assert fp.main(["--file", str(path), "--levels", level]) == 0
+    assert fp.main(["--file", str(path), "--levels", level, "--strict"]) == 2
+    out = capsys.readouterr().out
+    assert "no digests stored for this machine" in out and "MISMATCH" not in out
+    assert fp.main(["--write", "--file", str(path), "--levels", level]) == 0
+    assert set(fp.load(path)["machines"]) == {fp.machine_key(), fp.machine_key(other)}
+    assert fp.main(["--file", str(path), "--levels", level, "--strict"]) == 0
 
 
 def test_fingerprints_leave_the_level_in_use_selected():
