@@ -78,14 +78,30 @@ def pcg64_counts():
     return sorted(counts)
 
 
+@pytest.fixture
+def restore_ifma():
+    yield
+    _noise._pcg64_ifma(True)   # allowed again (the default); restore_level then re-selects
+
+
+HAS_IFMA = HAS_AVX512 and _noise._pcg64_ifma()
+
+
 @needs_avx512
 @pytest.mark.parametrize("relative", [False, True], ids=["added", "filled"])
-@pytest.mark.parametrize("level", ["avx512", "avx2+fma", "baseline"])
-def test_uniform_draws_are_numpys_stream_at_every_count(relative, level, restore_level):
+@pytest.mark.parametrize("level, ifma", [("avx512", True), ("avx512", False),
+                                         ("avx2+fma", False), ("baseline", False)],
+                         ids=["avx512-ifma", "avx512", "avx2+fma", "baseline"])
+def test_uniform_draws_are_numpys_stream_at_every_count(relative, level, ifma, restore_level,
+                                                         restore_ifma):
     """fc_pcg64_add_affine (uniform noise added) and fc_pcg64_fill_double (relative noise): the
     doubles numpy draws and the generator state numpy leaves, for counts around every block size
-    of every variant, drawn one after the other from one generator."""
+    of every variant (the AVX-512 one with its states in 32-bit limbs and, where the CPU has
+    IFMA, in 52-bit limbs), drawn one after the other from one generator."""
+    if ifma and not HAS_IFMA:
+        pytest.skip("this CPU has no AVX-512 IFMA")
     assert _ops.set_simd_level(level) == level
+    assert _noise._pcg64_ifma(ifma) == ifma
     assert _noise._simd_level() == {"avx512": 3, "avx2+fma": 2, "baseline": 1}[level]
     noise = fc.noise.Uniform(-0.5, 2.0)
     pint, preal, times = perturbation_tables(

@@ -65,6 +65,8 @@ cdef extern from "_pcg64.h":
                              double a, double b) noexcept nogil
     int fc_pcg64_select(int level_cap) noexcept nogil
     int fc_pcg64_vector
+    int fc_pcg64_ifma
+    int fc_pcg64_ifma_allowed
 
 cdef extern from "_ziggurat.h":
     void fc_zig_normal_fill(bitgen_t* bg, Py_ssize_t n, double* out) noexcept nogil
@@ -92,6 +94,17 @@ def _select_simd(int level_cap):
 def _simd_level():
     """3 when the uniform draws use the AVX-512 variant, 2 the AVX2 one, else 1."""
     return fc_pcg64_vector if fc_pcg64_vector else 1
+
+
+def _pcg64_ifma(allow=None):
+    """Whether the AVX-512 draws use their IFMA kit (52-bit limbs; the same draws). allow: True
+    or False lets the selection choose it where the CPU has it, or not (tests compare both);
+    None leaves it. The SIMD level in use is kept."""
+    global fc_pcg64_ifma_allowed
+    if allow is not None:
+        fc_pcg64_ifma_allowed = 1 if allow else 0
+        fc_pcg64_select(fc_pcg64_vector if fc_pcg64_vector else 1)
+    return bool(fc_pcg64_ifma)
 
 
 cdef uint64_t _MASK64 = 0xFFFFFFFFFFFFFFFF

@@ -13,8 +13,8 @@
  * with four independent state updates per block (s_{k} = a^k s + c_k, k = 1..4, all from the
  * block's first state), so that the multiplier's latency chain is one update per four draws
  * instead of one per draw. With AVX2 (fc_pcg64_select), long fills put half of the draws on
- * vector lanes (FC_PCG64_EACH_DOUBLE_AVX2), with AVX-512 four fifths
- * (FC_PCG64_EACH_DOUBLE_AVX512): the same doubles.
+ * vector lanes (FC_PCG64_EACH_DOUBLE_AVX2), with AVX-512 four fifths (FC_PCG64_EACH_DOUBLE_V8;
+ * with AVX-512 IFMA, its lanes' states in 52-bit limbs): the same doubles.
  *
  * A bitgen_t whose state is an fc_pcg64_t (fc_pcg64_bitgen) serves numpy's C distributions
  * (normals, bounded integers, ...) from the same stream. */
@@ -292,11 +292,64 @@ FC_PCG64_V8INLINE __m512d fc_pcg64_v8_double(const fc_pcg64_v8* s) {
     return _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(x, 11)), _mm512_set1_pd(0x1p-53));
 }
 
-/* FC_PCG64_EACH_DOUBLE with vector lanes: STEP8(i, u8) for draws i..i+7 and i+8..i+15 (u8 a
- * __m512d), STEP(i, u) for each scalar draw, in blocks of 16 + FC_PCG64_AVX512_SCALAR, then the
- * last draws one by one. Measured on 20000 draws added (ns/draw): 8 lanes + 2, 4, 8 scalar
- * states 0.683, 0.676, 0.758; 16 lanes + 4 (this) 0.643; AVX2 1.04. */
-#define FC_PCG64_EACH_DOUBLE_AVX512(g, n, STEP8, STEP)                                         \
+#define fc_pcg64_v8_limbs fc_pcg64_limbs
+
+/* ---- AVX-512 IFMA: the lanes' states in 52-bit limbs ---------------------------------------------
+ * Where the CPU has AVX-512 IFMA (vpmadd52luq/vpmadd52huq: the low or high 52 bits of a 52 x 52
+ * bit product, added to a 64-bit lane), a lane's state is three limbs of 52, 52 and 24 bits, and
+ * a step takes nine multiply-adds instead of fc_pcg64_v8_step's ten vpmuludq and some thirty
+ * additions, masks and shifts. The same states, so the same doubles (fc_pcg64_select picks it). */
+#define FC_PCG64_IFMA_TARGET FC_PCG64_AVX512_TARGET ",avx512ifma"
+#define FC_PCG64_V8I_INLINE \
+    static inline __attribute__((always_inline, target(FC_PCG64_IFMA_TARGET)))
+#define FC_PCG64_M52 0xfffffffffffffULL
+
+static inline void fc_pcg64_v8i_limbs(fc_u128 v, uint64_t out[4]) {
+    out[0] = (uint64_t)v & FC_PCG64_M52;
+    out[1] = (uint64_t)(v >> 52) & FC_PCG64_M52;
+    out[2] = (uint64_t)(v >> 104);
+    out[3] = 0;
+}
+
+/* s <- a s + c (mod 2^128) in every lane, limbs of 52 bits: the products a_i s_j at 2^(52(i+j))
+ * with i + j <= 2 (the others are multiples of 2^128), each as its low and high 52 bits; the
+ * sums stay below 2^55, their carries passed up. Each sum takes the newest limb last. */
+FC_PCG64_V8I_INLINE void fc_pcg64_v8i_step(fc_pcg64_v8* s, const __m512i a[4],
+                                           const __m512i c[4]) {
+    const __m512i m52 = _mm512_set1_epi64((long long)FC_PCG64_M52);
+    const __m512i m24 = _mm512_set1_epi64(0xffffffLL), zero = _mm512_setzero_si512();
+    const __m512i s0 = s->limb[0], s1 = s->limb[1], s2 = s->limb[2];
+    __m512i x0 = _mm512_madd52lo_epu64(c[0], a[0], s0);
+    __m512i x1 = _mm512_madd52lo_epu64(_mm512_madd52hi_epu64(c[1], a[0], s0), a[1], s0);
+    __m512i y1 = _mm512_madd52lo_epu64(_mm512_srli_epi64(x0, 52), a[0], s1);
+    __m512i x2 = _mm512_madd52hi_epu64(_mm512_madd52hi_epu64(c[2], a[1], s0), a[0], s1);
+    __m512i y2 = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(
+        _mm512_madd52lo_epu64(zero, a[2], s0), a[1], s1), a[0], s2);
+    x1 = _mm512_add_epi64(x1, y1);
+    x2 = _mm512_add_epi64(_mm512_add_epi64(x2, y2), _mm512_srli_epi64(x1, 52));
+    s->limb[0] = _mm512_and_si512(x0, m52);
+    s->limb[1] = _mm512_and_si512(x1, m52);
+    s->limb[2] = _mm512_and_si512(x2, m24);
+}
+
+/* fc_pcg64_v8_double from 52-bit limbs */
+FC_PCG64_V8I_INLINE __m512d fc_pcg64_v8i_double(const fc_pcg64_v8* s) {
+    __m512i hi = _mm512_or_si512(_mm512_srli_epi64(s->limb[1], 12),
+                                 _mm512_slli_epi64(s->limb[2], 40));
+    __m512i lo = _mm512_or_si512(_mm512_slli_epi64(s->limb[1], 52), s->limb[0]);
+    __m512i rot = _mm512_srli_epi64(s->limb[2], 18);                  /* state >> 122 */
+    __m512i x = _mm512_rorv_epi64(_mm512_xor_si512(hi, lo), rot);
+    return _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(x, 11)), _mm512_set1_pd(0x1p-53));
+}
+
+/* FC_PCG64_EACH_DOUBLE with vector lanes of the kit KIT (fc_pcg64_v8 or fc_pcg64_v8i: its
+ * _limbs, _step and _double): STEP8(i, u8) for draws i..i+7 and i+8..i+15 (u8 a __m512d),
+ * STEP(i, u) for each scalar draw, in blocks of 16 + FC_PCG64_AVX512_SCALAR, then the last draws
+ * one by one. Measured on 20000 draws added (ns/draw, Zen 5 class): 8 lanes + 2, 4, 8 scalar
+ * states 0.683, 0.676, 0.758; 16 lanes + 4 (this) 0.643; AVX2 1.04. On 2000 draws added, Zen 4
+ * (family 25): 32-bit limbs 0.97, IFMA 0.56 (16 lanes + 2, 4, 6, 8 scalar states: 0.58, 0.57,
+ * 0.84, 0.72). */
+#define FC_PCG64_EACH_DOUBLE_V8(KIT, g, n, STEP8, STEP)                                        \
     do {                                                                                       \
         enum { S_ = FC_PCG64_AVX512_SCALAR, B_ = 16 + FC_PCG64_AVX512_SCALAR };                \
         const fc_u128 a1_ = FC_PCG64_MULT, c1_ = (g)->inc;                                     \
@@ -312,9 +365,9 @@ FC_PCG64_V8INLINE __m512d fc_pcg64_v8_double(const fc_pcg64_v8* s) {
             cb_ = a1_ * cb_ + c1_;                                                             \
             ab_ = a1_ * ab_;                                                                   \
         }                                                                                      \
-        fc_pcg64_limbs(ab_, al_);                                                              \
-        fc_pcg64_limbs(cb_, cl_);                                                              \
-        for (k_ = 0; k_ < 16; k_++) fc_pcg64_limbs(sk_[k_], sl_[k_]);                          \
+        KIT##_limbs(ab_, al_);                                                                 \
+        KIT##_limbs(cb_, cl_);                                                                 \
+        for (k_ = 0; k_ < 16; k_++) KIT##_limbs(sk_[k_], sl_[k_]);                             \
         for (k_ = 0; k_ < S_; k_++) ss_[k_] = sk_[16 + k_];                                    \
         for (j_ = 0; j_ < 4; j_++) {                                                           \
             A_[j_] = _mm512_set1_epi64((long long)al_[j_]);                                    \
@@ -329,10 +382,10 @@ FC_PCG64_V8INLINE __m512d fc_pcg64_v8_double(const fc_pcg64_v8* s) {
                 (long long)sl_[14][j_], (long long)sl_[15][j_]);                               \
         }                                                                                      \
         for (; i_ + B_ <= (n); i_ += B_) {                                                     \
-            STEP8(i_, fc_pcg64_v8_double(&v_));                                                \
-            STEP8(i_ + 8, fc_pcg64_v8_double(&w_));                                            \
-            fc_pcg64_v8_step(&v_, A_, C_);                                                     \
-            fc_pcg64_v8_step(&w_, A_, C_);                                                     \
+            STEP8(i_, KIT##_double(&v_));                                                      \
+            STEP8(i_ + 8, KIT##_double(&w_));                                                  \
+            KIT##_step(&v_, A_, C_);                                                           \
+            KIT##_step(&w_, A_, C_);                                                           \
             for (k_ = 0; k_ < S_; k_++)                                                        \
                 STEP(i_ + 16 + k_, fc_pcg64_to_double(fc_pcg64_output(ss_[k_])));              \
             last_ = ss_[S_ - 1];                                                               \
@@ -341,37 +394,43 @@ FC_PCG64_V8INLINE __m512d fc_pcg64_v8_double(const fc_pcg64_v8* s) {
         (g)->state = last_;   /* the state of the last draw made */                            \
         for (; i_ < (n); i_++)                                                                 \
             STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
-    } while (0)
+    }while (0)
 
-static __attribute__((target(FC_PCG64_AVX512_TARGET), unused)) void fc_pcg64_fill_double_avx512(
-        fc_pcg64_t* g, double* out, ptrdiff_t n) {
-#define FC_STORE8(i, u8) _mm512_storeu_pd(out + (i), u8)
-#define FC_STORE(i, u) out[i] = (u)
-    FC_PCG64_EACH_DOUBLE_AVX512(g, n, FC_STORE8, FC_STORE);
-#undef FC_STORE
-#undef FC_STORE8
-}
-
-static __attribute__((target(FC_PCG64_AVX512_TARGET), unused)) void fc_pcg64_add_affine_avx512(
-        fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n, double m, double a, double b) {
-    const __m512d m8 = _mm512_set1_pd(m), a8 = _mm512_set1_pd(a), b8 = _mm512_set1_pd(b);
-    /* x + m (a + b u): separate multiplies and adds, numpy's roundings */
-#define FC_ADD8(i, u8)                                                                         \
+/* fc_pcg64_fill_double and fc_pcg64_add_affine on eight-lane states of the kit KIT
+ * (fc_pcg64_v8: 32-bit limbs; fc_pcg64_v8i: 52-bit limbs, IFMA), as fc_pcg64_fill_double_NAME
+ * and fc_pcg64_add_affine_NAME compiled for TARGET */
+#define FC_PCG64_STORE8(i, u8) _mm512_storeu_pd(out + (i), u8)
+#define FC_PCG64_STORE(i, u) out[i] = (u)
+/* x + m (a + b u): separate multiplies and adds, numpy's roundings */
+#define FC_PCG64_ADD8(i, u8)                                                                   \
     _mm512_storeu_pd(z + (i), _mm512_add_pd(_mm512_loadu_pd(x + (i)),                          \
                                             _mm512_mul_pd(m8, _mm512_add_pd(a8,                \
                                                           _mm512_mul_pd(b8, u8)))))
-#define FC_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
-    FC_PCG64_EACH_DOUBLE_AVX512(g, n, FC_ADD8, FC_ADD);
-#undef FC_ADD
-#undef FC_ADD8
-}
+#define FC_PCG64_ADD(i, u) z[i] = x[i] + m * (a + b * (u))
+#define FC_PCG64_V8_FUNCTIONS(NAME, TARGET, KIT)                                               \
+    static __attribute__((target(TARGET), unused)) void fc_pcg64_fill_double_##NAME(           \
+            fc_pcg64_t* g, double* out, ptrdiff_t n) {                                         \
+        FC_PCG64_EACH_DOUBLE_V8(KIT, g, n, FC_PCG64_STORE8, FC_PCG64_STORE);                   \
+    }                                                                                          \
+    static __attribute__((target(TARGET), unused)) void fc_pcg64_add_affine_##NAME(            \
+            fc_pcg64_t* g, const double* x, double* z, ptrdiff_t n, double m, double a,        \
+            double b) {                                                                        \
+        const __m512d m8 = _mm512_set1_pd(m), a8 = _mm512_set1_pd(a), b8 = _mm512_set1_pd(b);  \
+        FC_PCG64_EACH_DOUBLE_V8(KIT, g, n, FC_PCG64_ADD8, FC_PCG64_ADD);                       \
+    }
+
+FC_PCG64_V8_FUNCTIONS(avx512, FC_PCG64_AVX512_TARGET, fc_pcg64_v8)
+FC_PCG64_V8_FUNCTIONS(ifma, FC_PCG64_IFMA_TARGET, fc_pcg64_v8i)
 #endif  /* FC_PCG64_AVX2 */
 
 /* A vector variant is used from this many draws on (its set-up costs about 40 128-bit
  * multiplies) when fc_pcg64_select allowed it. */
 #define FC_PCG64_VECTOR_MIN 128
-/* the vector variant in use: 0 none, 2 AVX2, 3 AVX-512 */
+/* the vector variant in use: 0 none, 2 AVX2, 3 AVX-512; fc_pcg64_ifma: its IFMA kit is in use
+ * (fc_pcg64_ifma_allowed: fc_pcg64_select may choose it, where the CPU has it; for tests) */
 static int fc_pcg64_vector __attribute__((unused)) = 0;
+static int fc_pcg64_ifma __attribute__((unused)) = 0;
+static int fc_pcg64_ifma_allowed __attribute__((unused)) = 1;
 
 /* Allow the AVX-512 variant (level_cap >= 3) or the AVX2 one (level_cap >= 2) when the CPU has
  * it; returns the level in use (3, 2, or 1 for the scalar blocks). */
@@ -385,6 +444,8 @@ static inline int fc_pcg64_select(int level_cap) {
             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512bw"))
         fc_pcg64_vector = 3;
+    fc_pcg64_ifma = fc_pcg64_vector == 3 && fc_pcg64_ifma_allowed &&
+        __builtin_cpu_supports("avx512ifma");
 #else
     (void)level_cap;
 #endif
@@ -395,7 +456,9 @@ static inline int fc_pcg64_select(int level_cap) {
 static inline void fc_pcg64_fill_double(fc_pcg64_t* g, double* out, ptrdiff_t n) {
 #if FC_PCG64_AVX2
     if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
-        if (fc_pcg64_vector == 3)
+        if (fc_pcg64_ifma)
+            fc_pcg64_fill_double_ifma(g, out, n);
+        else if (fc_pcg64_vector == 3)
             fc_pcg64_fill_double_avx512(g, out, n);
         else
             fc_pcg64_fill_double_avx2(g, out, n);
@@ -414,7 +477,9 @@ static inline void fc_pcg64_add_affine(fc_pcg64_t* g, const double* x, double* z
                                        double m, double a, double b) {
 #if FC_PCG64_AVX2
     if (fc_pcg64_vector && n >= FC_PCG64_VECTOR_MIN) {
-        if (fc_pcg64_vector == 3)
+        if (fc_pcg64_ifma)
+            fc_pcg64_add_affine_ifma(g, x, z, n, m, a, b);
+        else if (fc_pcg64_vector == 3)
             fc_pcg64_add_affine_avx512(g, x, z, n, m, a, b);
         else
             fc_pcg64_add_affine_avx2(g, x, z, n, m, a, b);
