@@ -177,24 +177,42 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
  * wide as its data (masked loads cost this loop a third more on the AMD EPYC measured). */
 typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_acc;
 
-FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const double* zs, double cs,
+/* a row's entries, loaded once for both gradients (as wide as the accumulators they meet) */
+typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_z;
+
+FC_W8_INLINE fc_w8_wgrad_z fc_w8_wgrad_load(const double* zs, ptrdiff_t nvec, ptrdiff_t rem) {
+    fc_w8_wgrad_z r = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
+                       _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
+    const double* zt = zs + nvec;
+    if (nvec >= 8) r.v0 = _mm512_loadu_pd(zs);
+    else if (nvec == 4) r.h0 = _mm256_loadu_pd(zs);
+    if (nvec == 16) r.v1 = _mm512_loadu_pd(zs + 8);
+    else if (nvec == 12) r.h1 = _mm256_loadu_pd(zs + 8);
+    if (rem >= 2) r.t01 = _mm_loadu_pd(zt);
+    else if (rem == 1) r.t01 = _mm_load_sd(zt);
+    if (rem == 3) r.t2 = zt[2];
+    /* one load for both gradients' FMAs (the compiler would fold it into each) */
+    __asm__("" : "+v"(r.v0), "+v"(r.v1), "+v"(r.h0), "+v"(r.h1), "+v"(r.t01));
+    return r;
+}
+
+FC_W8_INLINE void fc_w8_wgrad_row(fc_w8_wgrad_acc* a, const fc_w8_wgrad_z* z, double cs,
                                   ptrdiff_t nvec, ptrdiff_t rem) {
     __m512d c = _mm512_set1_pd(cs);
-    const double* zt = zs + nvec;
     if (nvec >= 8)
-        a->v0 = _mm512_fmadd_pd(c, _mm512_loadu_pd(zs), a->v0);
+        a->v0 = _mm512_fmadd_pd(c, z->v0, a->v0);
     else if (nvec == 4)
-        a->h0 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), _mm256_loadu_pd(zs), a->h0);
+        a->h0 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), z->h0, a->h0);
     if (nvec == 16)
-        a->v1 = _mm512_fmadd_pd(c, _mm512_loadu_pd(zs + 8), a->v1);
+        a->v1 = _mm512_fmadd_pd(c, z->v1, a->v1);
     else if (nvec == 12)
-        a->h1 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), _mm256_loadu_pd(zs + 8), a->h1);
+        a->h1 = _mm256_fmadd_pd(_mm512_castpd512_pd256(c), z->h1, a->h1);
     if (rem >= 2)
-        a->t01 = _mm_fmadd_pd(_mm512_castpd512_pd128(c), _mm_loadu_pd(zt), a->t01);
+        a->t01 = _mm_fmadd_pd(_mm512_castpd512_pd128(c), z->t01, a->t01);
     else if (rem == 1)   /* (lane 1 gets cs, unread: only lanes < rem are added to y) */
-        a->t01 = _mm_fmadd_sd(_mm512_castpd512_pd128(c), _mm_load_sd(zt), a->t01);
+        a->t01 = _mm_fmadd_sd(_mm512_castpd512_pd128(c), z->t01, a->t01);
     if (rem == 3)
-        a->t2 = __builtin_fma(cs, zt[2], a->t2);
+        a->t2 = __builtin_fma(cs, z->t2, a->t2);
 }
 
 FC_W8_INLINE void fc_w8_wgrad_add(double* y, const fc_w8_wgrad_acc* a, const fc_w8_wgrad_acc* b,
@@ -215,34 +233,51 @@ FC_W8_INLINE void fc_w8_wgrad_add(double* y, const fc_w8_wgrad_acc* a, const fc_
 }
 
 /* the rows of both gradients (PAIR) or of g alone, d = nvec + rem <= 16 (constants where it is
- * inlined: the row's branches fold) */
+ * inlined: the row's branches fold). The rows' coefficients -lab g (and -lab h) are made first,
+ * FC_W8_WGRAD_CHUNK rows at a time (an even count: each row keeps its parity's accumulators),
+ * so that the row loop broadcasts them from memory (a load, not a shuffle: the shuffle unit was
+ * this loop's bound on the AMD EPYC measured, and the product's latency sat on its path). */
+#define FC_W8_WGRAD_CHUNK 256
 FC_W8_INLINE void fc_w8_margin_wgrad_rows(const double* z, ptrdiff_t B, const double* lab,
                                           ptrdiff_t ldl, const double* g, double* y,
                                           const double* h, double* y2, const int PAIR,
                                           const ptrdiff_t nvec, const ptrdiff_t rem) {
     const ptrdiff_t d = nvec + rem;
-    ptrdiff_t s;
+    ptrdiff_t s, c0, n;
+    double cg[FC_W8_WGRAD_CHUNK], ch[FC_W8_WGRAD_CHUNK];
     fc_w8_wgrad_acc a = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
                          _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
     fc_w8_wgrad_acc b = a, c = a, e = a;
-    for (s = 0; s + 2 <= B; s += 2) {
-        const double* zs = z + s * d;
-        fc_w8_wgrad_row(&a, zs, -lab[s * ldl] * g[s], nvec, rem);
-        fc_w8_wgrad_row(&b, zs + d, -lab[(s + 1) * ldl] * g[s + 1], nvec, rem);
-        if (PAIR) {
-            fc_w8_wgrad_row(&c, zs, -lab[s * ldl] * h[s], nvec, rem);
-            fc_w8_wgrad_row(&e, zs + d, -lab[(s + 1) * ldl] * h[s + 1], nvec, rem);
+    for (c0 = 0; c0 < B; c0 += FC_W8_WGRAD_CHUNK) {
+        n = B - c0 < FC_W8_WGRAD_CHUNK ? B - c0 : FC_W8_WGRAD_CHUNK;
+        for (s = 0; s < n; s++) {
+            cg[s] = -lab[(c0 + s) * ldl] * g[c0 + s];
+            if (PAIR)
+                ch[s] = -lab[(c0 + s) * ldl] * h[c0 + s];
         }
-    }
-    if (s < B) {
-        fc_w8_wgrad_row(&a, z + s * d, -lab[s * ldl] * g[s], nvec, rem);
-        if (PAIR)
-            fc_w8_wgrad_row(&c, z + s * d, -lab[s * ldl] * h[s], nvec, rem);
+        const double* zc = z + c0 * d;
+        for (s = 0; s + 2 <= n; s += 2) {
+            fc_w8_wgrad_z z0 = fc_w8_wgrad_load(zc + s * d, nvec, rem);
+            fc_w8_wgrad_z z1 = fc_w8_wgrad_load(zc + (s + 1) * d, nvec, rem);
+            fc_w8_wgrad_row(&a, &z0, cg[s], nvec, rem);
+            fc_w8_wgrad_row(&b, &z1, cg[s + 1], nvec, rem);
+            if (PAIR) {
+                fc_w8_wgrad_row(&c, &z0, ch[s], nvec, rem);
+                fc_w8_wgrad_row(&e, &z1, ch[s + 1], nvec, rem);
+            }
+        }
+        if (s < n) {
+            fc_w8_wgrad_z z0 = fc_w8_wgrad_load(zc + s * d, nvec, rem);
+            fc_w8_wgrad_row(&a, &z0, cg[s], nvec, rem);
+            if (PAIR)
+                fc_w8_wgrad_row(&c, &z0, ch[s], nvec, rem);
+        }
     }
     fc_w8_wgrad_add(y, &a, &b, d, nvec);
     if (PAIR)
         fc_w8_wgrad_add(y2, &c, &e, d, nvec);
 }
+#undef FC_W8_WGRAD_CHUNK
 
 FC_W8_INLINE void fc_w8_margin_wgrad(const double* z, ptrdiff_t B, ptrdiff_t d,
                                      const double* lab, ptrdiff_t ldl, const double* g,
