@@ -138,7 +138,7 @@ def _engine_config(problem, optimizer, n_iter, record_every, record_profile, rec
                   reg_code=problem.regularizer.kernel_code,
                   reg_scale=problem.regularizer.kernel_scale, max_norm=max_norm,
                   record_thread=int(record_thread))
-    missing = set(_engine.CONFIG_KEYS) - set(config) - {"_record_behind_every"}
+    missing = set(_engine.CONFIG_KEYS) - set(config) - {"_record_behind_every", "_first_ahead"}
     extra = set(config) - set(_engine.CONFIG_KEYS)
     if missing or extra:  # the two sides of the contract disagree: a bug, not bad input
         raise AssertionError(f"engine config: missing {sorted(missing)}, unknown {sorted(extra)}")

@@ -45,7 +45,7 @@ def test_the_tables_hold_each_specification_in_its_named_column(problem):
 def test_the_config_has_exactly_the_keys_the_engine_reads(problem):
     for opt in (fc.SGD(0.1, momentum=0.9, batch=8), fc.Adam(0.01)):
         config = fc.Plan(problem, opt, n_iter=10).config
-        assert set(config) == set(_engine.CONFIG_KEYS) - {"_record_behind_every"}
+        assert set(config) == set(_engine.CONFIG_KEYS) - {"_record_behind_every", "_first_ahead"}
     assert fc.Plan(problem).config is None
 
 

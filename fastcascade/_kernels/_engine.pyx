@@ -117,12 +117,12 @@ SAMPLING_CODES = {"full": SAMPLE_FULL, "replacement": SAMPLE_REPLACEMENT,
                   "shuffle": SAMPLE_SHUFFLE}
 REG_CODES = {"none": REG_NONE, "l2": REG_L2, "nonconvex": REG_NONCONVEX}
 # The keys config_from reads (fastcascade.plan builds the dict with exactly these; the last
-# one is for tests only)
+# two are for tests only)
 CONFIG_KEYS = ("n_iter", "sampling", "batch", "grad_noise_std", "optimizer", "momentum",
                "nesterov", "beta1", "beta2", "adam_eps", "clip_norm", "schedule", "step_size",
                "power", "factor", "every", "reg_code", "reg_scale", "record_every",
                "record_profile", "record_weights", "record_thread", "max_norm",
-               "_record_behind_every")
+               "_record_behind_every", "_first_ahead")
 STOP_REASONS = {
     STOP_NONE: "",
     STOP_NONFINITE_GRADIENT: "non-finite gradient",
@@ -196,6 +196,7 @@ ctypedef struct Config:
     int record_weights
     int record_thread         # record on a helper thread, concurrently with the steps
     long long behind_every    # tests: every k-th record counts the helper as busy (0: never)
+    int first_ahead           # tests: 0 turns off f_1's forward made by the update (sgd_step)
     double max_norm
 
 
@@ -436,14 +437,17 @@ cdef inline bint any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil:
 
 cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
                        const double* lab, Py_ssize_t ldl, const Sites* sites, long long t,
-                       bitgen_t* bg, double* scratch) noexcept nogil:
+                       bitgen_t* bg, double* scratch, bint first_done=False) noexcept nogil:
     # ~y_i = f_i(~y_{i-1}, w_i) + delta_i (Eq. 5, forward); sites == NULL: the clean pass.
+    # first_done: a[1] already holds f_1(x, w_1) (the previous step's update made it, sgd_step)
     cdef Py_ssize_t i, k, B = ps.B
     cdef const OpDesc* op
     ps.y[0] = <double*>x
     for i in range(1, net.N + 1):
         op = &net.ops[i - 1]
-        op_forward(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], lab, ldl, B)
+        if i > 1 or not first_done:
+            op_forward(op, w + op.w_off, net.params + op.p_off, ps.y[i - 1], ps.a[i], lab, ldl,
+                       B)
         ps.y[i] = ps.a[i]
         if sites == NULL:
             continue
@@ -536,14 +540,17 @@ cdef void write_deferred_blocks(const Net* net, const double* w, const Pass* ps,
                        NULL, 0, ps.B, NULL, gsum + op.w_off, NULL)
 
 
-cdef double sgd_step(const Net* net, const Pass* ps, double* w, const double* g, double a,
-                     bint deferred) noexcept nogil:
+cdef double sgd_step(const Net* net, Pass* ps, double* w, const double* g, double a,
+                     bint deferred, const double* x_next) noexcept nogil:
     # w += a g with fc_axpy_exact's roundings; returns ||w||^2 of the new w. deferred: g's
     # deferred blocks (backward_pass_sumsq(..., defer=True)) are applied from the pass's factors
     # (op_sgd_step_deferred: the same bits for w), block by block (another summation order),
     # the last operator's first: the backward pass has just read the last weights (in L1), and
     # the first ones, updated last, are still there when the next step's forward pass reads
-    # them (per-sample MLP of width 64: 15% less time in the step's kernels)
+    # them (per-sample MLP of width 64: 15% less time in the step's kernels). x_next (deferred,
+    # f_1 deferrable): the next step's sample; f_1's update also writes f_1(x_next) to ps.a[1]
+    # in its pass over w_1 (forward_pass(..., first_done=True) then skips it: one pass over the
+    # first weights a step fewer)
     cdef Py_ssize_t i
     cdef const OpDesc* op
     cdef double acc = 0.0
@@ -554,7 +561,8 @@ cdef double sgd_step(const Net* net, const Pass* ps, double* w, const double* g,
         if op.n_w == 0:
             continue
         if op_wgrad_deferrable(op, ps.B):
-            acc = acc + op_sgd_step_deferred(op, w + op.w_off, ps.y[i - 1], ps.v[i], a)
+            acc = acc + op_sgd_step_deferred(op, w + op.w_off, ps.y[i - 1], ps.v[i], a,
+                                             x_next if i == 1 else NULL, ps.a[1])
         else:
             acc = acc + fc_axpy_exact_sumsq(a, g + op.w_off, w + op.w_off, op.n_w)
     return acc
@@ -844,6 +852,7 @@ cdef Config config_from(dict c) except *:
     cfg.record_weights = c.get("record_weights", 0)
     cfg.record_thread = c.get("record_thread", 0)
     cfg.behind_every = c.get("_record_behind_every", 0)
+    cfg.first_ahead = c.get("_first_ahead", 1)
     cfg.max_norm = c["max_norm"]
     return cfg
 
@@ -892,6 +901,10 @@ cdef class RunState:
     cdef const double* Yp
     cdef Py_ssize_t M, d0, ldl, B, n_w, pos
     cdef bint full_batch, fused_gnorm, fused_wnorm, defer, can_pair, pairing
+    cdef bint can_prefetch_first, first_ready, next_drawn
+    cdef long long t_end
+    cdef uint64_t idx_next           # the next step's row, drawn ahead (next_drawn)
+    cdef fc_pcg64_t data_snap        # the data stream before that draw
     cdef FirstBlockPair pair
     cdef double inv_B, gsumsq, wsumsq
     cdef double* vecs
@@ -1057,6 +1070,15 @@ cdef class RunState:
         # their factors in the update, never written (except at recording steps, which read g)
         self.defer = False
         self.gsumsq = self.wsumsq = 0.0   # set by the fused passes before they are read
+        # a deferred update of a first Linear (one sample a step, drawn without replacement:
+        # the next row is known) also computes its forward output at the next sample
+        # (drawn with replacement, the next row is drawn ahead when the data stream can be
+        # rewound: stops before the next step leave it as if it had not been)
+        self.can_prefetch_first = self.cfg.first_ahead and B == 1 and not self.full_batch \
+            and self.n_w > 0 \
+            and (self.cfg.sampling == SAMPLE_SHUFFLE or self.st[0].fast) \
+            and op_wgrad_deferrable(&self.net.ops[0], B) and self.net.ops[0].n_w > 0
+        self.first_ready = self.next_drawn = False
 
     cdef void _recorder(self) noexcept:
         # what a record reads and where it writes (record_step); the histories: set_histories
@@ -1250,6 +1272,9 @@ cdef class RunState:
     cdef void _advance(self, long long t_end) noexcept nogil:
         cdef long long t
         cdef double lr
+        self.t_end = t_end
+        self.first_ready = False
+        self._undraw()
         for t in range(self.t, t_end):
             if fc_interrupt_requested():   # Ctrl-C: one relaxed load a step
                 self._stop(STOP_INTERRUPTED, t)
@@ -1269,6 +1294,13 @@ cdef class RunState:
 
     cdef inline void _stop(self, int code, long long t) noexcept nogil:
         self.stop, self.stop_iter, self.t = code, t, t
+        self._undraw()
+
+    cdef inline void _undraw(self) noexcept nogil:
+        # the next step's row was drawn ahead (_next_sample) and that step will not run here
+        if self.next_drawn:
+            self.st[0].pcg = self.data_snap
+            self.next_drawn = False
 
     cdef inline void _sample(self) noexcept nogil:
         # the step's samples (data stream): xin, labin
@@ -1277,7 +1309,10 @@ cdef class RunState:
             self.xin = &self.X[0, 0]
             self.labin = self.Yp
             return
-        if self.cfg.sampling == SAMPLE_REPLACEMENT:
+        if self.next_drawn:
+            self.idx[0] = self.idx_next
+            self.next_drawn = False
+        elif self.cfg.sampling == SAMPLE_REPLACEMENT:
             random_bounded_uint64_fill(self.bg[0], 0, <uint64_t>(M - 1), B, 0, self.idx)
         else:
             if self.pos + B > M:
@@ -1311,7 +1346,8 @@ cdef class RunState:
         cdef Py_ssize_t j, n_w = self.n_w
         cdef double* wp = self.w_run if n_w > 0 else NULL
         forward_pass(&self.fwd_net, wp, self.ps, self.xin, self.labin, self.ldl, &self.sites, t,
-                     self.bg[1], self.scratch)
+                     self.bg[1], self.scratch, self.first_ready)
+        self.first_ready = False
         self.defer = self.fused_gnorm and self.fused_wnorm and not self.cfg.clip_norm > 0.0 \
             and t % self.cfg.record_every != 0
         # a full-batch step to be recorded on this thread (serially, or while the helper is
@@ -1440,9 +1476,24 @@ cdef class RunState:
                 g[j] = g[j] * scale
         return True
 
+    cdef inline const double* _next_sample(self, long long t) noexcept nogil:
+        # the next step's sample when this step's update may compute f_1 there (sgd_step) and
+        # the next step runs in this call: the next row of the shuffle (when it needs no new
+        # one), or drawn now from the data stream, which only sampling reads (the same draws in
+        # the same order; _sample takes it, _stop undraws it); else NULL
+        if not (self.defer and self.can_prefetch_first and t + 1 < self.t_end):
+            return NULL
+        if self.cfg.sampling == SAMPLE_SHUFFLE:
+            return &self.X[self.perm[self.pos], 0] if self.pos + 1 <= self.M else NULL
+        self.data_snap = self.st[0].pcg
+        random_bounded_uint64_fill(self.bg[0], 0, <uint64_t>(self.M - 1), 1, 0, &self.idx_next)
+        self.next_drawn = True
+        return &self.X[<Py_ssize_t>self.idx_next, 0]
+
     cdef inline bint _update(self, long long t, double lr) noexcept nogil:
         # the optimizer's update of w, and the weight norm check
         cdef Py_ssize_t j, n_w = self.n_w
+        cdef const double* x_next
         cdef double wnorm, b1c, b2c, mhat, vhat
         cdef double* wp = self.w_run if n_w > 0 else NULL
         cdef double* g = self.g
@@ -1451,7 +1502,9 @@ cdef class RunState:
             if cfg.momentum == 0.0:
                 # w - lr g, vectorised with the same roundings: (-lr) g = -(lr g); and ||w||^2
                 # of the new w in the same pass (as fc_sumsq would sum it)
-                self.wsumsq = sgd_step(&self.net, self.ps, wp, g, -lr, self.defer)
+                x_next = self._next_sample(t)
+                self.wsumsq = sgd_step(&self.net, self.ps, wp, g, -lr, self.defer, x_next)
+                self.first_ready = x_next != NULL
             else:
                 # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                 for j in range(n_w):

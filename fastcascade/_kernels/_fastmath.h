@@ -177,6 +177,8 @@ typedef struct {
     void (*outer)(const double*, ptrdiff_t, const double*, ptrdiff_t, double*, int);
     double (*outer_axpy_sumsq)(double, const double*, ptrdiff_t, const double*, ptrdiff_t,
                                double*);
+    double (*outer_axpy_matvec_sumsq)(double, const double*, ptrdiff_t, const double*,
+                                      ptrdiff_t, double*, const double*, double*);
     int level;  /* 0: scalar libm loops, 1: baseline vectors (SSE2), 2: AVX2 + FMA, 3: AVX-512 */
 } fc_fastmath_table;
 
@@ -273,6 +275,15 @@ static double fc_outer_axpy_sumsq_scalar(double a, const double* g, ptrdiff_t m,
 
 static fc_fastmath_table fc_fm;
 
+/* outer_axpy_sumsq, then matvec of the new y (the levels with no one-pass kernel) */
+static double fc_outer_axpy_matvec_sumsq_split(double a, const double* g, ptrdiff_t m,
+                                               const double* z, ptrdiff_t d, double* y,
+                                               const double* x, double* out) {
+    double sq = fc_fm.outer_axpy_sumsq(a, g, m, z, d, y);
+    fc_fm.matvec(y, m, d, x, out);
+    return sq;
+}
+
 #if FC_HAVE_DISPATCH
 /* the AVX-512 subsets the avx512 variant is compiled for (and the OS saving zmm state, which
  * __builtin_cpu_supports checks through XGETBV) */
@@ -311,6 +322,7 @@ static inline int fc_cpu_has_avx512(void) {
         fc_fm.matvec_t = fc_matvec_t_##V;                                                    \
         fc_fm.outer = fc_outer_##V;                                                          \
         fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_##V;                                    \
+        fc_fm.outer_axpy_matvec_sumsq = fc_outer_axpy_matvec_sumsq_split;                    \
     } while (0)
 #endif
 
@@ -328,6 +340,7 @@ static int fc_fastmath_select(int level_cap) {
         fc_fm.matvec = fc_matvec_w8;
         fc_fm.matvec_t = fc_matvec_t_w8;
         fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_w8;
+        fc_fm.outer_axpy_matvec_sumsq = fc_outer_axpy_matvec_sumsq_w8;
         fc_fm.margin_wgrad = fc_margin_wgrad_w8;
         fc_fm.margin_wgrad2 = fc_margin_wgrad2_w8;
         fc_fm.level = 3;
@@ -365,6 +378,7 @@ static int fc_fastmath_select(int level_cap) {
     fc_fm.matvec_t = fc_matvec_t_scalar;
     fc_fm.outer = fc_outer_scalar;
     fc_fm.outer_axpy_sumsq = fc_outer_axpy_sumsq_scalar;
+    fc_fm.outer_axpy_matvec_sumsq = fc_outer_axpy_matvec_sumsq_split;
     fc_fm.level = 0;
     return 0;
 #endif
@@ -436,6 +450,13 @@ static inline void fc_outer(const double* g, ptrdiff_t m, const double* z, ptrdi
 static inline double fc_outer_axpy_sumsq(double a, const double* g, ptrdiff_t m, const double* z,
                                          ptrdiff_t d, double* y) {
     return fc_fm.outer_axpy_sumsq(a, g, m, z, d, y);
+}
+/* fc_outer_axpy_sumsq(a, g, m, z, d, y), then fc_matvec(y, m, d, x, out) of the new y: the same
+ * bits (in one pass over y where the level has the kernel) */
+static inline double fc_outer_axpy_matvec_sumsq(double a, const double* g, ptrdiff_t m,
+                                                const double* z, ptrdiff_t d, double* y,
+                                                const double* x, double* out) {
+    return fc_fm.outer_axpy_matvec_sumsq(a, g, m, z, d, y, x, out);
 }
 /* y += a x, each term rounded twice as in the plain C loop (no FMA): bit-identical to it */
 static inline void fc_axpy_exact(double a, const double* x, double* y, ptrdiff_t n) {

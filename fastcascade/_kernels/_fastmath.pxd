@@ -45,3 +45,8 @@ cdef extern from "_fastmath.h" nogil:
     # returns the sum of squares of the new y
     double fc_outer_axpy_sumsq(double a, const double* g, Py_ssize_t m, const double* z,
                                Py_ssize_t d, double* y) noexcept
+    # fc_outer_axpy_sumsq(a, g, m, z, d, y), then out = y x (fc_matvec) of the new y, the same
+    # bits (one pass over y where the SIMD level has the kernel)
+    double fc_outer_axpy_matvec_sumsq(double a, const double* g, Py_ssize_t m, const double* z,
+                                      Py_ssize_t d, double* y, const double* x,
+                                      double* out) noexcept

@@ -169,6 +169,108 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
     return fc_w8_hsum_halves(_mm512_add_pd(_mm512_add_pd(S0, S1), _mm512_add_pd(S2, S3))) + tail;
 }
 
+/* fc_outer_axpy_sumsq_w8(a, g, m, z, d, y), then fc_matvec_w8(y, m, d, x, out), in one pass
+ * over y from L2: R rows at a time, each row's new entries are made and multiplied into its dot
+ * product (one chain per row in column order, as in fc_w8_matvec_rows; R chains side by side),
+ * then the R new rows, still in L1, are squared into the sum in row order with the
+ * accumulators of fc_outer_axpy_sumsq_w8 (S[(j / 8) % 4] for the block at column j, a block of
+ * 4 in the low half of the next, single entries in one scalar chain). Both partitions of a row
+ * are the same (blocks of 8, one block of 4 if d % 8 >= 4, then single entries): the same bits
+ * as the two calls. The per-sample network's first Linear (one sample a step) updates its
+ * weights this way and has the next step's forward output at once: one pass over W_1 a step
+ * fewer. */
+FC_W8_INLINE void fc_w8_axpy_dot_rows(__m512d av, const double* g, const double* z,
+                                      ptrdiff_t d, double* y, const double* x, double* out,
+                                      const int R) {
+    const ptrdiff_t d8 = d / 8 * 8, d4 = d % 8 >= 4 ? d8 + 4 : d8;
+    const double a = _mm512_cvtsd_f64(av);
+    __m512d go[8], dot[8];
+    double dot_tail[8];
+    ptrdiff_t j;
+    int k;
+    for (k = 0; k < R; k++) {
+        go[k] = _mm512_set1_pd(g[k]);
+        dot[k] = _mm512_setzero_pd();
+        dot_tail[k] = 0.0;
+    }
+    for (j = 0; j < d8; j += 8) {
+        __m512d zj = _mm512_loadu_pd(z + j), xj = _mm512_loadu_pd(x + j);
+        for (k = 0; k < R; k++) {
+            __m512d v = _mm512_add_pd(_mm512_loadu_pd(y + k * d + j),
+                                      _mm512_mul_pd(av, _mm512_mul_pd(go[k], zj)));
+            _mm512_storeu_pd(y + k * d + j, v);
+            dot[k] = _mm512_fmadd_pd(v, xj, dot[k]);
+        }
+    }
+    if (d4 > d8) {
+        __m512d zj = _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, z + d8);
+        __m512d xj = _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, x + d8);
+        for (k = 0; k < R; k++) {
+            __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(FC_W8_LOW_HALF, y + k * d + d8),
+                                      _mm512_mul_pd(av, _mm512_mul_pd(go[k], zj)));
+            _mm512_mask_storeu_pd(y + k * d + d8, FC_W8_LOW_HALF, v);
+            dot[k] = _mm512_mask3_fmadd_pd(v, xj, dot[k], FC_W8_LOW_HALF);
+        }
+    }
+    for (j = d4; j < d; j++)
+        for (k = 0; k < R; k++) {
+            /* y + a (g z): two roundings (as fc_outer_axpy_sumsq_w8), never one FMA */
+            __m128d t = _mm_mul_sd(_mm_set_sd(a), _mm_mul_sd(_mm_set_sd(g[k]), _mm_set_sd(z[j])));
+            y[k * d + j] = _mm_cvtsd_f64(_mm_add_sd(_mm_set_sd(y[k * d + j]), t));
+            dot_tail[k] = __builtin_fma(y[k * d + j], x[j], dot_tail[k]);
+        }
+    for (k = 0; k < R; k++)
+        out[k] = fc_w8_hsum_halves(dot[k]) + dot_tail[k];
+}
+
+/* the sum of squares of fc_outer_axpy_sumsq_w8 over one row yr (its accumulators S0..S3 in
+ * registers, tail) */
+FC_W8_INLINE void fc_w8_row_sumsq(const double* yr, ptrdiff_t d, __m512d* S0, __m512d* S1,
+                                  __m512d* S2, __m512d* S3, double* tail) {
+    ptrdiff_t j, rest;
+#define FC_W8_SQ(J, S) { __m512d v = _mm512_loadu_pd(yr + (J)); *S = _mm512_fmadd_pd(v, v, *S); }
+#define FC_W8_SQ_LOW(J, S)                                                                     \
+    { __m512d v = _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, yr + (J));                             \
+      *S = _mm512_mask3_fmadd_pd(v, v, *S, FC_W8_LOW_HALF); }
+    for (j = 0; j + 32 <= d; j += 32) {
+        FC_W8_SQ(j, S0)
+        FC_W8_SQ(j + 8, S1)
+        FC_W8_SQ(j + 16, S2)
+        FC_W8_SQ(j + 24, S3)
+    }
+    rest = (d - j) / 4;
+    if (rest >= 2) FC_W8_SQ(j, S0)
+    if (rest >= 4) FC_W8_SQ(j + 8, S1)
+    if (rest >= 6) FC_W8_SQ(j + 16, S2)
+    if (rest == 1) FC_W8_SQ_LOW(j, S0)
+    if (rest == 3) FC_W8_SQ_LOW(j + 8, S1)
+    if (rest == 5) FC_W8_SQ_LOW(j + 16, S2)
+    if (rest == 7) FC_W8_SQ_LOW(j + 24, S3)
+#undef FC_W8_SQ_LOW
+#undef FC_W8_SQ
+    for (j += 4 * rest; j < d; j++)
+        *tail = __builtin_fma(yr[j], yr[j], *tail);
+}
+
+static FC_W8_ATTR __attribute__((optimize("fp-contract=off")))
+double fc_outer_axpy_matvec_sumsq_w8(double a, const double* g, ptrdiff_t m, const double* z,
+                                     ptrdiff_t d, double* y, const double* x, double* out) {
+    const __m512d av = _mm512_set1_pd(a);
+    __m512d S0 = _mm512_setzero_pd(), S1 = S0, S2 = S0, S3 = S0;
+    double tail = 0.0;
+    ptrdiff_t o = 0, r, R;
+    for (; o < m; o += R) {
+        R = m - o >= 8 ? 8 : 1;
+        if (R == 8)
+            fc_w8_axpy_dot_rows(av, g + o, z, d, y + o * d, x, out + o, 8);
+        else
+            fc_w8_axpy_dot_rows(av, g + o, z, d, y + o * d, x, out + o, 1);
+        for (r = o; r < o + R; r++)   /* the new rows' squares, in row order */
+            fc_w8_row_sumsq(y + r * d, d, &S0, &S1, &S2, &S3, &tail);
+    }
+    return fc_w8_hsum_halves(_mm512_add_pd(_mm512_add_pd(S0, S1), _mm512_add_pd(S2, S3))) + tail;
+}
+
 /* fc_margin_wgrad(2) of _fastmath_impl.h for d <= 16: its 4-lane accumulators A0 | A1 are the
  * halves of v0, A2 | A3 of v1 (or A0 alone h0, A2 alone h1, when d / 4 is odd), and its scalars
  * T0, T1 the lanes of t01, T2 the scalar t2; each lane gets the same FMAs in the same order. One

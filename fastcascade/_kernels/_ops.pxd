@@ -29,13 +29,15 @@ cdef void op_vjp_set(const OpDesc* op, const double* w, const double* p,
 
 # Deferred weight gradients (the engine's plain SGD step at one sample): for an operator with
 # op_wgrad_deferrable(op, B), op_vjp_deferred computes what op_vjp_set would at one sample except
-# g_w itself (g_in, and g_w's sum of squares, the same bits); op_sgd_step_deferred(op, w, z, g, a)
-# then does w += a g_w, rounded as writing g_w and fc_axpy_exact would, and returns ||w||^2.
+# g_w itself (g_in, and g_w's sum of squares, the same bits); op_sgd_step_deferred(op, w, z, g, a,
+# x_next, out_next) then does w += a g_w, rounded as writing g_w and fc_axpy_exact would, and
+# returns ||w||^2; with x_next (not NULL) it also writes out_next = op_forward of the one sample
+# x_next at the new w (the same bits), in the same pass over w.
 cdef bint op_wgrad_deferrable(const OpDesc* op, Py_ssize_t B) noexcept nogil
 cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, const double* z,
                           const double* g, double* g_in, double* g_w_sumsq) noexcept nogil
 cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
-                                 double a) noexcept nogil
+                                 double a, const double* x_next, double* out_next) noexcept nogil
 
 # Two weight gradients of op at the same input z and labels (no g_in): op_vjp_set(op, ..., g1,
 # ..., NULL, g_w1, NULL) and the same with g2 -> g_w2, the same bits; op_wgrad_pairable(op): one

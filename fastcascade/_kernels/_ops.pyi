@@ -23,6 +23,10 @@ def fastmath_sigmoid_mul(x: npt.NDArray[np.float64],
 def fastmath_outer_axpy_sumsq(a: float, g: npt.NDArray[np.float64],
                               z: npt.NDArray[np.float64],
                               y: npt.NDArray[np.float64]) -> float: ...
+def fastmath_outer_axpy_matvec_sumsq(
+    a: float, g: npt.NDArray[np.float64], z: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
+) -> tuple[float, npt.NDArray[np.float64]]: ...
 def fastmath_matvec_t(W: npt.NDArray[np.float64],
                       g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 def fastmath_margin_wgrad(

@@ -31,7 +31,7 @@ from fastcascade._kernels._fastmath cimport (
     fc_fastmath_init, fc_fastmath_select, fc_fastmath_level, fc_exp, fc_log1p, fc_softplus,
     fc_sigmoid, fc_tanh, fc_sigmoid_mul, fc_softplus_sigmoid, fc_sum, fc_sumsq, fc_dot,
     fc_margin_forward, fc_margin_wgrad, fc_margin_wgrad2, fc_matvec, fc_matvec_t, fc_outer,
-    fc_outer_axpy_sumsq, fc_axpy_exact_sumsq)
+    fc_outer_axpy_sumsq, fc_outer_axpy_matvec_sumsq, fc_axpy_exact_sumsq)
 
 from fastcascade._kernels._types cimport (
     OpDesc, OP_IDENTITY, OP_MARGIN, OP_SOFTPLUS, OP_LINEAR, OP_SIGMOID, OP_TANH, OP_RELU,
@@ -184,6 +184,23 @@ def fastmath_outer_axpy_sumsq(double a, const double[::1] g, const double[::1] z
     if m == 0 or d == 0:
         return 0.0
     return fc_outer_axpy_sumsq(a, &g[0], m, &z[0], d, &y[0])
+
+
+def fastmath_outer_axpy_matvec_sumsq(double a, const double[::1] g, const double[::1] z,
+                                     double[::1] y, const double[::1] x):
+    """fastmath_outer_axpy_sumsq(a, g, z, y), then y x of the new y (y as a len(g) x len(z)
+    matrix), from the kernel fc_outer_axpy_matvec_sumsq; returns (sum of squares, y x). For
+    tests: the same bits as the two kernels it stands for."""
+    cdef Py_ssize_t m = g.shape[0], d = z.shape[0]
+    if y.shape[0] != m * d:
+        raise ValueError(f"y: length {y.shape[0]}, expected len(g) * len(z) = {m * d}")
+    if x.shape[0] != d:
+        raise ValueError(f"x: length {x.shape[0]}, expected len(z) = {d}")
+    out = np.zeros(m)
+    cdef double[::1] o = out
+    if m == 0 or d == 0:
+        return 0.0, out
+    return fc_outer_axpy_matvec_sumsq(a, &g[0], m, &z[0], d, &y[0], &x[0], &o[0]), out
 
 
 def fastmath_matvec_t(const double[:, ::1] W, const double[::1] g):
@@ -484,14 +501,22 @@ cdef void op_vjp_deferred(const OpDesc* op, const double* w, const double* p, co
 
 
 cdef double op_sgd_step_deferred(const OpDesc* op, double* w, const double* z, const double* g,
-                                 double a) noexcept nogil:
+                                 double a, const double* x_next, double* out_next) noexcept nogil:
     # w += a dW for the deferred dW of op_vjp_deferred(z, g), rounded as writing dW and then
-    # fc_axpy_exact(a, dW, w) would; returns the sum of squares of the new w
-    cdef Py_ssize_t din = op.d_in, dout = op.d_out
+    # fc_axpy_exact(a, dW, w) would; returns the sum of squares of the new w. x_next: also
+    # out_next = W x_next + b at the new w, as linear_forward computes it at one sample
+    cdef Py_ssize_t o, din = op.d_in, dout = op.d_out
+    cdef double sq
     # out = W z + b: dW = g z^T, db = g
-    cdef double sq = fc_outer_axpy_sumsq(a, g, dout, z, din, w)
+    if x_next == NULL:
+        sq = fc_outer_axpy_sumsq(a, g, dout, z, din, w)
+    else:
+        sq = fc_outer_axpy_matvec_sumsq(a, g, dout, z, din, w, x_next, out_next)
     if op.flag:
         sq = sq + fc_axpy_exact_sumsq(a, g, w + dout * din, dout)
+        if x_next != NULL:
+            for o in range(dout):
+                out_next[o] = out_next[o] + w[dout * din + o]
     return sq
 
 

@@ -1,0 +1,141 @@
+"""The per-sample step's first Linear computed ahead: with one sample a step and a plain SGD
+update whose rank-1 weight gradients are deferred, the update of f_1's weights also computes f_1
+at the next step's sample in the same pass over W_1 (fc_outer_axpy_matvec_sumsq; sgd_step in
+_engine.pyx), and the next forward pass skips it. The next sample is the next row of the
+shuffle, or drawn from the data stream one step early (only sampling reads that stream); a stop
+before that step undraws it. Every case here runs with the computation ahead and without it
+(the engine's test-only ``_first_ahead`` key) and must give the same bits: weights, histories,
+stop and the generators' final states.
+"""
+import numpy as np
+import pytest
+
+import fastcascade as fc
+from fastcascade._kernels import _engine, _ops
+from fastcascade.bench import mlp_problem
+
+from test_record_thread import direct_run, assert_same
+
+_START = _ops.simd_level()
+LEVELS = [level for level in ("avx512", "avx2+fma", "baseline")
+          if _ops.set_simd_level(level) == level]
+_ops.set_simd_level(_START)
+
+
+def same_bits(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and np.array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+@pytest.fixture
+def restore_level():
+    before = _ops.simd_level()
+    yield
+    _ops.set_simd_level(before)
+
+
+# ---- the kernel ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_kernel_is_the_step_then_the_forward(level, restore_level):
+    """fc_outer_axpy_matvec_sumsq: y += a g z^T with fc_outer_axpy_sumsq's bits and sum of
+    squares, then W x at the new y with fc_matvec's bits (Linear's forward at one sample), for
+    row counts around the 8-row groups and widths around the blocks of 4, 8 and 32."""
+    assert _ops.set_simd_level(level) == level
+    rng = np.random.default_rng(11)
+    for m in (1, 2, 7, 8, 9, 17, 64):
+        g = rng.normal(size=m)
+        for d in list(range(1, 41)) + [63, 64, 127, 128]:
+            z, x, y0 = rng.normal(size=d), rng.normal(size=d), rng.normal(size=m * d)
+            a = -0.037
+            y_split = y0.copy()
+            sq_split = _ops.fastmath_outer_axpy_sumsq(a, g, z, y_split)
+            op = fc.ops.Linear(d, m, bias=False)
+            row = np.ascontiguousarray(op.plan_row())
+            out_split = _ops.forward(row, y_split, np.zeros(0), x[None, :], np.zeros((1, 0)))
+            y = y0.copy()
+            sq, out = _ops.fastmath_outer_axpy_matvec_sumsq(a, g, z, y, x)
+            assert same_bits(y, y_split), (m, d)
+            assert same_bits(sq, sq_split), (m, d)
+            assert same_bits(out, out_split.ravel()), (m, d)
+
+
+def test_kernel_names_bad_lengths():
+    with pytest.raises(ValueError, match="y: length"):
+        _ops.fastmath_outer_axpy_matvec_sumsq(1.0, np.ones(2), np.ones(3), np.ones(7),
+                                              np.ones(3))
+    with pytest.raises(ValueError, match="x: length"):
+        _ops.fastmath_outer_axpy_matvec_sumsq(1.0, np.ones(2), np.ones(3), np.ones(6),
+                                              np.ones(4))
+
+
+# ---- the engine: with and without the forward ahead ------------------------------------------------
+
+def both(monkeypatch, problem, opt, n_iter, perts, record_every=7, **kw):
+    """direct_run with the forward ahead (the default) and without it."""
+    real = _engine.run_one
+    out = []
+    for flag in (1, 0):
+        def run_one(*args, flag=flag):
+            args = list(args)
+            args[5] = dict(args[5], _first_ahead=flag)   # the config
+            return real(*args)
+        monkeypatch.setattr(_engine, "run_one", run_one)
+        out.append(direct_run(problem, opt, n_iter, perts, 3, record_every, False, **kw))
+    monkeypatch.setattr(_engine, "run_one", real)
+    return out
+
+
+def net(width=9, n_samples=13, bias=True, pert=True):
+    rng = np.random.default_rng(width)
+    X = rng.normal(size=(n_samples, width))
+    y = np.tanh(X[:, :1])
+    ops = [fc.ops.Linear(width, width, bias=bias), fc.ops.Tanh(), fc.ops.Linear(width, 1),
+           fc.ops.SquaredError()]
+    perts = [fc.Perturbation(op=2, pass_="forward", noise=fc.noise.Gaussian(0.0, 0.05)),
+             fc.Perturbation(op=2, pass_="backward", noise=fc.noise.Uniform(-0.01, 0.01))] \
+        if pert else []
+    return fc.Problem(fc.Cascade(ops), (X, y)), perts
+
+
+@pytest.mark.parametrize("sampling", ["replacement", "shuffle"])
+@pytest.mark.parametrize("width, bias", [(9, True), (16, False), (37, True)])
+def test_runs_ahead_give_the_bits_of_runs_without(monkeypatch, sampling, width, bias):
+    """13 samples, so the shuffled runs cross an epoch (no row ahead at the reshuffle) every 13
+    steps; records every 7 steps (no deferred update, so nothing ahead, at a record step)."""
+    problem, perts = net(width, bias=bias)
+    ahead, plain = both(monkeypatch, problem, fc.SGD(0.05, batch=1, sampling=sampling), 90, perts)
+    assert ahead["stop"] == (-1, 0)
+    assert_same(ahead, plain)
+
+
+def test_the_benchmark_network_gives_the_same_bits(monkeypatch):
+    problem, perts = mlp_problem(24, n_samples=50)
+    ahead, plain = both(monkeypatch, problem, fc.SGD(0.01, batch=1), 200, perts, record_every=50)
+    assert_same(ahead, plain)
+
+
+@pytest.mark.parametrize("sampling", ["replacement", "shuffle"])
+def test_a_weight_norm_stop_undraws_the_next_row(monkeypatch, sampling):
+    """A step size that makes the weights grow until max_norm stops the run after an update:
+    the row drawn ahead for the step that does not run is given back (the data stream's final
+    state is that of the run without the forward ahead)."""
+    problem, _ = net(9, pert=False)
+    ahead, plain = both(monkeypatch, problem, fc.SGD(3.0, batch=1, sampling=sampling), 200, [],
+                        record_every=1000, max_norm=1e3)
+    assert ahead["stop"][0] > 1 and ahead["stop"][1] == 4   # weight norm above max_norm
+    assert ahead["stop"] == plain["stop"]
+    assert_same(ahead, plain)
+
+
+def test_fc_run_in_chunks_gives_the_same_bits():
+    """fc.run's progress reporting advances the run in chunks: nothing is drawn ahead across a
+    chunk's end. The same run, one chunk or many, recorded on two threads or one."""
+    problem, perts = net(12)
+    opt = fc.SGD(0.05, batch=1)
+    runs = [fc.run(problem, opt, n_iter=300, perturbations=perts, seeds=[4], record_every=25,
+                   init="random", n_jobs=n_jobs, progress=progress)
+            for n_jobs, progress in ((1, False), (1, True), (2, False))]
+    for other in runs[1:]:
+        assert same_bits(other.final_weights, runs[0].final_weights)
+        assert same_bits(other.objective, runs[0].objective)
