@@ -1,4 +1,5 @@
-"""An estimate of this CPU's floor for the paper configuration's step (``fastcascade bench``).
+"""Estimates of this CPU's floor for a step (``fastcascade bench``): the paper configuration's
+and the per-sample network's.
 
 The floor is the step's unavoidable work, counted (multiply-adds, exponentials, logarithms and
 uniform draws), times the throughput the engine's own vector kernels reach on this machine for
@@ -29,7 +30,8 @@ import time
 
 import numpy as np
 
-__all__ = ["kernel_throughputs", "paper_step_counts", "paper_floor"]
+__all__ = ["kernel_throughputs", "paper_step_counts", "paper_floor", "weight_pass_times",
+           "network_floor"]
 
 
 def _best_time(fn, repeats):
@@ -144,3 +146,69 @@ def paper_floor(n_samples: int = 2000, n_features: int = 10, record_every: int =
     parts = {k: counts[k] * rates[k] * 1e-3 for k in counts}
     return {"floor_us": float(sum(parts.values())), "parts_us": parts, "counts": counts,
             "throughputs_ns": rates}
+
+
+def weight_pass_times(width: int, repeats: int = 7) -> dict:
+    """What one pass over a ``width`` x ``width`` weight matrix costs on this machine, with the
+    engine's own kernels, in microseconds: ``read_write`` (the per-sample SGD update of a
+    Linear, which also gives its next forward output: fc_outer_axpy_matvec_sumsq) and ``read``
+    (the backward message W^T v: fc_matvec_t). Each is the difference of the kernel's time on
+    2 ``width`` and ``width`` rows (free of the call's fixed cost; the matrices, 2 width^2
+    doubles, sit in L2 as the network's two hidden weight matrices do).
+
+    Parameters
+    ----------
+    width : int
+        The matrix's rows and columns.
+    repeats : int, default 7
+        Best of this many timings per size.
+
+    Returns
+    -------
+    dict
+        ``read_write`` and ``read``, microseconds per pass.
+    """
+    from fastcascade._kernels import _ops
+
+    rng = np.random.default_rng(0)
+    z, x = rng.standard_normal(width), rng.standard_normal(width)
+
+    def read_write(n_rows):
+        y, g = rng.standard_normal(n_rows * width), 1e-9 * rng.standard_normal(n_rows)
+        return lambda: _ops.fastmath_outer_axpy_matvec_sumsq(-1e-3, g, z, y, x)
+
+    def read(n_rows):
+        W, v = rng.standard_normal((n_rows, width)), rng.standard_normal(n_rows)
+        return lambda: _ops.fastmath_matvec_t(W, v)
+
+    return {"read_write": 1e6 * width * _per_element(read_write, width, repeats),
+            "read": 1e6 * width * _per_element(read, width, repeats)}
+
+
+def network_floor(width: int, pass_times: dict | None = None) -> dict:
+    """The floor of a per-sample SGD step of ``fastcascade.bench.mlp_problem(width)`` (Linear,
+    Tanh, Linear, Tanh, Linear(width, 1), squared error) when its two width x width weight
+    matrices do not fit in L1: the passes over them that the step's data dependencies leave.
+
+    Each matrix is updated once (a read and a write, which can also give its next forward
+    output), and the second is read once more, before its update, for the backward message
+    W_2^T v: the update waits for the gradient's norm (the divergence check), which needs
+    that message first, so the two reads cannot share a pass. Two read-write passes and one
+    read pass, at ``weight_pass_times``; the elementwise work and the last Linear are left
+    out (a floor).
+
+    Parameters
+    ----------
+    width : int
+    pass_times : dict, optional
+        :func:`weight_pass_times`' result (measured now when None).
+
+    Returns
+    -------
+    dict
+        ``floor_us``, ``passes`` (their counts) and ``pass_us`` (the times used).
+    """
+    times = weight_pass_times(width) if pass_times is None else pass_times
+    passes = {"read_write": 2, "read": 1}
+    return {"floor_us": float(sum(n * times[k] for k, n in passes.items())), "passes": passes,
+            "pass_us": times}

@@ -100,3 +100,16 @@ def test_per_sample_network_rows_have_the_target_at_every_width():
         assert text == "ratio >= 50"
         assert not rule(dict(ratio=49.9)) and rule(dict(ratio=50.0))
     assert "mlp_b1" not in bench.TARGETS and "mlp_record" not in bench.TARGETS
+
+
+def test_network_floor_row_sets_the_floor_beside_the_step(monkeypatch):
+    """mlp128_floor: the floor (2 read-write and 1 read pass at the measured pass times) over
+    the measured step, no target, and the step time 50x would need (base / 50)."""
+    from fastcascade import floor
+    monkeypatch.setattr(floor, "weight_pass_times",
+                        lambda width, repeats=7: {"read_write": 2.0, "read": 1.0})
+    steps = dict(case="mlp128_steps", fast_us=8.0, base_us=250.0, ratio=250.0 / 8.0)
+    row = bench._network_floor_row(steps, 128, quick=True)
+    assert row["case"] == "mlp128_floor" and row["case"] not in bench.TARGETS
+    assert row["base_us"] == 5.0 and row["fast_us"] == 8.0 and row["ratio"] == 5.0 / 8.0
+    assert "50x needs 5.00 us" in row["label"]

@@ -26,3 +26,15 @@ def test_measured_throughputs_are_positive_and_finite():
     rates = floor.kernel_throughputs(repeats=1)
     assert set(rates) == {"fma", "exp", "log1p", "uniform"}
     assert all(0.0 < v < 1e4 for v in rates.values()), rates
+
+
+def test_network_floor_is_two_read_write_passes_and_one_read():
+    fl = floor.network_floor(128, pass_times={"read_write": 2.0, "read": 1.25})
+    assert fl["passes"] == {"read_write": 2, "read": 1}
+    assert fl["floor_us"] == pytest.approx(5.25)
+
+
+def test_measured_weight_passes_are_positive_and_finite():
+    times = floor.weight_pass_times(32, repeats=1)
+    assert set(times) == {"read_write", "read"}
+    assert all(0.0 < v < 1e4 for v in times.values()), times
