@@ -437,7 +437,7 @@ cdef inline bint any_nonfinite(const double* z, Py_ssize_t n) noexcept nogil:
 
 cdef void forward_pass(const Net* net, const double* w, Pass* ps, const double* x,
                        const double* lab, Py_ssize_t ldl, const Sites* sites, long long t,
-                       bitgen_t* bg, double* scratch, bint first_done=False) noexcept nogil:
+                       bitgen_t* bg, double* scratch, bint first_done) noexcept nogil:
     # ~y_i = f_i(~y_{i-1}, w_i) + delta_i (Eq. 5, forward); sites == NULL: the clean pass.
     # first_done: a[1] already holds f_1(x, w_1) (the previous step's update made it, sgd_step)
     cdef Py_ssize_t i, k, B = ps.B
@@ -1717,10 +1717,10 @@ def batch_gradients(const long long[:, ::1] op_table, const double[::1] params,
         pass_init(&clean, &net, B)
         wp = &w[0] if net.n_w > 0 else NULL
         with nogil:
-            forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch)
+            forward_pass(&net, wp, &pert, &X[0, 0], lab, ldl, &sites, t, bg_fwd, scratch, False)
             backward_pass(&net, wp, &pert, lab, ldl, &sites, t, bg_bwd, scratch,
                           &g_perturbed[0] if net.n_w > 0 else NULL, False, NULL)
-            forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL)
+            forward_pass(&net, wp, &clean, &X[0, 0], lab, ldl, NULL, 0, NULL, NULL, False)
             backward_pass(&net, wp, &clean, lab, ldl, NULL, 0, NULL, NULL,
                           &g_clean[0] if net.n_w > 0 else NULL, False, NULL)
             for j in range(net.n_w):
