@@ -113,13 +113,38 @@ static FC_W8_ATTR void fc_matvec_t_w8(const double* W, ptrdiff_t m, ptrdiff_t d,
     }
 }
 
+/* The blocks of a row of d entries, in the order of fc_outer_axpy_sumsq's accumulators
+ * a0 .. a7 (held as the halves of S0 .. S3): STEP(J, S) for the block of 8 at column J into S,
+ * 32 columns at a time into S0 .. S3, then the remaining blocks of 4 (up to seven) into a0, a1,
+ * ... in turn: pairs of them fill S0, S1, S2, and an odd last one goes, through LOW(J, S), to
+ * the low half (a_2p) of the next. Leaves j at the first of the d % 4 single entries. */
+#define FC_W8_SUMSQ_BLOCKS(j, d, STEP, LOW, S0, S1, S2, S3)                                   \
+    {                                                                                          \
+        ptrdiff_t rest_;                                                                       \
+        for (j = 0; j + 32 <= (d); j += 32) {                                                  \
+            STEP(j, S0)                                                                        \
+            STEP(j + 8, S1)                                                                    \
+            STEP(j + 16, S2)                                                                   \
+            STEP(j + 24, S3)                                                                   \
+        }                                                                                      \
+        rest_ = ((d) - j) / 4;                                                                 \
+        if (rest_ >= 2) STEP(j, S0)                                                            \
+        if (rest_ >= 4) STEP(j + 8, S1)                                                        \
+        if (rest_ >= 6) STEP(j + 16, S2)                                                       \
+        if (rest_ == 1) LOW(j, S0)                                                             \
+        if (rest_ == 3) LOW(j + 8, S1)                                                         \
+        if (rest_ == 5) LOW(j + 16, S2)                                                        \
+        if (rest_ == 7) LOW(j + 24, S3)                                                        \
+        j += 4 * rest_;                                                                        \
+    }
+
 /* fc_outer_axpy_sumsq of _fastmath_impl.h: S[p] holds its accumulators a_2p | a_2p+1 */
 static FC_W8_ATTR __attribute__((optimize("fp-contract=off")))
 double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const double* z,
                               ptrdiff_t d, double* y) {
     __m512d S0 = _mm512_setzero_pd(), S1 = S0, S2 = S0, S3 = S0, av = _mm512_set1_pd(a);
     double tail = 0.0;
-    ptrdiff_t o, j, rest;
+    ptrdiff_t o, j;
     for (o = 0; o < m; o++) {
         double* yo = y + o * d;
         __m512d go = _mm512_set1_pd(g[o]);
@@ -140,25 +165,10 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
             _mm512_mask_storeu_pd(yo + (J), FC_W8_LOW_HALF, v);                                \
             S = _mm512_mask3_fmadd_pd(v, v, S, FC_W8_LOW_HALF);                                \
         }
-        for (j = 0; j + 32 <= d; j += 32) {
-            FC_W8_STEP(j, S0)
-            FC_W8_STEP(j + 8, S1)
-            FC_W8_STEP(j + 16, S2)
-            FC_W8_STEP(j + 24, S3)
-        }
-        /* the remaining blocks of 4 (up to seven) into a0, a1, ... in turn: pairs of them fill
-         * S0, S1, S2; an odd last one goes to the low half (a_2p) of the next */
-        rest = (d - j) / 4;
-        if (rest >= 2) FC_W8_STEP(j, S0)
-        if (rest >= 4) FC_W8_STEP(j + 8, S1)
-        if (rest >= 6) FC_W8_STEP(j + 16, S2)
-        if (rest == 1) FC_W8_LOW(j, S0)
-        if (rest == 3) FC_W8_LOW(j + 8, S1)
-        if (rest == 5) FC_W8_LOW(j + 16, S2)
-        if (rest == 7) FC_W8_LOW(j + 24, S3)
+        FC_W8_SUMSQ_BLOCKS(j, d, FC_W8_STEP, FC_W8_LOW, S0, S1, S2, S3)
 #undef FC_W8_LOW
 #undef FC_W8_STEP
-        for (j += 4 * rest; j < d; j++) {
+        for (; j < d; j++) {
             double t = a * (g[o] * z[j]);
             yo[j] = yo[j] + t;
             tail = __builtin_fma(yo[j], yo[j], tail);
@@ -227,28 +237,15 @@ FC_W8_INLINE void fc_w8_axpy_dot_rows(__m512d av, const double* g, const double*
  * registers, tail) */
 FC_W8_INLINE void fc_w8_row_sumsq(const double* yr, ptrdiff_t d, __m512d* S0, __m512d* S1,
                                   __m512d* S2, __m512d* S3, double* tail) {
-    ptrdiff_t j, rest;
-#define FC_W8_SQ(J, S) { __m512d v = _mm512_loadu_pd(yr + (J)); *S = _mm512_fmadd_pd(v, v, *S); }
+    ptrdiff_t j;
+#define FC_W8_SQ(J, S) { __m512d v = _mm512_loadu_pd(yr + (J)); S = _mm512_fmadd_pd(v, v, S); }
 #define FC_W8_SQ_LOW(J, S)                                                                     \
     { __m512d v = _mm512_maskz_loadu_pd(FC_W8_LOW_HALF, yr + (J));                             \
-      *S = _mm512_mask3_fmadd_pd(v, v, *S, FC_W8_LOW_HALF); }
-    for (j = 0; j + 32 <= d; j += 32) {
-        FC_W8_SQ(j, S0)
-        FC_W8_SQ(j + 8, S1)
-        FC_W8_SQ(j + 16, S2)
-        FC_W8_SQ(j + 24, S3)
-    }
-    rest = (d - j) / 4;
-    if (rest >= 2) FC_W8_SQ(j, S0)
-    if (rest >= 4) FC_W8_SQ(j + 8, S1)
-    if (rest >= 6) FC_W8_SQ(j + 16, S2)
-    if (rest == 1) FC_W8_SQ_LOW(j, S0)
-    if (rest == 3) FC_W8_SQ_LOW(j + 8, S1)
-    if (rest == 5) FC_W8_SQ_LOW(j + 16, S2)
-    if (rest == 7) FC_W8_SQ_LOW(j + 24, S3)
+      S = _mm512_mask3_fmadd_pd(v, v, S, FC_W8_LOW_HALF); }
+    FC_W8_SUMSQ_BLOCKS(j, d, FC_W8_SQ, FC_W8_SQ_LOW, *S0, *S1, *S2, *S3)
 #undef FC_W8_SQ_LOW
 #undef FC_W8_SQ
-    for (j += 4 * rest; j < d; j++)
+    for (; j < d; j++)
         *tail = __builtin_fma(yr[j], yr[j], *tail);
 }
 
@@ -415,6 +412,7 @@ static FC_W8_ATTR void fc_margin_wgrad2_w8(const double* z, ptrdiff_t B, ptrdiff
         fc_w8_margin_wgrad(z, B, d, lab, ldl, g, y, h, y2, 1);
 }
 
+#undef FC_W8_SUMSQ_BLOCKS
 #undef FC_W8_LOW_HALF
 #undef FC_W8_INLINE
 #undef FC_W8_ATTR
