@@ -901,7 +901,7 @@ cdef class RunState:
     cdef const double* Yp
     cdef Py_ssize_t M, d0, ldl, B, n_w, pos
     cdef bint full_batch, fused_gnorm, fused_wnorm, defer, can_pair, pairing
-    cdef bint can_prefetch_first, first_ready, next_drawn
+    cdef bint first_ahead_ok, first_ready, next_drawn
     cdef long long t_end
     cdef uint64_t idx_next           # the next step's row, drawn ahead (next_drawn)
     cdef fc_pcg64_t data_snap        # the data stream before that draw
@@ -1070,11 +1070,11 @@ cdef class RunState:
         # their factors in the update, never written (except at recording steps, which read g)
         self.defer = False
         self.gsumsq = self.wsumsq = 0.0   # set by the fused passes before they are read
-        # a deferred update of a first Linear (one sample a step, drawn without replacement:
-        # the next row is known) also computes its forward output at the next sample
-        # (drawn with replacement, the next row is drawn ahead when the data stream can be
-        # rewound: stops before the next step leave it as if it had not been)
-        self.can_prefetch_first = self.cfg.first_ahead and B == 1 and not self.full_batch \
+        # the forward ahead: a deferred update of a first Linear (one sample a step) also
+        # computes its output at the next step's sample, the next row of the shuffle or, drawn
+        # with replacement, a row drawn one step early (where the data stream can be rewound:
+        # a stop before the next step gives it back, _undraw)
+        self.first_ahead_ok = self.cfg.first_ahead and B == 1 and not self.full_batch \
             and self.n_w > 0 \
             and (self.cfg.sampling == SAMPLE_SHUFFLE or self.st[0].fast) \
             and op_wgrad_deferrable(&self.net.ops[0], B) and self.net.ops[0].n_w > 0
@@ -1481,7 +1481,7 @@ cdef class RunState:
         # the next step runs in this call: the next row of the shuffle (when it needs no new
         # one), or drawn now from the data stream, which only sampling reads (the same draws in
         # the same order; _sample takes it, _stop undraws it); else NULL
-        if not (self.defer and self.can_prefetch_first and t + 1 < self.t_end):
+        if not (self.defer and self.first_ahead_ok and t + 1 < self.t_end):
             return NULL
         if self.cfg.sampling == SAMPLE_SHUFFLE:
             return &self.X[self.perm[self.pos], 0] if self.pos + 1 <= self.M else NULL
