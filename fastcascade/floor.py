@@ -195,7 +195,9 @@ def network_floor(width: int, pass_times: dict | None = None) -> dict:
     W_2^T v: the update waits for the gradient's norm (the divergence check), which needs
     that message first, so the two reads cannot share a pass. Two read-write passes and one
     read pass, at ``weight_pass_times``; the elementwise work and the last Linear are left
-    out (a floor).
+    out (a floor). The engine makes one read pass more: it fuses f_1's next forward into f_1's
+    update, not yet W_2's (that needs the next step's f_2 and its forward perturbation's
+    draws inside this step's update).
 
     Parameters
     ----------

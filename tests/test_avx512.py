@@ -347,7 +347,7 @@ def test_rank1_sgd_step_and_its_norm_give_the_avx2_bits(m):
         _ops.fastmath_outer_axpy_sumsq(1.0, g, np.ones(3), np.ones(3 * m + 1))
 
 
-@pytest.mark.parametrize("B", [1, 2, 7, 64])
+@pytest.mark.parametrize("B", [1, 2, 7, 64, 257, 513])
 def test_margin_weight_gradient_pair_gives_each_gradients_bits(B):
     """fc_margin_wgrad2 (the perturbed and clean passes' Margin gradients in one loop, at a
     recorded full-batch step) gives each gradient the bits of fc_margin_wgrad alone, at every

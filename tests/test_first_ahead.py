@@ -7,14 +7,18 @@ before that step undraws it. Every case here runs with the computation ahead and
 (the engine's test-only ``_first_ahead`` key) and must give the same bits: weights, histories,
 stop and the generators' final states.
 """
+import math
+
 import numpy as np
 import pytest
 
 import fastcascade as fc
 from fastcascade._kernels import _engine, _ops
 from fastcascade.bench import mlp_problem
+from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
+from fastcascade.runner import run_streams
 
-from test_record_thread import direct_run, assert_same
+from test_record_thread import HISTORIES, assert_same, direct_run, diverging_regression
 
 _START = _ops.simd_level()
 LEVELS = [level for level in ("avx512", "avx2+fma", "baseline")
@@ -71,7 +75,8 @@ def test_kernel_names_bad_lengths():
 
 # ---- the engine: with and without the forward ahead ------------------------------------------------
 
-def both(monkeypatch, problem, opt, n_iter, perts, record_every=7, **kw):
+def both(monkeypatch, problem, opt, n_iter, perts, record_every=7, record_thread=False,
+         **kw):
     """direct_run with the forward ahead (the default) and without it."""
     real = _engine.run_one
     out = []
@@ -81,7 +86,8 @@ def both(monkeypatch, problem, opt, n_iter, perts, record_every=7, **kw):
             args[5] = dict(args[5], _first_ahead=flag)   # the config
             return real(*args)
         monkeypatch.setattr(_engine, "run_one", run_one)
-        out.append(direct_run(problem, opt, n_iter, perts, 3, record_every, False, **kw))
+        out.append(direct_run(problem, opt, n_iter, perts, 3, record_every, record_thread,
+                              **kw))
     monkeypatch.setattr(_engine, "run_one", real)
     return out
 
@@ -128,14 +134,76 @@ def test_a_weight_norm_stop_undraws_the_next_row(monkeypatch, sampling):
     assert_same(ahead, plain)
 
 
-def test_fc_run_in_chunks_gives_the_same_bits():
-    """fc.run's progress reporting advances the run in chunks: nothing is drawn ahead across a
-    chunk's end. The same run, one chunk or many, recorded on two threads or one."""
+def chunked_run(problem, opt, n_iter, perts, chunks, first_ahead, record_every=5, seed=3):
+    """A run through RunState.advance in the given chunk lengths (a Simulator stepping, or a
+    resumed run); returns what assert_same compares, and how many steps were computed
+    ahead."""
+    N = problem.cascade.n_ops
+    perts = sort_by_site(check_perturbations(perts, N), N)
+    pint, preal, ptimes = perturbation_tables(perts, N, n_iter)
+    config = opt.engine_config()
+    config.update(n_iter=n_iter, record_every=record_every, record_profile=0, record_weights=0,
+                  reg_code=problem.regularizer.kernel_code,
+                  reg_scale=problem.regularizer.kernel_scale, max_norm=1e10, record_thread=0,
+                  _first_ahead=first_ahead)
+    n_rec = math.ceil(n_iter / record_every)
+    hist = {name: np.full(n_rec, np.nan) for name in HISTORIES}
+    empty = np.full((0, N), np.nan)
+    gens = run_streams(seed)
+    w = problem.init_weights(seed=seed)
+    state = _engine.RunState(problem.plan.op_table, problem.plan.params, problem.data.X,
+                             problem.data.y, w, config, pint, preal, ptimes, gens)
+    try:
+        state.set_histories(0, hist["objective"], hist["grad_norm"], hist["grad_error"],
+                            hist["step_size"], empty, empty, np.full((0, w.size), np.nan))
+        t = 0
+        for length in chunks:
+            t = min(n_iter, t + length)
+            state.advance(t)
+        n_ahead = state.n_ahead
+        stop = (state.stop_iter, state.stop)
+    finally:
+        state.close(w)
+    hist["forward_error"] = hist["backward_error"] = empty
+    hist["weights"] = np.full((0, w.size), np.nan)
+    return dict(hist=hist, w=w, stop=stop, concurrent=False,
+                states=[repr(g.bit_generator.state) for g in gens]), n_ahead
+
+
+@pytest.mark.parametrize("sampling", ["replacement", "shuffle"])
+def test_runs_advanced_in_chunks_give_the_same_bits(sampling):
+    """advance() in uneven chunks (a Simulator stepping, a resumed run): nothing is drawn or
+    computed ahead across a chunk's end, and the steps inside the chunks are (n_ahead > 0);
+    the same bits as one call without the forward ahead."""
     problem, perts = net(12)
+    opt = fc.SGD(0.05, batch=1, sampling=sampling)
+    chunks = [1, 1, 2, 7, 30, 3, 1, 55, 200]
+    ahead, n_ahead = chunked_run(problem, opt, 300, perts, chunks, 1)
+    plain, n_plain = chunked_run(problem, opt, 300, perts, [300], 0)
+    assert n_plain == 0 and n_ahead > 200
+    assert_same(ahead, plain)
+
+
+@pytest.mark.parametrize("behind_every", [0, 2, 3])
+@pytest.mark.parametrize("record_every", [1, 3, 5])
+def test_records_on_a_helper_thread_give_the_same_bits(monkeypatch, behind_every, record_every):
+    """With the helper thread recording (passes swapped at each posted record, records made
+    inline when it is counted busy): the same bits with and without the forward ahead."""
+    problem, perts = net(10)
     opt = fc.SGD(0.05, batch=1)
-    runs = [fc.run(problem, opt, n_iter=300, perturbations=perts, seeds=[4], record_every=25,
-                   init="random", n_jobs=n_jobs, progress=progress)
-            for n_jobs, progress in ((1, False), (1, True), (2, False))]
-    for other in runs[1:]:
-        assert same_bits(other.final_weights, runs[0].final_weights)
-        assert same_bits(other.objective, runs[0].objective)
+    ahead, plain = both(monkeypatch, problem, opt, 120, perts, record_every=record_every,
+                        record_thread=True, behind_every=behind_every)
+    assert_same(ahead, plain)
+
+
+@pytest.mark.parametrize("record_every", [3, 4, 5])
+def test_a_record_that_stops_the_run_on_the_helper_gives_the_same_bits(monkeypatch,
+                                                                        record_every):
+    """Least squares whose objective overflows while its gradients are finite: the helper's
+    record stops the run on a non-finite objective and the engine goes back to that record's
+    step and stream states (_rollback), over the rows drawn ahead since."""
+    problem, _ = diverging_regression()
+    ahead, plain = both(monkeypatch, problem, fc.SGD(8.0, batch=1), 400, [],
+                        record_every=record_every, record_thread=True, max_norm=1e300)
+    assert ahead["stop"][1] == 5 and ahead["concurrent"]   # non-finite objective
+    assert_same(ahead, plain)

@@ -27,6 +27,7 @@ class RunState:
     t: int
     stop: int
     stop_iter: int
+    n_ahead: int
     def __init__(self, op_table: npt.NDArray[np.int64], params: npt.NDArray[np.float64],
                  X: npt.NDArray[np.float64], Y: npt.NDArray[np.float64],
                  w: npt.NDArray[np.float64], config: dict[str, Any],

@@ -943,6 +943,7 @@ cdef class RunState:
     cdef readonly long long t        # the next iteration
     cdef readonly int stop
     cdef readonly long long stop_iter
+    cdef readonly long long n_ahead  # steps whose f_1 output the previous update made (tests)
     cdef long long rec_base          # the record index of the histories' first entry
     cdef Py_ssize_t n_rec            # ... and how many entries they have
     cdef object histories            # the arrays the records go to (kept alive)
@@ -1483,8 +1484,8 @@ cdef class RunState:
         # the same order; _sample takes it, _stop undraws it); else NULL
         if not (self.defer and self.first_ahead_ok and t + 1 < self.t_end):
             return NULL
-        if self.cfg.sampling == SAMPLE_SHUFFLE:
-            return &self.X[self.perm[self.pos], 0] if self.pos + 1 <= self.M else NULL
+        if self.cfg.sampling == SAMPLE_SHUFFLE:   # (_sample reshuffles when pos reaches M)
+            return &self.X[self.perm[self.pos], 0] if self.pos < self.M else NULL
         self.data_snap = self.st[0].pcg
         random_bounded_uint64_fill(self.bg[0], 0, <uint64_t>(self.M - 1), 1, 0, &self.idx_next)
         self.next_drawn = True
@@ -1505,6 +1506,7 @@ cdef class RunState:
                 x_next = self._next_sample(t)
                 self.wsumsq = sgd_step(&self.net, self.ps, wp, g, -lr, self.defer, x_next)
                 self.first_ready = x_next != NULL
+                self.n_ahead += self.first_ready
             else:
                 # heavy ball: m = beta m + g; Nesterov steps along g + beta m
                 for j in range(n_w):

@@ -394,7 +394,7 @@ FC_PCG64_V8I_INLINE __m512d fc_pcg64_v8i_double(const fc_pcg64_v8* s) {
         (g)->state = last_;   /* the state of the last draw made */                            \
         for (; i_ < (n); i_++)                                                                 \
             STEP(i_, fc_pcg64_to_double(fc_pcg64_next64(g)));                                  \
-    }while (0)
+    } while (0)
 
 /* fc_pcg64_fill_double and fc_pcg64_add_affine on eight-lane states of the kit KIT
  * (fc_pcg64_v8: 32-bit limbs; fc_pcg64_v8i: 52-bit limbs, IFMA), as fc_pcg64_fill_double_NAME
