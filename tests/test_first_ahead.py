@@ -18,24 +18,13 @@ from fastcascade.bench import mlp_problem
 from fastcascade.perturbation import check_perturbations, perturbation_tables, sort_by_site
 from fastcascade.runner import run_streams
 
+from test_avx512 import restore_level, same_bits  # noqa: F401 (restore_level: a fixture)
 from test_record_thread import HISTORIES, assert_same, direct_run, diverging_regression
 
 _START = _ops.simd_level()
 LEVELS = [level for level in ("avx512", "avx2+fma", "baseline")
           if _ops.set_simd_level(level) == level]
 _ops.set_simd_level(_START)
-
-
-def same_bits(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and np.array_equal(a.view(np.uint64), b.view(np.uint64))
-
-
-@pytest.fixture
-def restore_level():
-    before = _ops.simd_level()
-    yield
-    _ops.set_simd_level(before)
 
 
 # ---- the kernel ---------------------------------------------------------------------------------

@@ -182,11 +182,10 @@ double fc_outer_axpy_sumsq_w8(double a, const double* g, ptrdiff_t m, const doub
 /* fc_outer_axpy_sumsq_w8(a, g, m, z, d, y), then fc_matvec_w8(y, m, d, x, out), in one pass
  * over y from L2: R rows at a time, each row's new entries are made and multiplied into its dot
  * product (one chain per row in column order, as in fc_w8_matvec_rows; R chains side by side),
- * then the R new rows, still in L1, are squared into the sum in row order with the
- * accumulators of fc_outer_axpy_sumsq_w8 (S[(j / 8) % 4] for the block at column j, a block of
- * 4 in the low half of the next, single entries in one scalar chain). Both partitions of a row
- * are the same (blocks of 8, one block of 4 if d % 8 >= 4, then single entries): the same bits
- * as the two calls. The per-sample network's first Linear (one sample a step) updates its
+ * then the R new rows, still in L1, are squared into the sum in row order through
+ * FC_W8_SUMSQ_BLOCKS, as fc_outer_axpy_sumsq_w8 sums them. Both partitions of a row are the
+ * same (blocks of 8, one block of 4 if d % 8 >= 4, then single entries): the same bits as the
+ * two calls. The per-sample network's first Linear (one sample a step) updates its
  * weights this way and has the next step's forward output at once: one pass over W_1 a step
  * fewer. */
 FC_W8_INLINE void fc_w8_axpy_dot_rows(__m512d av, const double* g, const double* z,
@@ -276,12 +275,18 @@ double fc_outer_axpy_matvec_sumsq_w8(double a, const double* g, ptrdiff_t m, con
  * wide as its data (masked loads cost this loop a third more on the AMD EPYC measured). */
 typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_acc;
 
-/* a row's entries, loaded once for both gradients (as wide as the accumulators they meet) */
-typedef struct { __m512d v0, v1; __m256d h0, h1; __m128d t01; double t2; } fc_w8_wgrad_z;
+/* a row's entries, loaded once for both gradients: the accumulators' registers, each holding
+ * the entries it meets */
+typedef fc_w8_wgrad_acc fc_w8_wgrad_z;
+
+FC_W8_INLINE fc_w8_wgrad_acc fc_w8_wgrad_zero(void) {
+    fc_w8_wgrad_acc r = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
+                         _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
+    return r;
+}
 
 FC_W8_INLINE fc_w8_wgrad_z fc_w8_wgrad_load(const double* zs, ptrdiff_t nvec, ptrdiff_t rem) {
-    fc_w8_wgrad_z r = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
-                       _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
+    fc_w8_wgrad_z r = fc_w8_wgrad_zero();
     const double* zt = zs + nvec;
     if (nvec >= 8) r.v0 = _mm512_loadu_pd(zs);
     else if (nvec == 4) r.h0 = _mm256_loadu_pd(zs);
@@ -344,9 +349,7 @@ FC_W8_INLINE void fc_w8_margin_wgrad_rows(const double* z, ptrdiff_t B, const do
     const ptrdiff_t d = nvec + rem;
     ptrdiff_t s, c0, n;
     double cg[FC_W8_WGRAD_CHUNK], ch[FC_W8_WGRAD_CHUNK];
-    fc_w8_wgrad_acc a = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm256_setzero_pd(),
-                         _mm256_setzero_pd(), _mm_setzero_pd(), 0.0};
-    fc_w8_wgrad_acc b = a, c = a, e = a;
+    fc_w8_wgrad_acc a = fc_w8_wgrad_zero(), b = a, c = a, e = a;
     for (c0 = 0; c0 < B; c0 += FC_W8_WGRAD_CHUNK) {
         n = B - c0 < FC_W8_WGRAD_CHUNK ? B - c0 : FC_W8_WGRAD_CHUNK;
         for (s = 0; s < n; s++) {

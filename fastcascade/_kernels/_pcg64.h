@@ -421,6 +421,11 @@ FC_PCG64_V8I_INLINE __m512d fc_pcg64_v8i_double(const fc_pcg64_v8* s) {
 
 FC_PCG64_V8_FUNCTIONS(avx512, FC_PCG64_AVX512_TARGET, fc_pcg64_v8)
 FC_PCG64_V8_FUNCTIONS(ifma, FC_PCG64_IFMA_TARGET, fc_pcg64_v8i)
+#undef FC_PCG64_V8_FUNCTIONS
+#undef FC_PCG64_ADD
+#undef FC_PCG64_ADD8
+#undef FC_PCG64_STORE
+#undef FC_PCG64_STORE8
 #endif  /* FC_PCG64_AVX2 */
 
 /* A vector variant is used from this many draws on (its set-up costs about 40 128-bit
